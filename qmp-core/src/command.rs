@@ -1,0 +1,128 @@
+//! Typed commands: a name, serializable arguments, a return type.
+
+use alloc::string::ToString;
+use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::CodecError;
+
+/// A command with typed arguments (the implementing type's fields) and a
+/// typed return value.
+///
+/// ```
+/// use qmp_core::{Command, Request, commands::qmp::HumanMonitorCommand};
+/// let cmd = HumanMonitorCommand::new("info version");
+/// let req = Request::command(&cmd).unwrap();
+/// assert_eq!(req.name(), HumanMonitorCommand::NAME);
+/// ```
+pub trait Command: Serialize {
+    /// The command name on the wire.
+    const NAME: &'static str;
+    /// What a successful reply's `return` member decodes to.
+    type Returns: DeserializeOwned;
+    /// The server never answers this command (e.g. `guest-shutdown`).
+    const NO_REPLY: bool = false;
+
+    /// Decodes a `return` value into [`Self::Returns`].
+    fn decode(value: Value) -> Result<Self::Returns, CodecError> {
+        serde_json::from_value(value).map_err(|e| CodecError {
+            command: Self::NAME.to_string(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// The return type of commands that return nothing useful (`{}`).
+/// Accepts any value, so a server that returns more is not an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Empty {}
+
+impl<'de> Deserialize<'de> for Empty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Empty {})
+    }
+}
+
+/// Declares a string-valued enum that keeps unknown values.
+macro_rules! open_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal,)* }) => {
+        $(#[$meta])*
+        #[non_exhaustive]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+            /// A value this crate does not know, as sent.
+            Other(alloc::string::String),
+        }
+
+        impl $name {
+            /// The value as it appears on the wire.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $wire,)*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = alloc::string::String::deserialize(d)?;
+                Ok(match s.as_str() {
+                    $($wire => $name::$variant,)*
+                    _ => $name::Other(s),
+                })
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use open_enum;
+
+/// Declares a command without arguments.
+macro_rules! unit_command {
+    ($(#[$meta:meta])* $name:ident = $wire:literal -> $ret:ty) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct $name;
+
+        impl $crate::Command for $name {
+            const NAME: &'static str = $wire;
+            type Returns = $ret;
+        }
+    };
+}
+pub(crate) use unit_command;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Request;
+    use serde_json::json;
+
+    #[test]
+    fn empty_accepts_anything() {
+        for v in [json!({}), json!(null), json!({"new": [1]})] {
+            assert_eq!(serde_json::from_value::<Empty>(v).unwrap(), Empty {});
+        }
+    }
+
+    #[test]
+    fn unit_commands_send_no_arguments() {
+        let mut out = alloc::vec::Vec::new();
+        Request::command(&crate::commands::qmp::Stop).unwrap().encode(Some(1), &mut out);
+        assert_eq!(out, br#"{"execute":"stop","id":1}"#);
+    }
+}

@@ -1,0 +1,272 @@
+//! Every way a request or a session can end badly, as typed values.
+
+use alloc::string::String;
+use core::fmt;
+
+/// The class of an error QEMU returned, an open set.
+///
+/// QEMU reports a handful of classes; anything else (a newer QEMU, a
+/// different server) is kept verbatim in [`ErrorClass::Other`].
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// `GenericError`: almost every error QEMU reports today.
+    GenericError,
+    /// `CommandNotFound`: the command does not exist or is not enabled.
+    CommandNotFound,
+    /// `DeviceNotActive`: a device exists but is not active.
+    DeviceNotActive,
+    /// `DeviceNotFound`: the named device does not exist.
+    DeviceNotFound,
+    /// `KVMMissingCap`: KVM lacks a required capability.
+    KvmMissingCap,
+    /// A class this crate does not know, as the server spelled it.
+    Other(String),
+}
+
+impl ErrorClass {
+    /// The class as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorClass::GenericError => "GenericError",
+            ErrorClass::CommandNotFound => "CommandNotFound",
+            ErrorClass::DeviceNotActive => "DeviceNotActive",
+            ErrorClass::DeviceNotFound => "DeviceNotFound",
+            ErrorClass::KvmMissingCap => "KVMMissingCap",
+            ErrorClass::Other(s) => s,
+        }
+    }
+
+    /// Parses a class name as sent by the server; never fails.
+    pub fn from_wire(name: String) -> Self {
+        match name.as_str() {
+            "GenericError" => ErrorClass::GenericError,
+            "CommandNotFound" => ErrorClass::CommandNotFound,
+            "DeviceNotActive" => ErrorClass::DeviceNotActive,
+            "DeviceNotFound" => ErrorClass::DeviceNotFound,
+            "KVMMissingCap" => ErrorClass::KvmMissingCap,
+            _ => ErrorClass::Other(name),
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error the server returned for a request: `{"error": {"class", "desc"}}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecuteError {
+    /// The error class.
+    pub class: ErrorClass,
+    /// The human-readable description, verbatim.
+    pub desc: String,
+}
+
+impl fmt::Display for ExecuteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+impl core::error::Error for ExecuteError {}
+
+/// Why the greeting could not be understood.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GreetingError {
+    /// A field the greeting must have is missing or has the wrong type.
+    Invalid {
+        /// Which part of the greeting is wrong, e.g. `QMP.version.qemu.major`.
+        field: &'static str,
+    },
+    /// The first message was not a greeting.
+    NotAGreeting,
+}
+
+impl fmt::Display for GreetingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GreetingError::Invalid { field } => {
+                write!(f, "greeting has a missing or invalid `{field}`")
+            }
+            GreetingError::NotAGreeting => {
+                f.write_str("the server's first reply came before any greeting")
+            }
+        }
+    }
+}
+
+impl core::error::Error for GreetingError {}
+
+/// Why a session ended. Every request still pending at that moment ends
+/// with [`RequestError::Interrupted`] carrying the same reason.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed the connection between messages.
+    Eof,
+    /// The peer closed the connection in the middle of a message.
+    UnexpectedEof {
+        /// Bytes of the unfinished message that had arrived.
+        buffered: usize,
+    },
+    /// A message grew past the configured maximum size.
+    MessageTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The stream held something that is not a JSON object, or invalid JSON
+    /// or UTF-8.
+    Malformed {
+        /// Stream position (bytes since the session began) of the fault.
+        offset: u64,
+        /// What was wrong there.
+        detail: String,
+    },
+    /// The greeting could not be understood.
+    Greeting(GreetingError),
+    /// `qmp_capabilities` failed.
+    Negotiation(ExecuteError),
+    /// The server sent an error without an id while no request without an
+    /// id was pending: it could not parse something we sent, so the stream
+    /// is out of step.
+    ServerParseError(ExecuteError),
+    /// The greeting or the negotiation did not finish before its deadline.
+    HandshakeTimeout,
+    /// The guest agent did not answer a resync before its deadline.
+    SyncTimeout,
+    /// The session was closed on this side.
+    Local,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Eof => f.write_str("the server closed the connection"),
+            CloseReason::UnexpectedEof { buffered } => write!(
+                f,
+                "the server closed the connection in the middle of a message ({buffered} bytes received)"
+            ),
+            CloseReason::MessageTooLarge { limit } => {
+                write!(f, "a message from the server exceeds the {limit}-byte limit")
+            }
+            CloseReason::Malformed { offset, detail } => {
+                write!(f, "malformed input at byte {offset} of the stream: {detail}")
+            }
+            CloseReason::Greeting(e) => write!(f, "bad greeting: {e}"),
+            CloseReason::Negotiation(e) => write!(f, "capability negotiation failed: {e}"),
+            CloseReason::ServerParseError(e) => write!(
+                f,
+                "the server could not parse a request and the stream is out of step: {e}"
+            ),
+            CloseReason::HandshakeTimeout => {
+                f.write_str("timed out waiting for the greeting and capability negotiation")
+            }
+            CloseReason::SyncTimeout => {
+                f.write_str("timed out waiting for the guest agent to answer a resync")
+            }
+            CloseReason::Local => f.write_str("the session was closed by the client"),
+        }
+    }
+}
+
+impl core::error::Error for CloseReason {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            CloseReason::Greeting(e) => Some(e),
+            CloseReason::Negotiation(e) | CloseReason::ServerParseError(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// How a request ended when it did not succeed.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// The server answered with an error.
+    Server(ExecuteError),
+    /// The request's deadline passed first; a late reply will be dropped.
+    Timeout,
+    /// The session closed before the reply came.
+    Interrupted(CloseReason),
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::Server(e) => fmt::Display::fmt(e, f),
+            RequestError::Timeout => f.write_str("timed out waiting for the reply"),
+            RequestError::Interrupted(why) => write!(f, "interrupted: {why}"),
+        }
+    }
+}
+
+impl core::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            RequestError::Server(e) => Some(e),
+            RequestError::Interrupted(e) => Some(e),
+            RequestError::Timeout => None,
+        }
+    }
+}
+
+/// Why the engine refused to take a request.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The session has ended.
+    Closed(CloseReason),
+    /// An out-of-band request, but `oob` was not negotiated (or the
+    /// session is not running yet, so it is not known to be).
+    OobNotNegotiated,
+    /// Every slot of the request table is taken.
+    TooManyRequests {
+        /// The table's capacity.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::Closed(why) => write!(f, "the session is closed: {why}"),
+            SubmitError::OobNotNegotiated => f.write_str(
+                "out-of-band execution needs the `oob` capability, which this session has not negotiated",
+            ),
+            SubmitError::TooManyRequests { capacity } => {
+                write!(f, "all {capacity} request slots are in use")
+            }
+        }
+    }
+}
+
+impl core::error::Error for SubmitError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SubmitError::Closed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A typed value could not be converted to or from JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodecError {
+    /// The command whose arguments or return value failed.
+    pub command: String,
+    /// What serde reported.
+    pub detail: String,
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.command, self.detail)
+    }
+}
+
+impl core::error::Error for CodecError {}

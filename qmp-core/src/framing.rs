@@ -1,0 +1,289 @@
+//! Where bytes enter: splitting the stream into JSON objects.
+//!
+//! QEMU ends each message with CRLF, but pretty-printing monitors emit
+//! multi-line JSON, a peer may send no newline at all, and the guest agent
+//! uses bare LF and a 0xFF delimiter. So messages are framed by JSON value
+//! boundaries: the brace depth outside strings, with escapes honoured. The
+//! scanner state persists across chunks, so every byte is examined once
+//! however the stream is cut, and a message that arrives whole inside one
+//! chunk is handed out without being copied.
+
+use alloc::vec::Vec;
+
+/// One unit the framer found in the stream.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame<'a> {
+    /// A complete top-level object, from its `{` to its `}`; `offset` is the
+    /// stream position of the `{`.
+    Message { bytes: &'a [u8], offset: u64 },
+    /// A 0xFF byte between messages (the guest agent's sync delimiter).
+    Delimiter,
+}
+
+/// Why the stream cannot be framed any further.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// A message grew past the limit before it ended.
+    TooLarge { limit: usize },
+    /// A byte other than whitespace or `{` where a message must start.
+    NotAnObject { offset: u64, byte: u8 },
+}
+
+/// Incremental splitter of a byte stream into top-level JSON objects.
+#[derive(Debug)]
+pub(crate) struct Framer {
+    /// Bytes of a message that began in an earlier chunk.
+    buf: Vec<u8>,
+    /// `buf` holds a message already handed out; clear it on the next call.
+    handed_out: bool,
+    in_message: bool,
+    in_string: bool,
+    escape: bool,
+    depth: u32,
+    limit: usize,
+    /// Stream position of the next byte not yet consumed.
+    offset: u64,
+    /// Stream position of the current message's `{`.
+    start: u64,
+}
+
+impl Framer {
+    pub(crate) fn new(limit: usize) -> Self {
+        Framer {
+            buf: Vec::new(),
+            handed_out: false,
+            in_message: false,
+            in_string: false,
+            escape: false,
+            depth: 0,
+            limit,
+            offset: 0,
+            start: 0,
+        }
+    }
+
+    /// True while part of a message has been seen but not its end.
+    pub(crate) fn mid_message(&self) -> bool {
+        self.in_message
+    }
+
+    /// Bytes of the unfinished message held so far.
+    pub(crate) fn buffered(&self) -> usize {
+        if self.handed_out { 0 } else { self.buf.len() }
+    }
+
+    /// Capacity of the reassembly buffer (for memory accounting).
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Stream position of the next unconsumed byte.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Takes the next frame from `input`, advancing it past what was used.
+    ///
+    /// Returns `None` once `input` is used up without completing a frame;
+    /// the partial message is kept for the next call.
+    pub(crate) fn next<'s, 'a: 's>(
+        &'s mut self,
+        input: &mut &'a [u8],
+    ) -> Option<Result<Frame<'s>, FrameError>> {
+        if self.handed_out {
+            self.buf.clear();
+            self.handed_out = false;
+        }
+        let data: &'a [u8] = input;
+        let mut i = 0;
+        if !self.in_message {
+            loop {
+                let Some(&byte) = data.get(i) else {
+                    self.consume(input, i);
+                    return None;
+                };
+                match byte {
+                    b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+                    b'{' => break,
+                    0xFF => {
+                        self.consume(input, i + 1);
+                        return Some(Ok(Frame::Delimiter));
+                    }
+                    byte => {
+                        let offset = self.offset + i as u64;
+                        self.consume(input, i + 1);
+                        return Some(Err(FrameError::NotAnObject { offset, byte }));
+                    }
+                }
+            }
+            self.in_message = true;
+            self.depth = 0;
+            self.start = self.offset + i as u64;
+        }
+        let begin = i;
+        // Never look further than the limit allows, so an endless message
+        // costs no more than `limit` bytes of scanning or buffering.
+        let room = self.limit - self.buf.len();
+        let window = &data[begin..data.len().min(begin + room)];
+        match self.scan(window) {
+            Some(len) => {
+                let end = begin + len;
+                self.in_message = false;
+                let offset = self.start;
+                self.consume(input, end);
+                if self.buf.is_empty() {
+                    Some(Ok(Frame::Message { bytes: &data[begin..end], offset }))
+                } else {
+                    self.buf.extend_from_slice(&data[begin..end]);
+                    self.handed_out = true;
+                    Some(Ok(Frame::Message { bytes: &self.buf, offset }))
+                }
+            }
+            None if window.len() < data.len() - begin => {
+                Some(Err(FrameError::TooLarge { limit: self.limit }))
+            }
+            None => {
+                self.buf.extend_from_slice(window);
+                self.consume(input, data.len());
+                None
+            }
+        }
+    }
+
+    /// Discards input up to and including the next 0xFF byte, dropping any
+    /// partial message. Returns whether a delimiter was found.
+    pub(crate) fn skip_to_delimiter(&mut self, input: &mut &[u8]) -> bool {
+        self.reset();
+        match memchr::memchr(0xFF, input) {
+            Some(pos) => {
+                self.consume(input, pos + 1);
+                true
+            }
+            None => {
+                self.consume(input, input.len());
+                false
+            }
+        }
+    }
+
+    /// Forgets any partial message and starts looking for a new one.
+    pub(crate) fn reset(&mut self) {
+        self.buf.clear();
+        self.handed_out = false;
+        self.in_message = false;
+        self.in_string = false;
+        self.escape = false;
+        self.depth = 0;
+    }
+
+    fn consume(&mut self, input: &mut &[u8], n: usize) {
+        *input = &input[n..];
+        self.offset += n as u64;
+    }
+
+    /// Advances the scanner over `data`; returns the length up to and
+    /// including the closing brace when the message ends inside it.
+    fn scan(&mut self, data: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < data.len() {
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                    i += 1;
+                    continue;
+                }
+                i += memchr::memchr2(b'"', b'\\', &data[i..])?;
+                if data[i] == b'"' {
+                    self.in_string = false;
+                } else {
+                    self.escape = true;
+                }
+            } else {
+                i += memchr::memchr3(b'"', b'{', b'}', &data[i..])?;
+                match data[i] {
+                    b'"' => self.in_string = true,
+                    b'{' => self.depth += 1,
+                    _ => {
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn frames(framer: &mut Framer, mut input: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut out = vec![];
+        while let Some(f) = framer.next(&mut input) {
+            match f {
+                Ok(Frame::Message { bytes, .. }) => out.push(Ok(bytes.to_vec())),
+                Ok(Frame::Delimiter) => out.push(Ok(vec![0xFF])),
+                Err(e) => {
+                    out.push(Err(e));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn split_all(stream: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+        let mut f = Framer::new(1 << 20);
+        let mut out = vec![];
+        for c in stream.chunks(chunk) {
+            out.extend(frames(&mut f, c).into_iter().map(|r| r.unwrap()));
+        }
+        out
+    }
+
+    const STREAM: &[u8] = b"{\"a\": \"}{\\\"\\\\\"}\r\n{\"b\":\n  {\"c\": [1, {\"d\": \"\\u007b\"}]}\n}  \n\t{}{\"e\":\"\\\\\"}";
+
+    #[test]
+    fn splits_at_value_boundaries_whatever_the_chunking() {
+        let whole = split_all(STREAM, STREAM.len());
+        assert_eq!(whole.len(), 4);
+        assert_eq!(whole[0], b"{\"a\": \"}{\\\"\\\\\"}");
+        assert_eq!(whole[2], b"{}");
+        assert_eq!(whole[3], b"{\"e\":\"\\\\\"}");
+        for chunk in 1..STREAM.len() {
+            assert_eq!(split_all(STREAM, chunk), whole, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn reports_garbage_with_its_offset() {
+        let mut f = Framer::new(100);
+        let out = frames(&mut f, b"{} \r\n[1]");
+        assert_eq!(out[1], Err(FrameError::NotAnObject { offset: 5, byte: b'[' }));
+    }
+
+    #[test]
+    fn stops_at_the_limit_without_buffering_past_it() {
+        let mut f = Framer::new(8);
+        assert_eq!(frames(&mut f, b"{\"a\":12}"), vec![Ok(b"{\"a\":12}".to_vec())]);
+        let mut f = Framer::new(8);
+        assert_eq!(frames(&mut f, b"{\"a\":1"), vec![]);
+        assert_eq!(frames(&mut f, b"23}"), vec![Err(FrameError::TooLarge { limit: 8 })]);
+        assert!(f.buffered() <= 8);
+    }
+
+    #[test]
+    fn delimiter_only_between_messages() {
+        let mut f = Framer::new(100);
+        let out = frames(&mut f, b"\xff{\"x\":\"\xff\"}\n");
+        assert_eq!(out, vec![Ok(vec![0xFF]), Ok(b"{\"x\":\"\xff\"}".to_vec())]);
+        let mut input: &[u8] = b"{\"half\": \"str\xff{\"return\": 1}";
+        assert!(f.skip_to_delimiter(&mut input));
+        assert_eq!(frames(&mut f, input), vec![Ok(b"{\"return\": 1}".to_vec())]);
+    }
+}

@@ -1,0 +1,182 @@
+//! Decoding one framed message into what it means.
+
+use alloc::format;
+use alloc::string::String;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::error::{CloseReason, ErrorClass, ExecuteError};
+use crate::event::{Event, Timestamp};
+
+/// The members of a server message this crate looks at; the rest are
+/// skipped without being built.
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(rename = "QMP", default, deserialize_with = "present")]
+    greeting: Option<Value>,
+    #[serde(rename = "return", default, deserialize_with = "present")]
+    ret: Option<Value>,
+    #[serde(default)]
+    error: Option<WireError>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<Value>,
+    #[serde(default, deserialize_with = "lenient_timestamp")]
+    timestamp: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    class: String,
+    #[serde(default)]
+    desc: String,
+}
+
+/// Distinguishes `"return": null` from a missing member.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A malformed timestamp should not cost the event.
+fn lenient_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
+}
+
+/// The id a reply echoes back.
+#[derive(Debug, PartialEq)]
+pub(crate) enum ReplyId {
+    /// No `id` member.
+    Missing,
+    /// A non-negative integer id, as this engine sends.
+    Number(u64),
+    /// Any other id: not one of ours.
+    Foreign,
+}
+
+/// One decoded message.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Greeting(Value),
+    Reply {
+        id: ReplyId,
+        result: Result<Value, ExecuteError>,
+    },
+    Event(Event),
+    /// A JSON object that is none of the above.
+    Unrecognized,
+}
+
+/// Decodes the bytes of one framed object that began at stream `offset`.
+pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason> {
+    // Validating the whole message up front also covers members that are
+    // skipped unread, and lets serde_json take the cheaper `&str` path.
+    let text = core::str::from_utf8(bytes).map_err(|e| CloseReason::Malformed {
+        offset: offset + e.valid_up_to() as u64,
+        detail: String::from("invalid UTF-8"),
+    })?;
+    let wire: Wire = serde_json::from_str(text).map_err(|e| malformed(bytes, offset, &e))?;
+    let id = match wire.id {
+        None => ReplyId::Missing,
+        Some(Value::Number(n)) => n.as_u64().map_or(ReplyId::Foreign, ReplyId::Number),
+        Some(_) => ReplyId::Foreign,
+    };
+    Ok(if let Some(body) = wire.greeting {
+        Incoming::Greeting(body)
+    } else if let Some(name) = wire.event {
+        Incoming::Event(Event {
+            name,
+            data: wire.data.unwrap_or(Value::Null),
+            timestamp: wire.timestamp,
+        })
+    } else if let Some(ret) = wire.ret {
+        Incoming::Reply { id, result: Ok(ret) }
+    } else if let Some(err) = wire.error {
+        Incoming::Reply {
+            id,
+            result: Err(ExecuteError {
+                class: ErrorClass::from_wire(err.class),
+                desc: err.desc,
+            }),
+        }
+    } else {
+        Incoming::Unrecognized
+    })
+}
+
+/// Turns serde's line and column into a stream offset.
+fn malformed(bytes: &[u8], offset: u64, err: &serde_json::Error) -> CloseReason {
+    let mut line = 1;
+    let mut pos = 0;
+    while line < err.line() && pos < bytes.len() {
+        if bytes[pos] == b'\n' {
+            line += 1;
+        }
+        pos += 1;
+    }
+    let within = (pos + err.column().saturating_sub(1)).min(bytes.len().saturating_sub(1));
+    let detail = format!("{err}");
+    // serde appends " at line L column C"; the offset says that better.
+    let detail = match detail.rfind(" at line ") {
+        Some(cut) => String::from(&detail[..cut]),
+        None => detail,
+    };
+    CloseReason::Malformed {
+        offset: offset + within as u64,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies() {
+        let r = decode(br#"{"return": {}, "id": 3}"#, 0).unwrap();
+        assert!(matches!(r, Incoming::Reply { id: ReplyId::Number(3), result: Ok(_) }));
+        let r = decode(br#"{"return": null}"#, 0).unwrap();
+        assert!(matches!(r, Incoming::Reply { id: ReplyId::Missing, result: Ok(Value::Null) }));
+        let r = decode(br#"{"id": "x", "error": {"class": "Nope", "desc": "d"}}"#, 0).unwrap();
+        match r {
+            Incoming::Reply { id: ReplyId::Foreign, result: Err(e) } => {
+                assert_eq!(e.class, ErrorClass::Other("Nope".into()));
+                assert_eq!(e.desc, "d");
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = decode(
+            br#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP", "new": 1}"#,
+            0,
+        )
+        .unwrap();
+        match r {
+            Incoming::Event(e) => {
+                assert_eq!(e.name, "STOP");
+                assert_eq!(e.data, Value::Null);
+                assert_eq!(e.timestamp, Some(Timestamp { seconds: 1, microseconds: 2 }));
+                assert_eq!(e.to_value(), json!({"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(decode(b"{}", 0).unwrap(), Incoming::Unrecognized));
+    }
+
+    #[test]
+    fn says_where_the_fault_is() {
+        let err = decode(b"{\"a\":\n  tru }", 100).unwrap_err();
+        match err {
+            CloseReason::Malformed { offset, detail } => {
+                assert!((107..=111).contains(&offset), "{offset}");
+                assert!(detail.contains("expected"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = decode(b"{\"a\": \"\xff\"}", 0).unwrap_err();
+        assert_eq!(err, CloseReason::Malformed { offset: 7, detail: "invalid UTF-8".into() });
+    }
+}
