@@ -1,1 +1,190 @@
-//! placeholder
+//! Shared support for the end-to-end suites: finding and starting a real
+//! QEMU and a real qemu-ga, and private temporary directories.
+//!
+//! Tests that need QEMU **fail** when it is missing: `scripts/test.sh`
+//! installs it, and a silent skip would hide a broken setup.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary: `$QEMU`, or `qemu-system-x86_64` on `PATH`.
+pub fn qemu_binary() -> String {
+    std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// The guest agent binary: `$QEMU_GA`, or `qemu-ga` on `PATH` (Debian puts
+/// it in `/usr/sbin`, which is checked too).
+pub fn qemu_ga_binary() -> String {
+    if let Ok(p) = std::env::var("QEMU_GA") {
+        return p;
+    }
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join("qemu-ga");
+        if p.exists() {
+            return p.display().to_string();
+        }
+    }
+    "qemu-ga".into()
+}
+
+/// Arguments for a minimal, paused QEMU with no devices and no display.
+pub const QEMU_ARGS: &[&str] = &["-machine", "none", "-nodefaults", "-display", "none", "-S"];
+
+/// A directory removed (with its contents) when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, empty, private directory under the system's temp dir.
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("qmp-rs-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A QEMU process that serves QMP on a Unix socket; killed and reaped on drop.
+#[derive(Debug)]
+pub struct QemuServer {
+    /// The child process.
+    pub child: Child,
+    /// The QMP socket path (QEMU listens, tests connect).
+    pub socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl QemuServer {
+    /// Starts `qemu-system-x86_64` with [`QEMU_ARGS`] plus `extra`, serving
+    /// QMP at a socket in a private directory, and waits until the socket
+    /// accepts connections. Panics with QEMU's stderr if it does not start.
+    pub fn start(extra: &[&str]) -> QemuServer {
+        let dir = TempDir::new("qemu");
+        let socket = dir.join("qmp.sock");
+        let mut child = Command::new(qemu_binary())
+            .args(QEMU_ARGS)
+            .args(extra)
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} (run scripts/test.sh to install it): {e}", qemu_binary())
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(e) = child.stderr.take() {
+                    for line in BufReader::new(e).lines().map_while(Result::ok) {
+                        err.push_str(&line);
+                        err.push('\n');
+                    }
+                }
+                panic!("QEMU exited ({status}) before serving QMP:\n{err}");
+            }
+            assert!(Instant::now() < deadline, "QEMU did not create {socket:?} in 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        QemuServer { child, socket, _dir: dir }
+    }
+
+    /// Sends SIGKILL now (the drop still reaps it).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl Drop for QemuServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A host-side `qemu-ga -m unix-listen` serving the guest agent protocol
+/// on a socket; killed and reaped on drop.
+///
+/// qemu-ga 7.2 dies of SIGPIPE when a client closes before reading a
+/// reply, so tests must read every reply they cause.
+#[derive(Debug)]
+pub struct AgentServer {
+    /// The child process.
+    pub child: Child,
+    /// The agent's socket path.
+    pub socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl AgentServer {
+    /// Starts the agent and waits until its socket exists.
+    pub fn start() -> AgentServer {
+        let dir = TempDir::new("qga");
+        let socket = dir.join("qga.sock");
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let child = Command::new(qemu_ga_binary())
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&socket)
+            .arg("-t")
+            .arg(&state)
+            .arg("-f")
+            .arg(dir.join("qga.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} (run scripts/test.sh to install it): {e}", qemu_ga_binary())
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "qemu-ga did not create {socket:?} in 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        AgentServer { child, socket, _dir: dir }
+    }
+}
+
+impl Drop for AgentServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than
+/// `limit`: a hang becomes a failure with a message, not a stuck suite.
+pub fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not finish within {limit:?}"),
+    }
+}
