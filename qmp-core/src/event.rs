@@ -96,19 +96,7 @@ impl<const N: usize> EventQueue<N> {
     /// in order.
     pub fn take_first(&mut self, mut matches: impl FnMut(&Event) -> bool) -> Option<Event> {
         let pos = self.events.iter().position(&mut matches)?;
-        // Rotate the events before `pos` to the back, take the match, and
-        // rotate the remainder so the original order is restored.
-        let len = self.events.len();
-        for _ in 0..pos {
-            let e = self.events.pop_front()?;
-            let _ = self.events.push_back(e);
-        }
-        let found = self.events.pop_front();
-        for _ in 0..(len - pos - 1) {
-            let e = self.events.pop_front()?;
-            let _ = self.events.push_back(e);
-        }
-        found
+        crate::deque::remove_at(&mut self.events, pos)
     }
 
     /// Events waiting.

@@ -11,6 +11,7 @@ extern crate std;
 mod command;
 pub mod commands;
 mod config;
+mod deque;
 mod error;
 mod event;
 mod framing;

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use serde_json::Value;
 
 use crate::config::{Config, Dialect};
+use crate::deque::remove_at;
 use crate::error::{CloseReason, GreetingError, RequestError, SubmitError};
 use crate::event::{Event, EventQueue};
 use crate::framing::{Frame, FrameError, Framer};
@@ -80,7 +81,8 @@ pub struct Stats {
     pub events_lagged: u64,
     /// Objects that were neither a reply, an event nor a greeting (dropped).
     pub unrecognized: u64,
-    /// Id-less errors and stale output discarded during guest agent resyncs.
+    /// Bytes and messages (stale replies, the parse error a 0xFF provokes)
+    /// discarded while resynchronising with the guest agent.
     pub discarded_during_sync: u64,
 }
 
@@ -161,7 +163,8 @@ pub struct Client<const EVENTS: usize = 64, const REQUESTS: usize = 64> {
     sync: Option<Sync>,
     needs_sync: bool,
     rng: u64,
-    pending: heapless::Vec<Pending, REQUESTS>,
+    /// Open requests in id order: sent ones first, then queued ones.
+    pending: heapless::Deque<Pending, REQUESTS>,
     in_flight: usize,
     tx: Vec<u8>,
     tx_head: usize,
@@ -197,7 +200,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             sync: None,
             needs_sync: false,
             rng: config.sync_seed ^ 0x5851_f42d_4c95_7f2d,
-            pending: heapless::Vec::new(),
+            pending: heapless::Deque::new(),
             in_flight: 0,
             tx: Vec::new(),
             tx_head: 0,
@@ -212,6 +215,12 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         match c.config.dialect {
             Dialect::Qmp => {
                 c.handshake_deadline = c.config.handshake_timeout.map(|t| now + t);
+                if c.config.negotiate {
+                    // Id 0 is kept for `qmp_capabilities`, so request ids
+                    // do not depend on when the greeting arrives.
+                    c.negotiation_id = Some(0);
+                    c.next_id = 1;
+                }
                 if c.config.await_greeting {
                     c.runstate = Runstate::AwaitingGreeting;
                 } else if c.config.negotiate {
@@ -247,7 +256,10 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             if let Some(sync) = &mut self.sync
                 && !sync.delimited
             {
-                if !self.framer.skip_to_delimiter(&mut rest) {
+                let before = rest.len();
+                let found = self.framer.skip_to_delimiter(&mut rest);
+                self.stats.discarded_during_sync += (before - rest.len() - usize::from(found)) as u64;
+                if !found {
                     break;
                 }
                 sync.delimited = true;
@@ -324,8 +336,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             return;
         }
         let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
+        while let Some(p) = self.pending.get_mut(i) {
             if p.deadline.is_none_or(|d| d > now) {
                 i += 1;
                 continue;
@@ -334,7 +345,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             let id = RequestId(p.id);
             match p.state {
                 State::Queued => {
-                    self.pending.remove(i);
+                    remove_at(&mut self.pending, i);
                     self.finish(id, Err(RequestError::Timeout));
                     continue;
                 }
@@ -385,10 +396,16 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             fds: request.fds,
             bytes,
         };
-        if self.pending.push(pending).is_err() {
+        let oob = pending.oob;
+        if self.pending.push_back(pending).is_err() {
             unreachable!("checked for room above");
         }
-        self.pump(now);
+        if oob {
+            // Accepted only while running: it overtakes everything queued.
+            self.release(self.pending.len() - 1);
+        } else {
+            self.pump(now);
+        }
         Ok(RequestId(id))
     }
 
@@ -399,14 +416,17 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         let Some(pos) = self.pending.iter().position(|p| p.id == id.0) else {
             return false;
         };
-        match self.pending[pos].state {
+        let Some(p) = self.pending.get_mut(pos) else {
+            return false;
+        };
+        match p.state {
             State::Queued => {
-                self.pending.remove(pos);
+                remove_at(&mut self.pending, pos);
                 true
             }
             State::Sent => {
-                self.pending[pos].state = State::Abandoned;
-                self.pending[pos].deadline = None;
+                p.state = State::Abandoned;
+                p.deadline = None;
                 true
             }
             State::Abandoned => false,
@@ -469,8 +489,8 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             }
             if let Some(Mark { kind: MarkKind::Written, id, .. }) = self.marks.pop_front()
                 && let Some(pos) = self.pending.iter().position(|p| p.id == id)
+                && let Some(p) = remove_at(&mut self.pending, pos)
             {
-                let p = self.pending.remove(pos);
                 if p.state == State::Sent {
                     self.finish(RequestId(id), Ok(Value::Null));
                 }
@@ -591,7 +611,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
                 self.close_with(CloseReason::Greeting(GreetingError::NotAGreeting));
             }
             Incoming::Reply { id: ReplyId::Number(n), result } => {
-                if self.negotiation_id == Some(n) {
+                if self.runstate == Runstate::Negotiating && self.negotiation_id == Some(n) {
                     self.negotiation_id = None;
                     match result {
                         Ok(_) => {
@@ -606,11 +626,10 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
                     .pending
                     .iter()
                     .position(|p| p.id == n && p.state != State::Queued);
-                let Some(pos) = found else {
+                let Some(p) = found.and_then(|pos| remove_at(&mut self.pending, pos)) else {
                     self.stats.unknown_replies += 1;
                     return;
                 };
-                let p = self.pending.remove(pos);
                 if p.holds_slot() {
                     self.in_flight -= 1;
                 }
@@ -635,8 +654,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     }
 
     fn start_negotiation(&mut self) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.negotiation_id.unwrap_or(0);
         self.oob_requested = self.config.enable_oob
             && self.greeting.as_ref().is_some_and(|g| g.offers(&Capability::Oob));
         let mut req = Request::new("qmp_capabilities");
@@ -646,7 +664,6 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         let mut bytes = Vec::new();
         req.encode(Some(id), &mut bytes);
         self.push_tx(bytes);
-        self.negotiation_id = Some(id);
         self.runstate = Runstate::Negotiating;
     }
 
@@ -667,7 +684,13 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         self.push_tx(bytes);
         // Replies still due to abandoned requests arrive before the
         // agent's delimiter and are discarded with everything else there.
-        self.pending.retain(|p| p.state != State::Abandoned);
+        for _ in 0..self.pending.len() {
+            if let Some(p) = self.pending.pop_front()
+                && p.state != State::Abandoned
+            {
+                let _ = self.pending.push_back(p);
+            }
+        }
         self.in_flight = self.pending.iter().filter(|p| p.holds_slot()).count();
         self.sync = Some(Sync {
             token,
@@ -700,31 +723,40 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             }
             return;
         }
-        for i in 0..self.pending.len() {
-            let p = &self.pending[i];
-            if p.state != State::Queued {
-                continue;
+        let mut i = 0;
+        while let Some(p) = self.pending.get(i) {
+            if p.state == State::Queued {
+                let takes_slot = !p.oob && !p.no_reply;
+                if takes_slot && self.in_flight >= self.config.max_in_flight {
+                    // First in, first out: nothing behind it may pass.
+                    // (Out-of-band requests never queue: see `execute`.)
+                    break;
+                }
+                self.release(i);
             }
-            let takes_slot = !p.oob && !p.no_reply;
-            if takes_slot && self.in_flight >= self.config.max_in_flight {
-                continue;
-            }
-            if takes_slot {
-                self.in_flight += 1;
-            }
-            let p = &mut self.pending[i];
-            p.state = State::Sent;
-            let (id, fds, no_reply) = (p.id, p.fds, p.no_reply);
-            let bytes = core::mem::take(&mut p.bytes);
-            let start = self.tx_sent + (self.tx.len() - self.tx_head) as u64;
-            if fds {
-                self.marks.push_back(Mark { at: start, kind: MarkKind::Fds, id });
-            }
-            let len = bytes.len() as u64;
-            self.push_tx(bytes);
-            if no_reply {
-                self.marks.push_back(Mark { at: start + len, kind: MarkKind::Written, id });
-            }
+            i += 1;
+        }
+    }
+
+    /// Moves the queued request at `index` into the transmit buffer.
+    fn release(&mut self, index: usize) {
+        let Some(p) = self.pending.get_mut(index) else {
+            return;
+        };
+        if !p.oob && !p.no_reply {
+            self.in_flight += 1;
+        }
+        p.state = State::Sent;
+        let (id, fds, no_reply) = (p.id, p.fds, p.no_reply);
+        let bytes = core::mem::take(&mut p.bytes);
+        let start = self.tx_sent + (self.tx.len() - self.tx_head) as u64;
+        if fds {
+            self.marks.push_back(Mark { at: start, kind: MarkKind::Fds, id });
+        }
+        let len = bytes.len() as u64;
+        self.push_tx(bytes);
+        if no_reply {
+            self.marks.push_back(Mark { at: start + len, kind: MarkKind::Written, id });
         }
     }
 
@@ -745,7 +777,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             return;
         }
         let peer_closed = matches!(reason, CloseReason::Eof | CloseReason::UnexpectedEof { .. });
-        for p in core::mem::take(&mut self.pending) {
+        while let Some(p) = self.pending.pop_front() {
             let result = match p.state {
                 State::Abandoned => continue,
                 // `quit` makes QEMU close the connection, and that close
