@@ -579,7 +579,7 @@ fn oversized_message_is_refused_before_it_is_buffered() {
         assert!(matches!(h.result(id), Err(RequestError::Interrupted(_))));
     }
     // Exactly at the limit is fine.
-    let size = 100;
+    let size = 200;
     let mut h = Harness::new(Config::qmp().max_message_size(size));
     let id = h.exec(Request::new("x"));
     let head = format!("{{\"id\": {}, \"return\": \"", id.get());
