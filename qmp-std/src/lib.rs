@@ -1,1 +1,28 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// The lint guards the no_std engine; this crate is std by nature.
+#![allow(clippy::std_instead_of_core)]
+
+mod agent;
+mod conn;
+mod error;
+mod launcher;
+mod options;
+mod qmp;
+mod stream;
+
+pub use agent::Agent;
+pub use error::{Error, LaunchError};
+pub use launcher::{DEFAULT_ARGS, DEFAULT_PROGRAM, Qemu, QemuBuilder, QmpSocket};
+pub use options::Options;
+pub use qmp::{Qmp, UnixAcceptor, WithTimeout};
+pub use stream::{Socket, Stream};
+
+/// The engine, re-exported: typed commands live in [`qmp_core::commands`].
+pub use qmp_core;
+pub use qmp_core::serde_json;
+pub use qmp_core::{
+    CloseReason, Command, Config, ErrorClass, Event, EventQueue, ExecuteError, Greeting, Request,
+    RequestId, Stats, Version, commands,
+};

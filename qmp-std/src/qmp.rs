@@ -1,0 +1,469 @@
+//! The blocking QMP client.
+
+use std::io;
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant as StdInstant};
+
+use log::debug;
+use qmp_core::commands::qmp::{AddFd, AddfdInfo, Closefd, Getfd};
+use qmp_core::serde_json::Value;
+use qmp_core::{
+    CloseReason, Command, Config, Dialect, Event, EventQueue, Greeting, Request, Stats,
+};
+
+use crate::conn::Conn;
+use crate::error::Error;
+use crate::options::Options;
+use crate::stream::{Socket, Stream, wait_readable};
+
+/// A blocking QMP client.
+///
+/// Each call drives the connection until its own reply arrives; events met
+/// on the way are queued (bounded: the oldest are dropped and counted) for
+/// [`wait_event`](Self::wait_event) and [`drain_events`](Self::drain_events).
+/// Every wait is bounded by the client's timeout ([`Options::timeout`]), or
+/// by the one given to [`with_timeout`](Self::with_timeout) for one call.
+///
+/// `S` is the stream: [`Socket`] for the connections this crate makes, or
+/// any [`Stream`] given to [`from_stream`](Self::from_stream).
+#[derive(Debug)]
+pub struct Qmp<S = Socket> {
+    conn: Conn<S>,
+    timeout: Duration,
+}
+
+/// Where [`Qmp::accept_unix`] listens: a listener you bound, or a path to
+/// bind (the socket file is removed once QEMU has connected).
+#[derive(Debug)]
+pub enum UnixAcceptor<'a> {
+    /// An existing listener.
+    Listener(&'a UnixListener),
+    /// A path to bind a listener at.
+    Path(&'a Path),
+}
+
+impl<'a> From<&'a UnixListener> for UnixAcceptor<'a> {
+    fn from(l: &'a UnixListener) -> Self {
+        UnixAcceptor::Listener(l)
+    }
+}
+
+impl<'a> From<&'a Path> for UnixAcceptor<'a> {
+    fn from(p: &'a Path) -> Self {
+        UnixAcceptor::Path(p)
+    }
+}
+
+impl<'a> From<&'a PathBuf> for UnixAcceptor<'a> {
+    fn from(p: &'a PathBuf) -> Self {
+        UnixAcceptor::Path(p)
+    }
+}
+
+impl<'a> From<&'a str> for UnixAcceptor<'a> {
+    fn from(p: &'a str) -> Self {
+        UnixAcceptor::Path(Path::new(p))
+    }
+}
+
+/// Accepts one connection on `listener` within `timeout`.
+pub(crate) fn accept_unix_within(
+    listener: &UnixListener,
+    timeout: Duration,
+) -> Result<UnixStream, Error> {
+    if !wait_readable(listener.as_fd(), timeout)? {
+        return Err(Error::Timeout {
+            waiting_for: "a connection to the listening socket".into(),
+            after: Some(timeout),
+        });
+    }
+    let (stream, _) = listener.accept()?;
+    Ok(stream)
+}
+
+impl Qmp<Socket> {
+    /// Connects to a QEMU serving QMP on a Unix socket
+    /// (`-qmp unix:PATH,server=on,wait=off`) and negotiates.
+    pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path).map_err(|e| {
+            Error::Io(io::Error::new(
+                e.kind(),
+                format!("cannot connect to {}: {e}", path.display()),
+            ))
+        })?;
+        debug!("QMP: connected to {}", path.display());
+        Qmp::from_stream(Socket::Unix(stream), options)
+    }
+
+    /// Connects to a QEMU serving QMP over TCP (`-qmp tcp:HOST:PORT,server=on`),
+    /// trying each address within [`Options::connect_timeout`].
+    pub fn connect_tcp(addr: impl ToSocketAddrs, options: Options) -> Result<Self, Error> {
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, options.connect_timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    debug!("QMP: connected to {a}");
+                    return Qmp::from_stream(Socket::Tcp(stream), options);
+                }
+                Err(e) => {
+                    last = Some(io::Error::new(
+                        e.kind(),
+                        format!("cannot connect to {a}: {e}"),
+                    ))
+                }
+            }
+        }
+        Err(Error::Io(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            )
+        })))
+    }
+
+    /// Waits, at most [`Options::connect_timeout`], for QEMU to connect
+    /// (`-qmp unix:PATH,server=off`), then negotiates. Given a path, binds
+    /// it first and removes the socket file once QEMU has connected.
+    pub fn accept_unix<'a>(
+        on: impl Into<UnixAcceptor<'a>>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let stream = match on.into() {
+            UnixAcceptor::Listener(l) => accept_unix_within(l, options.connect_timeout)?,
+            UnixAcceptor::Path(p) => {
+                let listener = UnixListener::bind(p).map_err(|e| {
+                    Error::Io(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {}: {e}", p.display()),
+                    ))
+                })?;
+                let accepted = accept_unix_within(&listener, options.connect_timeout);
+                let _ = std::fs::remove_file(p);
+                accepted?
+            }
+        };
+        debug!("QMP: accepted a connection");
+        Qmp::from_stream(Socket::Unix(stream), options)
+    }
+
+    /// Waits, at most [`Options::connect_timeout`], for QEMU to connect
+    /// over TCP (`-qmp tcp:HOST:PORT,server=off`), then negotiates.
+    pub fn accept_tcp(listener: &TcpListener, options: Options) -> Result<Self, Error> {
+        if !wait_readable(listener.as_fd(), options.connect_timeout)? {
+            return Err(Error::Timeout {
+                waiting_for: "a connection to the listening socket".into(),
+                after: Some(options.connect_timeout),
+            });
+        }
+        let (stream, peer) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        debug!("QMP: accepted a connection from {peer}");
+        Qmp::from_stream(Socket::Tcp(stream), options)
+    }
+}
+
+impl<S: Stream> Qmp<S> {
+    /// Runs QMP over a stream you already have (a `UnixStream`, one end of
+    /// a socketpair, a `TcpStream`, ...): waits for the greeting and
+    /// negotiates capabilities (with `oob` when offered), at most
+    /// [`Options::handshake_timeout`].
+    pub fn from_stream(stream: S, options: Options) -> Result<Self, Error> {
+        let config = options.config.clone().unwrap_or_else(Config::qmp);
+        if config.dialect != Dialect::Qmp {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Qmp needs a QMP engine configuration (Config::qmp())",
+            )));
+        }
+        let mut conn = Conn::new(stream, config, "QMP");
+        conn.handshake(
+            options.handshake_timeout,
+            "the QMP greeting and capability negotiation",
+        )?;
+        Ok(Qmp {
+            conn,
+            timeout: options.timeout,
+        })
+    }
+
+    /// The server's greeting (version and capabilities).
+    pub fn greeting(&self) -> &Greeting {
+        self.conn
+            .greeting()
+            .expect("a Qmp exists only after the greeting arrived")
+    }
+
+    /// Whether out-of-band execution was negotiated.
+    pub fn oob_enabled(&self) -> bool {
+        self.conn.client.oob_enabled()
+    }
+
+    /// The default timeout of each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Changes the default timeout of each call.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// Overrides the timeout for the calls made through the returned value:
+    /// `qmp.with_timeout(Duration::from_secs(120)).execute("query-qmp-schema", None)`.
+    pub fn with_timeout(&mut self, timeout: Duration) -> WithTimeout<'_, Self> {
+        WithTimeout {
+            inner: self,
+            timeout,
+        }
+    }
+
+    /// Runs `name` with `args` (a JSON object, or `None`) and returns its
+    /// `return` value.
+    pub fn execute(&mut self, name: &str, args: impl Into<Option<Value>>) -> Result<Value, Error> {
+        let t = self.timeout;
+        self.conn.call(request(name, args.into()), t, &[])
+    }
+
+    /// Runs a prepared [`Request`]. A timeout set on the request applies
+    /// when it is shorter than the client's.
+    pub fn execute_with(&mut self, request: Request) -> Result<Value, Error> {
+        let t = self.timeout;
+        self.conn.call(request, t, &[])
+    }
+
+    /// Runs a typed command and decodes its reply.
+    pub fn call<C: Command>(&mut self, cmd: &C) -> Result<C::Returns, Error> {
+        let t = self.timeout;
+        let value = self.conn.call(Request::command(cmd)?, t, &[])?;
+        Ok(C::decode(value)?)
+    }
+
+    /// Runs `name` out of band (`exec-oob`): it overtakes in-band commands
+    /// QEMU has queued. Needs the `oob` capability.
+    pub fn execute_oob(
+        &mut self,
+        name: &str,
+        args: impl Into<Option<Value>>,
+    ) -> Result<Value, Error> {
+        let t = self.timeout;
+        self.conn.call(request(name, args.into()).oob(), t, &[])
+    }
+
+    /// Runs `request` with `fds` attached (SCM_RIGHTS) to the same
+    /// `sendmsg` as its first byte, as `getfd` and `add-fd` need. Only over
+    /// a Unix socket; elsewhere [`Error::FdPassingUnsupported`]. The
+    /// descriptors stay yours; QEMU receives copies.
+    pub fn execute_with_fds(
+        &mut self,
+        request: Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Value, Error> {
+        let t = self.timeout;
+        self.conn.call(request, t, fds)
+    }
+
+    /// A typed command with `fds` attached; see [`execute_with_fds`](Self::execute_with_fds).
+    pub fn call_with_fds<C: Command>(
+        &mut self,
+        cmd: &C,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<C::Returns, Error> {
+        let t = self.timeout;
+        let value = self.conn.call(Request::command(cmd)?, t, fds)?;
+        Ok(C::decode(value)?)
+    }
+
+    /// `getfd`: hands `fd` to QEMU under `name`.
+    pub fn getfd(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        self.call_with_fds(
+            &Getfd {
+                fdname: name.into(),
+            },
+            &[fd],
+        )
+        .map(|_| ())
+    }
+
+    /// `closefd`: closes the descriptor QEMU holds under `name`.
+    pub fn closefd(&mut self, name: &str) -> Result<(), Error> {
+        self.call(&Closefd {
+            fdname: name.into(),
+        })
+        .map(|_| ())
+    }
+
+    /// `add-fd`: adds `fd` to an fd set (a new one unless `args.fdset_id`).
+    pub fn add_fd(&mut self, fd: BorrowedFd<'_>, args: &AddFd) -> Result<AddfdInfo, Error> {
+        self.call_with_fds(args, &[fd])
+    }
+
+    /// Waits for the first event named `name` (queued or yet to come); the
+    /// others stay queued.
+    pub fn wait_event(&mut self, name: &str) -> Result<Event, Error> {
+        let t = self.timeout;
+        wait_event_where(&mut self.conn, t, Some(name), |_| true)
+    }
+
+    /// Waits for the first event for which `pred` holds; the others stay queued.
+    pub fn wait_event_where(&mut self, pred: impl FnMut(&Event) -> bool) -> Result<Event, Error> {
+        let t = self.timeout;
+        wait_event_where(&mut self.conn, t, None, pred)
+    }
+
+    /// Takes every queued event, after reading what has already arrived
+    /// (without waiting). A connection failure found on the way is
+    /// reported by the next call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        let _ = self.conn.poll();
+        std::iter::from_fn(|| self.conn.client.poll_event()).collect()
+    }
+
+    /// The queue of events not yet taken, to inspect or take from
+    /// selectively; also says how many were dropped when it overflowed.
+    pub fn events(&mut self) -> &mut EventQueue<64> {
+        self.conn.client.events()
+    }
+
+    /// Counters: bytes and messages received, late replies dropped, events lost.
+    pub fn stats(&self) -> Stats {
+        self.conn.client.stats()
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.conn.client.close_reason()
+    }
+
+    /// Whether the session has ended (calls now fail at once).
+    pub fn is_closed(&self) -> bool {
+        self.conn.dead().is_some()
+    }
+
+    /// The engine's current time, for [`Request::deadline`].
+    pub fn now(&self) -> qmp_core::Instant {
+        self.conn.now()
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.conn.stream
+    }
+
+    /// The stream, mutably (reading or writing it directly desynchronises
+    /// the session).
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.conn.stream
+    }
+
+    /// Closes the session: gives replies still due to timed-out calls up to
+    /// one second to arrive, then shuts the stream down. Returns it.
+    pub fn into_inner(mut self) -> S {
+        self.conn.close(Duration::from_secs(1).min(self.timeout));
+        self.conn.stream
+    }
+
+    /// Ends the session now, without waiting for anything.
+    pub(crate) fn abandon(&mut self) {
+        self.conn.close(Duration::ZERO);
+    }
+
+    /// Closes the session and the connection; QEMU keeps running.
+    pub fn disconnect(self) {
+        drop(self.into_inner());
+    }
+}
+
+pub(crate) fn request(name: &str, args: Option<Value>) -> Request {
+    let r = Request::new(name.to_owned());
+    match args {
+        None | Some(Value::Null) => r,
+        Some(args) => r.arguments(args),
+    }
+}
+
+fn wait_event_where<S: Stream>(
+    conn: &mut Conn<S>,
+    timeout: Duration,
+    name: Option<&str>,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Result<Event, Error> {
+    let what = || match name {
+        Some(n) => format!("event {n}"),
+        None => "a matching event".into(),
+    };
+    let started = StdInstant::now();
+    let ev = conn.wait_for(timeout, what, |c| {
+        c.client
+            .events()
+            .take_first(|e| name.is_none_or(|n| e.name == n) && pred(e))
+    })?;
+    debug!(
+        "QMP <- event {} {} after {:?}",
+        ev.name,
+        ev.data,
+        started.elapsed()
+    );
+    Ok(ev)
+}
+
+/// A client borrowed with another timeout for the calls made through it,
+/// from `with_timeout` on [`Qmp`] or [`Agent`](crate::Agent).
+#[derive(Debug)]
+pub struct WithTimeout<'a, T> {
+    pub(crate) inner: &'a mut T,
+    pub(crate) timeout: Duration,
+}
+
+impl<S: Stream> WithTimeout<'_, Qmp<S>> {
+    /// [`Qmp::execute`] with this timeout.
+    pub fn execute(self, name: &str, args: impl Into<Option<Value>>) -> Result<Value, Error> {
+        self.inner
+            .conn
+            .call(request(name, args.into()), self.timeout, &[])
+    }
+
+    /// [`Qmp::execute_with`] with this timeout.
+    pub fn execute_with(self, request: Request) -> Result<Value, Error> {
+        self.inner.conn.call(request, self.timeout, &[])
+    }
+
+    /// [`Qmp::call`] with this timeout.
+    pub fn call<C: Command>(self, cmd: &C) -> Result<C::Returns, Error> {
+        let value = self
+            .inner
+            .conn
+            .call(Request::command(cmd)?, self.timeout, &[])?;
+        Ok(C::decode(value)?)
+    }
+
+    /// [`Qmp::execute_oob`] with this timeout.
+    pub fn execute_oob(self, name: &str, args: impl Into<Option<Value>>) -> Result<Value, Error> {
+        self.inner
+            .conn
+            .call(request(name, args.into()).oob(), self.timeout, &[])
+    }
+
+    /// [`Qmp::execute_with_fds`] with this timeout.
+    pub fn execute_with_fds(
+        self,
+        request: Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Value, Error> {
+        self.inner.conn.call(request, self.timeout, fds)
+    }
+
+    /// [`Qmp::wait_event`] with this timeout.
+    pub fn wait_event(self, name: &str) -> Result<Event, Error> {
+        wait_event_where(&mut self.inner.conn, self.timeout, Some(name), |_| true)
+    }
+
+    /// [`Qmp::wait_event_where`] with this timeout.
+    pub fn wait_event_where(self, pred: impl FnMut(&Event) -> bool) -> Result<Event, Error> {
+        wait_event_where(&mut self.inner.conn, self.timeout, None, pred)
+    }
+}
