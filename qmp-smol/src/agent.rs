@@ -1,0 +1,152 @@
+//! The guest agent handle: the QGA dialect over the same driver.
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use qmp_core::serde_json::Value;
+use qmp_core::{Command as TypedCommand, Request};
+
+use crate::driver::{Command, Driver};
+use crate::error::{CloseCause, Error};
+use crate::link::{self, Link};
+use crate::options::Options;
+use crate::transport::Transport;
+
+/// A cloneable handle to a guest agent (qemu-ga) connection.
+///
+/// On connect the driver resynchronises with the agent (a 0xFF byte and
+/// `guest-sync-delimited` with an id no earlier client used), so whatever
+/// an earlier client left behind (half a request, unread replies) is
+/// discarded. A call that times out triggers another resync before the
+/// next one. [`Options::handshake_timeout`] limits each resync, so an agent
+/// that is not running gives a clear error instead of a hang.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use qmp_core::commands::qga::GuestGetHostName;
+/// # smol::block_on(async {
+/// let options = qmp_smol::Options::default()
+///     .socket_wait(Duration::from_secs(5))
+///     .call_timeout(Duration::from_secs(10));
+/// let (agent, driver) = qmp_smol::Agent::connect_unix("/run/qga.sock", options).await?;
+/// let driver = smol::spawn(driver);
+/// println!("guest is {}", agent.call(&GuestGetHostName).await?.host_name);
+/// agent.disconnect();
+/// driver.await;
+/// # Ok::<(), qmp_smol::Error>(()) });
+/// ```
+#[derive(Clone)]
+pub struct Agent {
+    link: Link,
+}
+
+/// A seed no other connection of this or another process is likely to use.
+fn sync_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(17)
+}
+
+impl Agent {
+    async fn establish(io: Transport, options: &Options) -> Result<(Agent, Driver), Error> {
+        let (link, driver) =
+            Link::establish(io, options.qga_config(sync_seed()), options.call_timeout).await?;
+        Ok((Agent { link }, driver))
+    }
+
+    /// Connects to the agent's socket at `path` (`qemu-ga -m unix-listen`,
+    /// or a QEMU chardev bound to the guest's virtio-serial port) and
+    /// resynchronises. Retries for up to [`Options::socket_wait`] while
+    /// the socket does not exist yet or refuses connections.
+    pub async fn connect_unix(
+        path: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<(Agent, Driver), Error> {
+        let io =
+            link::connect_unix_path(path.as_ref(), options.socket_wait, options.connect_timeout)
+                .await?;
+        Agent::establish(io, &options).await
+    }
+
+    /// Speaks to the agent over a stream you already have.
+    pub async fn from_stream<S>(stream: S, options: Options) -> Result<(Agent, Driver), Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Agent::establish(link::from_stream(stream), &options).await
+    }
+
+    /// Runs `name` with `args` (a JSON object, or `Value::Null` for none).
+    /// Commands the agent never answers (`guest-shutdown`,
+    /// `guest-suspend-*`) complete with `Null` once written.
+    pub async fn execute(&self, name: &str, args: Value) -> Result<Value, Error> {
+        self.link.call(link::request(name, args), Vec::new()).await
+    }
+
+    /// Runs a prepared [`Request`].
+    pub async fn execute_with(&self, request: Request) -> Result<Value, Error> {
+        self.link.call(request, Vec::new()).await
+    }
+
+    /// Runs a typed command (see `qmp_core::commands::qga`) and decodes its reply.
+    pub async fn call<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
+        self.link.call_typed(cmd).await
+    }
+
+    /// Resynchronises with the agent before the next request.
+    pub fn resync(&self) {
+        self.link.send(Command::Resync);
+    }
+
+    /// A handle to the same connection whose calls time out after `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Agent {
+        let mut link = self.link.clone();
+        link.timeout = Some(timeout);
+        Agent { link }
+    }
+
+    /// This handle's call timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.link.timeout
+    }
+
+    /// Closes the connection: pending calls end with [`Error::Closed`] at
+    /// once; the socket itself closes once the replies the agent still owes
+    /// were read (at most 2 s), since qemu-ga dies of SIGPIPE when a client
+    /// closes before it could answer.
+    pub fn disconnect(&self) {
+        self.link.send(Command::Close);
+    }
+
+    /// Completes once the connection has closed, with why.
+    pub fn closed(&self) -> impl Future<Output = CloseCause> + Send + 'static {
+        self.link.closed()
+    }
+
+    /// Whether the connection has closed (or is closing).
+    pub fn is_closed(&self) -> bool {
+        self.link.close_cause().is_some()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        self.link.close_cause()
+    }
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agent")
+            .field("timeout", &self.timeout())
+            .field("closed", &self.close_cause())
+            .finish()
+    }
+}

@@ -1,0 +1,305 @@
+//! The QMP handle: connect, call, subscribe, disconnect.
+
+use std::fmt;
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_io::Async;
+use async_net::AsyncToSocketAddrs;
+use futures_lite::{AsyncRead, AsyncWrite};
+use qmp_core::serde_json::Value;
+use qmp_core::{Command as TypedCommand, Event, Greeting, Request};
+
+use crate::driver::Driver;
+use crate::error::{CloseCause, Error};
+use crate::events::{EventFilter, Subscription};
+use crate::link::{self, Link};
+use crate::options::Options;
+use crate::transport::Transport;
+
+/// A cloneable handle to one QMP connection.
+///
+/// Every clone talks to the same [`Driver`]; calls from many tasks are
+/// pipelined and each gets its own reply. See the [crate docs](crate).
+#[derive(Clone)]
+pub struct Qmp {
+    link: Link,
+}
+
+impl Qmp {
+    async fn establish(io: Transport, options: &Options) -> Result<(Qmp, Driver), Error> {
+        let (link, driver) =
+            Link::establish(io, options.qmp_config(), options.call_timeout).await?;
+        Ok((Qmp { link }, driver))
+    }
+
+    /// Connects to QEMU's QMP socket at `path` (`-qmp unix:PATH,server=on`)
+    /// and negotiates capabilities. Retries for up to
+    /// [`Options::socket_wait`] while the socket does not exist yet.
+    pub async fn connect_unix(
+        path: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<(Qmp, Driver), Error> {
+        let io =
+            link::connect_unix_path(path.as_ref(), options.socket_wait, options.connect_timeout)
+                .await?;
+        Qmp::establish(io, &options).await
+    }
+
+    /// Connects to QEMU's QMP port (`-qmp tcp:HOST:PORT,server=on`).
+    /// File descriptors cannot be passed over it.
+    pub async fn connect_tcp<A>(addr: A, options: Options) -> Result<(Qmp, Driver), Error>
+    where
+        A: AsyncToSocketAddrs + fmt::Debug,
+    {
+        let target = format!("{addr:?}");
+        let stream = link::limit(options.connect_timeout, &target, async {
+            async_net::TcpStream::connect(addr)
+                .await
+                .map_err(|source| Error::Connect {
+                    target: target.clone(),
+                    waited: Duration::ZERO,
+                    source,
+                })
+        })
+        .await?;
+        stream.set_nodelay(true)?;
+        Qmp::establish(link::from_stream(stream), &options).await
+    }
+
+    /// Runs QMP over a stream you already have (a pipe pair, a TLS stream,
+    /// a test double). File descriptors cannot be passed over it; use
+    /// [`from_unix_stream`](Self::from_unix_stream) for a Unix socket.
+    pub async fn from_stream<S>(stream: S, options: Options) -> Result<(Qmp, Driver), Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Qmp::establish(link::from_stream(stream), &options).await
+    }
+
+    /// Runs QMP over a connected Unix socket, e.g. one end of a socket
+    /// pair whose other end QEMU got with `-qmp` on an inherited fd.
+    /// File descriptors can be passed.
+    pub async fn from_unix_stream(
+        stream: UnixStream,
+        options: Options,
+    ) -> Result<(Qmp, Driver), Error> {
+        Qmp::establish(link::from_std_unix(stream)?, &options).await
+    }
+
+    /// Waits for QEMU to connect to `listener`
+    /// (`-qmp unix:PATH,server=off`) and negotiates capabilities.
+    /// [`Options::connect_timeout`] limits the wait.
+    pub async fn accept_unix(
+        listener: &Listener,
+        options: Options,
+    ) -> Result<(Qmp, Driver), Error> {
+        let target = listener.path.display().to_string();
+        let (stream, _) = link::limit(options.connect_timeout, &target, async {
+            listener
+                .inner
+                .accept()
+                .await
+                .map_err(|source| Error::Connect {
+                    target: target.clone(),
+                    waited: Duration::ZERO,
+                    source,
+                })
+        })
+        .await?;
+        Qmp::establish(Transport::Unix(stream), &options).await
+    }
+
+    /// Runs `name` with `args` (a JSON object, or `Value::Null` for none)
+    /// and returns the `return` value.
+    ///
+    /// Dropping the future cancels the call: if it was not sent yet it never
+    /// is, otherwise its reply is dropped when it comes.
+    pub async fn execute(&self, name: &str, args: Value) -> Result<Value, Error> {
+        self.link.call(link::request(name, args), Vec::new()).await
+    }
+
+    /// Runs a prepared [`Request`] (its own `timeout` applies too).
+    pub async fn execute_with(&self, request: Request) -> Result<Value, Error> {
+        self.link.call(request, Vec::new()).await
+    }
+
+    /// Runs `name` out of band (`exec-oob`): it overtakes queued in-band
+    /// calls. Needs the `oob` capability (see [`oob_enabled`](Self::oob_enabled))
+    /// and a command QEMU allows out of band.
+    pub async fn execute_oob(&self, name: &str, args: Value) -> Result<Value, Error> {
+        self.link
+            .call(link::request(name, args).oob(), Vec::new())
+            .await
+    }
+
+    /// Runs `request` with `fds` attached (SCM_RIGHTS on its first byte),
+    /// for `getfd` and `add-fd`. Needs a Unix socket. The descriptors are
+    /// closed here once sent.
+    pub async fn execute_with_fds(
+        &self,
+        request: Request,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Value, Error> {
+        if fds.is_empty() {
+            return self.link.call(request, fds).await;
+        }
+        self.link.call(request.with_fds(), fds).await
+    }
+
+    /// Runs a typed command and decodes its reply.
+    ///
+    /// ```no_run
+    /// use qmp_core::commands::qmp::QueryStatus;
+    /// # async fn f(qmp: qmp_smol::Qmp) -> Result<(), qmp_smol::Error> {
+    /// let status = qmp.call(&QueryStatus).await?;
+    /// println!("running: {}", status.running);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
+        self.link.call_typed(cmd).await
+    }
+
+    /// A stream of the events that pass `filter`, from now on, with a queue
+    /// of [`DEFAULT_SUBSCRIPTION_CAPACITY`](crate::DEFAULT_SUBSCRIPTION_CAPACITY).
+    pub fn subscribe(&self, filter: impl Into<EventFilter>) -> Subscription {
+        self.link.subscribe(filter.into())
+    }
+
+    /// Like [`subscribe`](Self::subscribe), with a queue of `N` events.
+    pub fn subscribe_with_capacity<const N: usize>(
+        &self,
+        filter: impl Into<EventFilter>,
+    ) -> Subscription<N> {
+        self.link.subscribe(filter.into())
+    }
+
+    /// Waits up to `timeout` for the next event that passes `filter`.
+    ///
+    /// It subscribes when called, not when first polled, so an event
+    /// caused after this call is never missed:
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn f(qmp: qmp_smol::Qmp) -> Result<(), qmp_smol::Error> {
+    /// let resumed = qmp.wait_event("RESUME", Duration::from_secs(5));
+    /// qmp.execute("cont", serde_json::Value::Null).await?;
+    /// let event = resumed.await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_event(
+        &self,
+        filter: impl Into<EventFilter>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Event, Error>> + Send + 'static {
+        self.link.wait_event(filter.into(), timeout)
+    }
+
+    /// The server's greeting (version and capabilities).
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.link.greeting()
+    }
+
+    /// Whether out-of-band execution was negotiated.
+    pub fn oob_enabled(&self) -> bool {
+        self.link.oob_enabled()
+    }
+
+    /// Whether file descriptors can be passed (a Unix socket).
+    pub fn can_pass_fds(&self) -> bool {
+        self.link.fd_passing()
+    }
+
+    /// A handle to the same connection whose calls time out after
+    /// `timeout` (counted from each call).
+    pub fn with_timeout(&self, timeout: Duration) -> Qmp {
+        let mut link = self.link.clone();
+        link.timeout = Some(timeout);
+        Qmp { link }
+    }
+
+    /// A handle to the same connection whose calls wait as long as it lives.
+    pub fn without_timeout(&self) -> Qmp {
+        let mut link = self.link.clone();
+        link.timeout = None;
+        Qmp { link }
+    }
+
+    /// This handle's call timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.link.timeout
+    }
+
+    /// Closes the connection: every pending call ends with
+    /// [`Error::Closed`], every subscription ends, the driver returns
+    /// [`CloseReason::Local`](qmp_core::CloseReason::Local). Await
+    /// [`closed`](Self::closed) to know it is done.
+    pub fn disconnect(&self) {
+        self.link.send(crate::driver::Command::Close);
+    }
+
+    /// Completes once the connection has closed, with why.
+    pub fn closed(&self) -> impl Future<Output = CloseCause> + Send + 'static {
+        self.link.closed()
+    }
+
+    /// Whether the connection has closed (or is closing); calls then fail at once.
+    pub fn is_closed(&self) -> bool {
+        self.link.close_cause().is_some()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        self.link.close_cause()
+    }
+}
+
+impl fmt::Debug for Qmp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Qmp")
+            .field("version", &self.greeting().map(|g| g.version))
+            .field("oob", &self.oob_enabled())
+            .field("timeout", &self.timeout())
+            .field("closed", &self.close_cause())
+            .finish()
+    }
+}
+
+/// A listening Unix socket that QEMU connects to
+/// (`-qmp unix:PATH,server=off`): bind it before starting QEMU, then
+/// [`Qmp::accept_unix`]. The socket file is removed on drop.
+#[derive(Debug)]
+pub struct Listener {
+    inner: Async<UnixListener>,
+    path: PathBuf,
+}
+
+impl Listener {
+    /// Binds a new socket at `path`.
+    pub fn bind(path: impl AsRef<Path>) -> std::io::Result<Listener> {
+        let path = path.as_ref().to_path_buf();
+        Ok(Listener {
+            inner: Async::<UnixListener>::bind(&path)?,
+            path,
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Same as [`Qmp::accept_unix`].
+    pub async fn accept(&self, options: Options) -> Result<(Qmp, Driver), Error> {
+        Qmp::accept_unix(self, options).await
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

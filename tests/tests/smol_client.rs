@@ -1,0 +1,835 @@
+//! `qmp-smol` against a real QEMU: pipelining, out-of-band calls, events,
+//! cancellation, closing, accept mode, TCP and file descriptor passing.
+
+#![allow(clippy::std_instead_of_core)]
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{StreamExt, future};
+use qmp_core::commands::qmp::{
+    AddFd, Cont, HumanMonitorCommand, QueryFdsets, QueryStatus, Quit, RunState, Stop,
+};
+use qmp_core::{CloseReason, ErrorClass, Request};
+use qmp_smol::{CloseCause, Error, EventFilter, Listener, Options, Qmp};
+use serde_json::{Value, json};
+use smol::Task;
+use tests::{QemuServer, TempDir};
+
+/// Runs `fut` on its own thread and executor; a hang fails the test with
+/// `what`, a panic inside is re-raised as is.
+fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'static) -> T {
+    let limit = Duration::from_secs(120);
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(smol::block_on(fut));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} hung: not done within {limit:?}"),
+    }
+}
+
+fn options() -> Options {
+    Options::default().socket_wait(Duration::from_secs(10))
+}
+
+fn null() -> Value {
+    Value::Null
+}
+
+#[test]
+fn greeting_untyped_and_typed_calls() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("basic calls", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let greeting = qmp.greeting().expect("a greeting");
+        assert_eq!(greeting.version.major, 7);
+        assert!(qmp.oob_enabled());
+        assert!(qmp.can_pass_fds());
+
+        let raw = qmp.execute("query-status", null()).await.unwrap();
+        assert_eq!(raw["status"], "prelaunch");
+        let typed = qmp.call(&QueryStatus).await.unwrap();
+        assert_eq!(typed.status, RunState::Prelaunch);
+        assert!(!typed.running);
+        let hmp = qmp
+            .call(&HumanMonitorCommand::new("info version"))
+            .await
+            .unwrap();
+        assert!(hmp.starts_with("7."), "{hmp:?}");
+        let with_args = qmp
+            .execute("qom-get", json!({"path": "/machine", "property": "type"}))
+            .await
+            .unwrap();
+        assert_eq!(with_args, "none-machine");
+
+        let err = qmp.execute("no-such-command", null()).await.unwrap_err();
+        let server_err = err.server_error().expect("a server error");
+        assert_eq!(server_err.class, ErrorClass::CommandNotFound);
+        assert!(server_err.desc.contains("no-such-command"), "{err}");
+        let err = qmp
+            .execute("qom-get", json!({"path": "/nowhere", "property": "x"}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Server(_)), "{err:?}");
+        // The connection is still in step.
+        assert_eq!(
+            qmp.call(&QueryStatus).await.unwrap().status,
+            RunState::Prelaunch
+        );
+
+        qmp.disconnect();
+        let cause = driver.await;
+        assert!(
+            matches!(cause, CloseCause::Session(CloseReason::Local)),
+            "{cause:?}"
+        );
+    });
+}
+
+/// Calls that each get a reply only they can get: an unknown command's
+/// error names the command.
+async fn unique_call(qmp: &Qmp, tag: &str) {
+    let name = format!("no-such-command-{tag}");
+    let err = qmp.execute(&name, null()).await.unwrap_err();
+    let desc = &err
+        .server_error()
+        .unwrap_or_else(|| panic!("{name}: {err}"))
+        .desc;
+    assert!(
+        desc.contains(&format!("{name} ")) || desc.ends_with(&name),
+        "{name} got {desc:?}"
+    );
+}
+
+#[test]
+fn thousand_concurrent_calls_from_fifty_tasks() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("1,000 concurrent calls", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let answered = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<Task<()>> = (0..50)
+            .map(|t| {
+                let qmp = qmp.clone();
+                let answered = answered.clone();
+                smol::spawn(async move {
+                    // Each task has its 20 calls in flight at once.
+                    let calls: Vec<Task<()>> = (0..20)
+                        .map(|i| {
+                            let qmp = qmp.clone();
+                            let answered = answered.clone();
+                            smol::spawn(async move {
+                                if i % 5 == 4 {
+                                    unique_call(&qmp, &format!("{t}-{i}")).await;
+                                } else {
+                                    let s = qmp.call(&QueryStatus).await.unwrap();
+                                    assert_eq!(s.status, RunState::Prelaunch);
+                                }
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            })
+                        })
+                        .collect();
+                    for c in calls {
+                        c.await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        assert_eq!(answered.load(Ordering::Relaxed), 1000);
+        qmp.disconnect();
+        driver.await;
+    });
+}
+
+#[test]
+fn oob_overtakes_queued_in_band_calls() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("oob", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        assert!(qmp.oob_enabled());
+        const IN_BAND: usize = 400;
+        let done = Arc::new(AtomicUsize::new(0));
+        let in_band: Vec<Task<()>> = (0..IN_BAND)
+            .map(|_| {
+                let qmp = qmp.clone();
+                let done = done.clone();
+                smol::spawn(async move {
+                    qmp.call(&QueryStatus).await.unwrap();
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        // Let every in-band call reach the driver before the oob one.
+        while qmp.is_closed() || done.load(Ordering::SeqCst) == 0 {
+            smol::future::yield_now().await;
+        }
+        let yank = qmp.execute_oob("query-yank", null()).await.unwrap();
+        let finished_before = done.load(Ordering::SeqCst);
+        assert!(yank.is_array(), "{yank}");
+        assert!(
+            finished_before < IN_BAND,
+            "the oob reply came after all {IN_BAND} queued in-band calls"
+        );
+        // An oob error is answered too, and matched to its call.
+        let err = qmp.execute_oob("migrate-pause", null()).await.unwrap_err();
+        assert!(
+            err.server_error().unwrap().desc.contains("postcopy"),
+            "{err}"
+        );
+        for t in in_band {
+            t.await;
+        }
+        assert_eq!(done.load(Ordering::SeqCst), IN_BAND);
+        qmp.disconnect();
+        driver.await;
+    });
+}
+
+#[test]
+fn oob_without_negotiation_is_refused() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("oob refused", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options().enable_oob(false))
+            .await
+            .unwrap();
+        let driver = smol::spawn(driver);
+        assert!(!qmp.oob_enabled());
+        let err = qmp.execute_oob("query-yank", null()).await.unwrap_err();
+        assert!(matches!(err, Error::Submit(_)), "{err:?}");
+        qmp.call(&QueryStatus).await.unwrap();
+        qmp.disconnect();
+        driver.await;
+    });
+}
+
+fn names(events: &[qmp_smol::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.name.as_str()).collect()
+}
+
+#[test]
+fn three_subscribers_each_see_their_events_in_order() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("subscribers", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        const ROUNDS: usize = 25;
+        let stops = qmp.subscribe("STOP");
+        let resumes = qmp.subscribe(EventFilter::name("RESUME"));
+        let both = qmp.subscribe(EventFilter::predicate(|e| {
+            e.name == "STOP" || e.name == "RESUME"
+        }));
+        // Readers run concurrently with the commands.
+        let collect = |s: qmp_smol::Subscription| smol::spawn(s.collect::<Vec<_>>());
+        let (stops, resumes, both) = (collect(stops), collect(resumes), collect(both));
+        for _ in 0..ROUNDS {
+            qmp.call(&Cont).await.unwrap();
+            qmp.call(&Stop).await.unwrap();
+        }
+        // The last STOP may still be on its way: wait for it, then close.
+        let mut last = qmp.subscribe("STOP");
+        let stop_seen = qmp.wait_event("STOP", Duration::from_secs(10));
+        qmp.call(&Cont).await.unwrap();
+        qmp.call(&Stop).await.unwrap();
+        stop_seen.await.unwrap();
+        last.next().await.unwrap();
+        qmp.disconnect();
+        driver.await;
+
+        let (stops, resumes, both) = (stops.await, resumes.await, both.await);
+        let n = ROUNDS + 1;
+        assert_eq!(names(&stops), vec!["STOP"; n]);
+        assert_eq!(names(&resumes), vec!["RESUME"; n]);
+        let expected: Vec<&str> = ["RESUME", "STOP"].repeat(n);
+        assert_eq!(names(&both), expected);
+        // In order: timestamps never go backwards.
+        for list in [&stops, &resumes, &both] {
+            let ts: Vec<_> = list
+                .iter()
+                .map(|e| e.timestamp.map(|t| (t.seconds, t.microseconds)))
+                .collect();
+            assert!(ts.windows(2).all(|w| w[0] <= w[1]), "out of order: {ts:?}");
+        }
+        // A subscription made after the close ends at once.
+        assert!(qmp.subscribe(EventFilter::all()).next().await.is_none());
+    });
+}
+
+#[test]
+fn a_subscriber_that_never_reads_lags_without_slowing_others() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("slow subscriber", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        const ROUNDS: usize = 40;
+        let mut sleeper = qmp.subscribe_with_capacity::<4>(EventFilter::all());
+        let mut reader = qmp.subscribe(["STOP", "RESUME"]);
+        let mut seen = Vec::new();
+        for _ in 0..ROUNDS {
+            qmp.call(&Cont).await.unwrap();
+            seen.push(reader.next().await.unwrap().name);
+            qmp.call(&Stop).await.unwrap();
+            seen.push(reader.next().await.unwrap().name);
+        }
+        assert_eq!(seen, ["RESUME", "STOP"].repeat(ROUNDS));
+        assert_eq!(sleeper.lagged(), (2 * ROUNDS - 4) as u64);
+        assert_eq!(sleeper.len(), 4);
+        assert_eq!(sleeper.take_lagged(), (2 * ROUNDS - 4) as u64);
+        assert_eq!(sleeper.take_lagged(), 0);
+        let kept: Vec<_> = std::iter::from_fn(|| sleeper.try_next())
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(kept, ["RESUME", "STOP", "RESUME", "STOP"]);
+        qmp.disconnect();
+        driver.await;
+        assert!(sleeper.next().await.is_none());
+    });
+}
+
+#[test]
+fn dropping_calls_at_any_point_keeps_the_connection_in_step() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("dropped calls", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        for i in 0..1000u64 {
+            let name = format!("no-such-command-dropped-{i}");
+            let call = qmp.execute(&name, null());
+            match i % 4 {
+                // Never polled: nothing reaches the driver.
+                0 => drop(call),
+                // Polled once: handed to the driver, then dropped.
+                1 => {
+                    let mut call = Box::pin(call);
+                    assert!(future::poll_once(&mut call).await.is_none());
+                }
+                // Dropped while waiting for the reply, after a short while.
+                2 => {
+                    let give_up = async {
+                        async_io::Timer::after(Duration::from_micros(i * 7 % 900)).await;
+                        None
+                    };
+                    let _ = future::or(async { Some(call.await) }, give_up).await;
+                }
+                // Cancelled by its own deadline.
+                _ => {
+                    let r = qmp
+                        .with_timeout(Duration::from_micros(i % 300))
+                        .call(&QueryStatus)
+                        .await;
+                    assert!(matches!(r, Ok(_) | Err(Error::Timeout)), "{r:?}");
+                }
+            }
+        }
+        // Every later call gets its own reply.
+        for i in 0..50 {
+            unique_call(&qmp, &format!("after-{i}")).await;
+            assert_eq!(
+                qmp.call(&QueryStatus).await.unwrap().status,
+                RunState::Prelaunch
+            );
+        }
+        qmp.disconnect();
+        driver.await;
+    });
+}
+
+#[test]
+fn qemu_killed_mid_burst_ends_every_call_and_stream() {
+    let mut server = QemuServer::start(&[]);
+    let (qmp, driver) = run("connect", {
+        let socket = server.socket.clone();
+        async move {
+            let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+            (qmp, driver)
+        }
+    });
+    let (started_tx, started_rx) = mpsc::channel();
+    let (killed_tx, killed_rx) = mpsc::channel::<Instant>();
+    let outcome = std::thread::spawn(move || {
+        smol::block_on(async move {
+            let driver = smol::spawn(driver);
+            let mut subs = vec![
+                qmp.subscribe(EventFilter::all()),
+                qmp.subscribe("STOP"),
+                qmp.subscribe("NEVER"),
+            ];
+            let calls: Vec<Task<Result<Value, Error>>> = (0..2000)
+                .map(|i| {
+                    let qmp = qmp.clone();
+                    smol::spawn(async move {
+                        if i % 2 == 0 {
+                            qmp.execute("query-status", Value::Null).await
+                        } else {
+                            qmp.execute("query-qmp-schema", Value::Null).await
+                        }
+                    })
+                })
+                .collect();
+            // Make sure the burst is under way before the kill.
+            qmp.call(&QueryStatus).await.unwrap();
+            started_tx.send(()).unwrap();
+            let killed_at = smol::unblock(move || killed_rx.recv().unwrap()).await;
+            let mut failed = 0;
+            for call in calls {
+                match call.await {
+                    Ok(_) => {}
+                    Err(Error::Closed(_)) => failed += 1,
+                    Err(e) => panic!("a pending call ended with {e:?} instead of Closed"),
+                }
+            }
+            for sub in &mut subs {
+                while sub.next().await.is_some() {}
+            }
+            let cause = driver.await;
+            let elapsed = killed_at.elapsed();
+            // New calls fail at once.
+            let late = qmp.call(&QueryStatus).await.unwrap_err();
+            assert!(matches!(late, Error::Closed(_)), "{late:?}");
+            (failed, cause, elapsed)
+        })
+    });
+    started_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("burst started");
+    server.kill();
+    let _ = server.child.wait();
+    killed_tx.send(Instant::now()).unwrap();
+    let (failed, cause, elapsed) = tests::within(
+        Duration::from_secs(30),
+        "ending calls after the kill",
+        move || outcome.join().unwrap(),
+    );
+    assert!(failed > 0, "the burst finished before QEMU died");
+    assert!(
+        matches!(
+            cause,
+            CloseCause::Session(CloseReason::Eof | CloseReason::UnexpectedEof { .. })
+                | CloseCause::Io(_)
+        ),
+        "{cause:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "calls and streams took {elapsed:?} to end"
+    );
+}
+
+#[test]
+fn disconnect_ends_pending_calls_and_streams_and_later_calls_fail() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("disconnect", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let mut sub = qmp.subscribe(EventFilter::all());
+        let waiting = qmp.wait_event("NEVER", Duration::from_secs(60));
+        let calls: Vec<_> = (0..100)
+            .map(|_| {
+                let qmp = qmp.clone();
+                smol::spawn(async move { qmp.execute("query-qmp-schema", Value::Null).await })
+            })
+            .collect();
+        qmp.call(&QueryStatus).await.unwrap();
+        qmp.disconnect();
+        let closed = qmp.closed().await;
+        assert!(closed.is_local(), "{closed:?}");
+        for c in calls {
+            match c.await {
+                Ok(_) => {}
+                Err(Error::Closed(CloseCause::Session(CloseReason::Local))) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(sub.next().await.is_none());
+        assert!(matches!(waiting.await, Err(Error::Closed(_))));
+        assert!(matches!(
+            driver.await,
+            CloseCause::Session(CloseReason::Local)
+        ));
+        assert!(qmp.is_closed());
+        let err = qmp.execute("query-status", Value::Null).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Closed(CloseCause::Session(CloseReason::Local))),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("closed by the client"), "{err}");
+    });
+}
+
+#[test]
+fn quit_closes_with_eof_and_dropping_every_handle_closes() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("quit", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        qmp.call(&Quit).await.unwrap();
+        let cause = driver.await;
+        assert!(
+            matches!(cause, CloseCause::Session(CloseReason::Eof)),
+            "{cause:?}"
+        );
+        let err = qmp.call(&QueryStatus).await.unwrap_err();
+        assert!(err.to_string().contains("closed the connection"), "{err}");
+    });
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("dropped handles", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let sub = qmp.subscribe(EventFilter::all());
+        let driver = smol::spawn(driver);
+        qmp.call(&QueryStatus).await.unwrap();
+        drop(qmp);
+        assert!(driver.await.is_local());
+        assert!(sub.collect::<Vec<_>>().await.is_empty());
+    });
+}
+
+#[test]
+fn timeouts_on_calls_events_handshake_and_accept() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("timeouts", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let quick = qmp.with_timeout(Duration::from_micros(1));
+        assert!(matches!(
+            quick.execute("query-qmp-schema", Value::Null).await,
+            Err(Error::Timeout)
+        ));
+        let r = qmp
+            .execute_with(Request::new("query-qmp-schema").timeout(Duration::from_micros(1)))
+            .await;
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(matches!(
+            qmp.wait_event("NEVER", Duration::from_millis(50)).await,
+            Err(Error::Timeout)
+        ));
+        // The late replies are dropped; the next call is answered.
+        assert_eq!(
+            qmp.call(&QueryStatus).await.unwrap().status,
+            RunState::Prelaunch
+        );
+        assert_eq!(
+            qmp.with_timeout(Duration::from_secs(30)).timeout(),
+            Some(Duration::from_secs(30))
+        );
+        qmp.disconnect();
+        driver.await;
+
+        // A server that accepts but never greets.
+        let dir = TempDir::new("smol-silent");
+        let path = dir.join("silent.sock");
+        let silent = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let opts = Options::default().handshake_timeout(Duration::from_millis(200));
+        let err = Qmp::connect_unix(&path, opts).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Closed(CloseCause::Session(CloseReason::HandshakeTimeout))
+            ),
+            "{err:?}"
+        );
+        drop(silent);
+
+        // Nobody connects to our listener.
+        let listener = Listener::bind(dir.join("accept.sock")).unwrap();
+        let opts = Options::default().connect_timeout(Duration::from_millis(100));
+        let err = Qmp::accept_unix(&listener, opts).await.unwrap_err();
+        assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
+
+        // Nothing at the path: a clear error after the wait, no hang.
+        let missing = dir.join("missing.sock");
+        let opts = Options::default().socket_wait(Duration::from_millis(100));
+        let err = Qmp::connect_unix(&missing, opts).await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.sock"), "{err}");
+    });
+}
+
+/// A QEMU that connects to us; killed and reaped on drop.
+struct Client(Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn accept_mode() {
+    let dir = TempDir::new("smol-accept");
+    let path = dir.join("qmp.sock");
+    let listener = Listener::bind(&path).unwrap();
+    let mut qemu = Client(
+        Command::new(tests::qemu_binary())
+            .args(tests::QEMU_ARGS)
+            .arg("-qmp")
+            .arg(format!("unix:{},server=off", path.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start QEMU"),
+    );
+    run("accept", async move {
+        let (qmp, driver) = listener.accept(options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        assert_eq!(qmp.greeting().unwrap().version.major, 7);
+        assert_eq!(
+            qmp.call(&QueryStatus).await.unwrap().status,
+            RunState::Prelaunch
+        );
+        let resumed = qmp.wait_event("RESUME", Duration::from_secs(10));
+        qmp.call(&Cont).await.unwrap();
+        assert_eq!(resumed.await.unwrap().name, "RESUME");
+        qmp.call(&Quit).await.unwrap();
+        assert!(matches!(
+            driver.await,
+            CloseCause::Session(CloseReason::Eof)
+        ));
+    });
+    let _ = qemu.0.wait();
+    assert!(
+        !path.exists(),
+        "the listener's socket file is removed on drop"
+    );
+}
+
+fn temp_file_fd(dir: &TempDir, name: &str) -> OwnedFd {
+    let f = std::fs::File::create(dir.join(name)).unwrap();
+    OwnedFd::from(f)
+}
+
+#[test]
+fn fd_passing_with_add_fd() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("fd passing", async move {
+        let dir = TempDir::new("smol-fds");
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let add = AddFd {
+            fdset_id: None,
+            opaque: Some("smol-one".into()),
+        };
+        let info = qmp
+            .execute_with_fds(
+                Request::command(&add).unwrap(),
+                vec![temp_file_fd(&dir, "a")],
+            )
+            .await
+            .unwrap();
+        let set = info["fdset-id"].as_i64().unwrap();
+        // Several at once, pipelined with ordinary calls.
+        let many: Vec<_> = (0..8)
+            .map(|i| {
+                let qmp = qmp.clone();
+                let fd = temp_file_fd(&dir, &format!("f{i}"));
+                smol::spawn(async move {
+                    let add = AddFd {
+                        fdset_id: Some(set),
+                        opaque: Some(format!("smol-{i}")),
+                    };
+                    let status = qmp.call(&QueryStatus);
+                    let added = qmp.execute_with_fds(Request::command(&add).unwrap(), vec![fd]);
+                    let (status, added) = future::zip(status, added).await;
+                    status.unwrap();
+                    added.unwrap()
+                })
+            })
+            .collect();
+        for t in many {
+            assert_eq!(t.await["fdset-id"].as_i64(), Some(set));
+        }
+        // Calls with descriptors dropped half-way never let their
+        // descriptors be taken by, or take those of, the next such call.
+        for i in 0..30u64 {
+            let add = AddFd {
+                fdset_id: Some(set),
+                opaque: Some(format!("dropped-{i}")),
+            };
+            let call = qmp.execute_with_fds(
+                Request::command(&add).unwrap(),
+                vec![temp_file_fd(&dir, "d")],
+            );
+            let mut call = Box::pin(call);
+            if i % 3 == 0 {
+                let _ = future::poll_once(&mut call).await;
+            } else {
+                let wait = async_io::Timer::after(Duration::from_micros(i * 37 % 500));
+                let _ = future::or(async { Some(call.await) }, async {
+                    wait.await;
+                    None
+                })
+                .await;
+            }
+            let keep = AddFd {
+                fdset_id: Some(set),
+                opaque: Some(format!("kept-{i}")),
+            };
+            qmp.execute_with_fds(
+                Request::command(&keep).unwrap(),
+                vec![temp_file_fd(&dir, "k")],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("kept-{i}: {e}"));
+        }
+        let sets = qmp.call(&QueryFdsets).await.unwrap();
+        let ours = sets.iter().find(|s| s.fdset_id == set).expect("our fd set");
+        let all: Vec<_> = ours.fds.iter().filter_map(|f| f.opaque.clone()).collect();
+        for i in 0..30 {
+            assert!(
+                all.contains(&format!("kept-{i}")),
+                "kept-{i} missing from {all:?}"
+            );
+        }
+        let mut notes: Vec<_> = all.into_iter().filter(|n| n.starts_with("smol-")).collect();
+        notes.sort();
+        let mut expected: Vec<String> = (0..8).map(|i| format!("smol-{i}")).collect();
+        expected.push("smol-one".into());
+        expected.sort();
+        assert_eq!(notes, expected);
+        // add-fd without a descriptor is QEMU's error, not ours.
+        let err = qmp
+            .execute_with(Request::command(&add).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Server(_)), "{err:?}");
+        qmp.disconnect();
+        driver.await;
+    });
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_and_any_stream_work_but_cannot_pass_fds() {
+    let port = free_port();
+    let tcp = format!("tcp:127.0.0.1:{port},server=on,wait=off");
+    let server = QemuServer::start(&["-qmp", &tcp]);
+    let socket = server.socket.clone();
+    run("tcp", async move {
+        let dir = TempDir::new("smol-tcp");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (qmp, driver) = loop {
+            match Qmp::connect_tcp(("127.0.0.1", port), options()).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    async_io::Timer::after(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let driver = smol::spawn(driver);
+        assert!(!qmp.can_pass_fds());
+        assert_eq!(
+            qmp.call(&QueryStatus).await.unwrap().status,
+            RunState::Prelaunch
+        );
+        let err = qmp
+            .execute_with_fds(
+                Request::command(&AddFd::default()).unwrap(),
+                vec![temp_file_fd(&dir, "t")],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FdPassingUnsupported), "{err:?}");
+        assert!(err.to_string().contains("Unix socket"), "{err}");
+        qmp.call(&QueryStatus).await.unwrap();
+        qmp.disconnect();
+        driver.await;
+
+        // Any AsyncRead + AsyncWrite: here a Unix stream seen only as bytes.
+        let stream = async_net::unix::UnixStream::connect(&socket).await.unwrap();
+        let (qmp, driver) = Qmp::from_stream(stream, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        assert_eq!(
+            qmp.call(&QueryStatus).await.unwrap().status,
+            RunState::Prelaunch
+        );
+        let err = qmp
+            .execute_with_fds(
+                Request::command(&AddFd::default()).unwrap(),
+                vec![temp_file_fd(&dir, "s")],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FdPassingUnsupported), "{err:?}");
+        qmp.disconnect();
+        driver.await;
+    });
+}
+
+#[test]
+fn driver_polled_by_hand_in_the_same_task() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("hand-polled driver", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let work = async {
+            let a = qmp.call(&QueryStatus);
+            let b = qmp.execute("query-name", Value::Null);
+            let (a, b) = future::zip(a, b).await;
+            qmp.disconnect();
+            (a.unwrap(), b.unwrap())
+        };
+        let ((status, name), cause) = future::zip(work, driver).await;
+        assert_eq!(status.status, RunState::Prelaunch);
+        assert!(name.is_object());
+        assert!(cause.is_local());
+    });
+}
+
+#[test]
+fn dropping_the_driver_ends_calls() {
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    run("dropped driver", async move {
+        let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
+        let mut sub = qmp.subscribe(EventFilter::all());
+        let pending = smol::spawn({
+            let qmp = qmp.clone();
+            async move { qmp.call(&QueryStatus).await }
+        });
+        smol::future::yield_now().await;
+        drop(driver);
+        let err = pending.await.unwrap_err();
+        assert!(
+            matches!(err, Error::Closed(CloseCause::DriverDropped)),
+            "{err:?}"
+        );
+        assert!(sub.next().await.is_none());
+        assert!(matches!(qmp.closed().await, CloseCause::DriverDropped));
+    });
+}
