@@ -558,3 +558,24 @@ fn a_late_reply_is_dropped_and_the_next_call_gets_its_own() {
         server.join().unwrap();
     });
 }
+
+#[test]
+fn a_late_reply_from_qemu_is_dropped() {
+    within(LIMIT, "late reply from QEMU", || {
+        let server = QemuServer::start(&["-name", "late"]);
+        let mut qmp = connect(&server);
+        // A zero timeout: the request is written and the call gives up at
+        // once; QEMU's reply comes later and must not reach the next call.
+        let e = qmp
+            .with_timeout(Duration::ZERO)
+            .call(&QueryStatus)
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        assert_eq!(
+            qmp.execute("query-name", None).unwrap(),
+            json!({"name": "late"})
+        );
+        assert_eq!(qmp.call(&QueryStatus).unwrap().status, RunState::Prelaunch);
+        assert_eq!(qmp.stats().late_replies, 1);
+    });
+}
