@@ -1,7 +1,6 @@
 //! The blocking guest agent (QGA) client.
 
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
@@ -14,7 +13,7 @@ use crate::conn::Conn;
 use crate::error::Error;
 use crate::options::Options;
 use crate::qmp::{WithTimeout, request};
-use crate::stream::{Socket, Stream};
+use crate::stream::{Socket, Stream, connect_unix_within};
 
 /// A blocking client for the QEMU guest agent (`qemu-ga`).
 ///
@@ -53,7 +52,8 @@ impl Agent<Socket> {
         let path = path.as_ref();
         let deadline = StdInstant::now() + options.connect_timeout;
         let stream = loop {
-            match UnixStream::connect(path) {
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            match connect_unix_within(path, left) {
                 Ok(s) => break s,
                 Err(e)
                     if matches!(

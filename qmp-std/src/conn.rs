@@ -18,6 +18,9 @@ use crate::stream::Stream;
 /// The read buffer size: big replies arrive in a few reads.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The most descriptors one message can carry (Linux's SCM_MAX_FD).
+const MAX_FDS: usize = 253;
+
 /// What the connection died of on this side (I/O errors are not
 /// `Clone`, so the facts are kept to build a fresh error per call).
 #[derive(Debug)]
@@ -88,6 +91,7 @@ impl<S: Stream> Conn<S> {
     /// Waits until the session runs (greeting and negotiation done, or the
     /// agent resynchronised).
     pub(crate) fn handshake(&mut self, timeout: Duration, what: &str) -> Result<(), Error> {
+        self.write_timeout(timeout)?;
         let deadline = StdInstant::now() + timeout;
         match self.run(Some(deadline), |c| c.ready.then_some(())) {
             Ok(Some(())) => Ok(()),
@@ -135,6 +139,15 @@ impl<S: Stream> Conn<S> {
                 return Err(Error::FdPassingUnsupported {
                     transport: self.stream.transport(),
                 });
+            }
+            if fds.len() > MAX_FDS {
+                return Err(Error::Io(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} file descriptors for one command; at most {MAX_FDS} fit",
+                        fds.len()
+                    ),
+                )));
             }
             // Duplicates stay valid even if the call times out before the
             // request is written and the caller closes the originals.
@@ -213,6 +226,9 @@ impl<S: Stream> Conn<S> {
         found: impl FnMut(&mut Self) -> Option<T>,
     ) -> Result<T, Error> {
         let was_open = self.dead().is_none();
+        if was_open {
+            self.write_timeout(timeout)?;
+        }
         match self.run(Some(StdInstant::now() + timeout), found) {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(Error::Timeout {
@@ -230,7 +246,12 @@ impl<S: Stream> Conn<S> {
             return Ok(());
         }
         self.flush()?;
-        self.read_once(Wait::Poll)?;
+        // Bounded, in case the peer writes faster than this loop reads.
+        for _ in 0..64 {
+            if !self.read_once(Wait::Poll)? || self.dead().is_some() {
+                break;
+            }
+        }
         self.flush()?;
         self.absorb();
         Ok(())
@@ -332,8 +353,9 @@ impl<S: Stream> Conn<S> {
         Ok(())
     }
 
-    /// One read, bounded by `wait`, fed to the engine.
-    fn read_once(&mut self, wait: Wait) -> Result<(), Error> {
+    /// One read, bounded by `wait`, fed to the engine. Returns whether
+    /// bytes came.
+    fn read_once(&mut self, wait: Wait) -> Result<bool, Error> {
         let mut nonblocking = false;
         match wait {
             Wait::Poll => match self.stream.set_nonblocking(true) {
@@ -349,6 +371,7 @@ impl<S: Stream> Conn<S> {
             self.stream.set_nonblocking(false)?;
         }
         let now = self.now();
+        let got = matches!(result, Ok(n) if n > 0);
         match result {
             Ok(0) => {
                 debug!("{} <- end of stream", self.label);
@@ -376,7 +399,7 @@ impl<S: Stream> Conn<S> {
             }
             Err(e) => return Err(self.fail(e)),
         }
-        Ok(())
+        Ok(got)
     }
 
     /// Moves the engine's outputs where callers look for them.
@@ -418,6 +441,7 @@ impl<S: Stream> Conn<S> {
     /// to `linger` to arrive so the peer never writes to a closed socket.
     pub(crate) fn close(&mut self, linger: Duration) {
         if self.dead().is_none() && self.client.open_requests() > 0 {
+            let _ = self.write_timeout(linger);
             let deadline = StdInstant::now() + linger;
             let _ = self.run(Some(deadline), |c| {
                 (c.client.open_requests() == 0).then_some(())

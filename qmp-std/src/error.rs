@@ -220,3 +220,66 @@ impl From<Error> for io::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qmp_core::ErrorClass;
+
+    fn server_error() -> ExecuteError {
+        ExecuteError {
+            class: ErrorClass::DeviceNotFound,
+            desc: "Device 'x' not found".into(),
+        }
+    }
+
+    #[test]
+    fn engine_errors_convert() {
+        let e = Error::from(RequestError::Server(server_error()));
+        assert_eq!(e.server_error(), Some(&server_error()));
+        assert_eq!(
+            e.to_string(),
+            "the server returned an error: DeviceNotFound: Device 'x' not found"
+        );
+
+        let e = Error::from(RequestError::Interrupted(CloseReason::Eof));
+        assert!(matches!(e, Error::Interrupted(CloseReason::Eof)));
+        assert_eq!(
+            e.to_string(),
+            "interrupted: the server closed the connection"
+        );
+        assert_eq!(e.close_reason(), Some(&CloseReason::Eof));
+
+        let e = Error::from(RequestError::Timeout);
+        assert!(e.is_timeout());
+
+        let e = Error::from(SubmitError::Closed(CloseReason::Eof));
+        assert!(matches!(e, Error::Closed(CloseReason::Eof)));
+        let e = Error::from(SubmitError::OobNotNegotiated);
+        assert!(matches!(e, Error::Submit(_)));
+        assert!(Error::from(CloseReason::HandshakeTimeout).is_timeout());
+    }
+
+    #[test]
+    fn io_round_trip_keeps_the_kind() {
+        let e = Error::from(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::BrokenPipe);
+        let io: io::Error = Error::Timeout {
+            waiting_for: "x".into(),
+            after: Some(Duration::from_secs(1)),
+        }
+        .into();
+        assert_eq!(io.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            io.to_string().contains("timed out after 1s waiting for x"),
+            "{io}"
+        );
+    }
+
+    #[test]
+    fn errors_are_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Error>();
+    }
+}

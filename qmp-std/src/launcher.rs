@@ -36,7 +36,8 @@ const CHARDEV_ID: &str = "qmp-std";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum QmpSocket {
     /// A socketpair: QEMU's end is its stdin, opened as
-    /// `-chardev socket,fd=0`. No file is created.
+    /// `-chardev socket,fd=0`. No file is created. QEMU's stdin is then
+    /// taken: use [`QmpSocket::Listen`] with `stdio` chardevs.
     #[default]
     Pair,
     /// A Unix socket listening in a private directory; QEMU connects to it

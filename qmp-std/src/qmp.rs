@@ -17,7 +17,7 @@ use qmp_core::{
 use crate::conn::Conn;
 use crate::error::Error;
 use crate::options::Options;
-use crate::stream::{Socket, Stream, wait_readable};
+use crate::stream::{Socket, Stream, connect_unix_within, wait_readable};
 
 /// A blocking QMP client.
 ///
@@ -86,10 +86,13 @@ pub(crate) fn accept_unix_within(
 
 impl Qmp<Socket> {
     /// Connects to a QEMU serving QMP on a Unix socket
-    /// (`-qmp unix:PATH,server=on,wait=off`) and negotiates.
+    /// (`-qmp unix:PATH,server=on,wait=off`) and negotiates. Connecting is
+    /// bounded by [`Options::connect_timeout`] (it waits only while the
+    /// listener's backlog is full); a missing socket or a refused
+    /// connection fails at once.
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
-        let stream = UnixStream::connect(path).map_err(|e| {
+        let stream = connect_unix_within(path, options.connect_timeout).map_err(|e| {
             Error::Io(io::Error::new(
                 e.kind(),
                 format!("cannot connect to {}: {e}", path.display()),

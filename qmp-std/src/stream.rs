@@ -281,3 +281,45 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
         }
     }
 }
+
+/// Connects to a Unix socket, giving up after `timeout`. A plain
+/// `connect` blocks while the listener's backlog is full (a QEMU that
+/// already serves a client and accepts no other); a non-blocking one
+/// says so at once, and is retried until the deadline.
+pub(crate) fn connect_unix_within(
+    path: &std::path::Path,
+    timeout: Duration,
+) -> io::Result<UnixStream> {
+    use rustix::net::{
+        AddressFamily, SocketAddrUnix, SocketFlags, SocketType, connect, socket_with,
+    };
+    let addr = SocketAddrUnix::new(path)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let fd = socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )?;
+        match connect(&fd, &addr) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the listener's backlog stayed full for {timeout:?}"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -579,3 +579,66 @@ fn a_late_reply_from_qemu_is_dropped() {
         assert_eq!(qmp.stats().late_replies, 1);
     });
 }
+
+#[test]
+fn connecting_to_a_listener_with_a_full_backlog_times_out() {
+    use rustix::net::{
+        AddressFamily, SocketAddrUnix, SocketFlags, SocketType, bind, connect, listen, socket_with,
+    };
+    within(LIMIT, "full backlog", || {
+        let dir = TempDir::new("std-backlog");
+        let path = dir.join("qmp.sock");
+        let addr = SocketAddrUnix::new(&path).unwrap();
+        let listener = socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(&listener, &addr).unwrap();
+        listen(&listener, 0).unwrap();
+        // Fill the backlog: nobody ever accepts.
+        let mut held = Vec::new();
+        loop {
+            let fd = socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+                None,
+            )
+            .unwrap();
+            match connect(&fd, &addr) {
+                Ok(()) => held.push(fd),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(e) => panic!("connect: {e}"),
+            }
+            assert!(held.len() < 1000, "the backlog never filled");
+        }
+        let e = Qmp::connect_unix(&path, opts().connect_timeout(Duration::from_millis(200)))
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        drop(held);
+    });
+}
+
+#[test]
+fn an_overflowing_event_queue_drops_the_oldest_and_counts_them() {
+    within(LIMIT, "event lag", || {
+        let server = QemuServer::start(&[]);
+        let mut qmp = connect(&server);
+        // 40 cont/stop pairs: 80 events into a queue of 64.
+        for _ in 0..40 {
+            qmp.execute("cont", None).unwrap();
+            qmp.execute("stop", None).unwrap();
+        }
+        assert_eq!(qmp.events().take_lagged(), 16);
+        assert_eq!(qmp.stats().events_lagged, 16);
+        let events = qmp.drain_events();
+        assert_eq!(events.len(), 64);
+        // The newest survive, in order.
+        assert_eq!(events.first().unwrap().name, "RESUME");
+        assert_eq!(events.last().unwrap().name, "STOP");
+        assert!(events.windows(2).all(|w| w[0].name != w[1].name));
+    });
+}

@@ -1,0 +1,74 @@
+//! Every message in and out is visible through the `log` facade.
+#![allow(clippy::std_instead_of_core)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use qmp_std::{Options, Qmp};
+use tests::{QemuServer, within};
+
+/// Keeps every record from qmp-std.
+struct Capture(Mutex<Vec<(Level, String)>>);
+
+impl Log for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if record.target().starts_with("qmp_std") {
+            self.0
+                .lock()
+                .unwrap()
+                .push((record.level(), record.args().to_string()));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Capture = Capture(Mutex::new(Vec::new()));
+
+#[test]
+fn requests_replies_events_and_raw_bytes_are_logged() {
+    log::set_logger(&LOGGER).unwrap();
+    log::set_max_level(LevelFilter::Trace);
+    within(Duration::from_secs(60), "logging", || {
+        let server = QemuServer::start(&[]);
+        let mut qmp = None;
+        for _ in 0..500 {
+            match Qmp::connect_unix(&server.socket, Options::new()) {
+                Ok(q) => {
+                    qmp = Some(q);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        let mut qmp = qmp.expect("connect to QEMU");
+        qmp.execute("query-status", None).unwrap();
+        qmp.execute("cont", None).unwrap();
+        qmp.wait_event("RESUME").unwrap();
+        qmp.disconnect();
+    });
+    let records = LOGGER.0.lock().unwrap().clone();
+    let has = |level: Level, needle: &str| {
+        records
+            .iter()
+            .any(|(l, m)| *l == level && m.contains(needle))
+    };
+    assert!(has(Level::Debug, "greeting: QEMU 7.2"), "{records:#?}");
+    assert!(has(Level::Debug, "-> query-status"), "{records:#?}");
+    assert!(has(Level::Debug, "\"prelaunch\""), "{records:#?}");
+    assert!(has(Level::Debug, "event RESUME"), "{records:#?}");
+    assert!(
+        has(Level::Trace, r#"-> {"execute":"query-status","id":"#),
+        "{records:#?}"
+    );
+    assert!(
+        has(Level::Trace, r#"<- {"return": {"status": "prelaunch""#),
+        "{records:#?}"
+    );
+    assert!(has(Level::Trace, r#""event": "RESUME""#), "{records:#?}");
+}
