@@ -10,6 +10,7 @@ use log::{debug, trace, warn};
 use qmp_core::serde_json::Value;
 use qmp_core::{
     Client, CloseReason, Config, Greeting, Instant, Output, Request, RequestError, RequestId,
+    Runstate,
 };
 
 use crate::error::Error;
@@ -440,12 +441,16 @@ impl<S: Stream> Conn<S> {
     /// Ends the session from this side, first giving replies still due up
     /// to `linger` to arrive so the peer never writes to a closed socket.
     pub(crate) fn close(&mut self, linger: Duration) {
-        if self.dead().is_none() && self.client.open_requests() > 0 {
+        // A guest agent resync in progress counts too: its answer comes
+        // after any reply still due to an abandoned request.
+        fn settled<S>(c: &mut Conn<S>) -> Option<()> {
+            (c.client.open_requests() == 0 && c.client.runstate() != Runstate::Syncing)
+                .then_some(())
+        }
+        if self.dead().is_none() && settled(self).is_none() {
             let _ = self.write_timeout(linger);
             let deadline = StdInstant::now() + linger;
-            let _ = self.run(Some(deadline), |c| {
-                (c.client.open_requests() == 0).then_some(())
-            });
+            let _ = self.run(Some(deadline), settled);
         }
         self.client.close();
         self.absorb();

@@ -332,3 +332,24 @@ fn a_silent_agent_times_out_the_resync() {
         holder.join().unwrap();
     });
 }
+
+#[test]
+fn disconnecting_with_a_reply_still_due_does_not_kill_the_agent() {
+    within(LIMIT, "disconnect with a reply due", || {
+        let mut server = AgentServer::start();
+        for _ in 0..3 {
+            let mut agent = connect(&server);
+            let e = agent
+                .with_timeout(Duration::ZERO)
+                .call(&GuestGetHostName)
+                .unwrap_err();
+            assert!(e.is_timeout(), "{e:?}");
+            // The reply is still on its way: disconnect reads it first.
+            agent.disconnect();
+        }
+        let mut agent = connect(&server);
+        agent.call(&GuestPing).unwrap();
+        agent.disconnect();
+        assert_alive(&mut server);
+    });
+}
