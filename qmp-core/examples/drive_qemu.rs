@@ -39,7 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut sock, _) = listener.accept()?;
     std::fs::remove_dir_all(&dir)?;
 
-    let mut client = Client::new(now(origin), Config::qmp().handshake_timeout(Duration::from_secs(5)));
+    let mut client = Client::new(
+        now(origin),
+        Config::qmp().handshake_timeout(Duration::from_secs(5)),
+    );
     let timeout = Duration::from_secs(5);
     let status = client.execute(now(origin), Request::new("query-status").timeout(timeout))?;
     let mut resume: Option<RequestId> = None;
@@ -59,12 +62,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "greeting: QEMU {} ({}), capabilities {:?}",
                     g.version,
                     g.package.trim(),
-                    g.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+                    g.capabilities
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
                 ),
                 Output::Ready => println!("negotiated (oob: {})", client.oob_enabled()),
                 Output::Reply { id, result } if id == status => {
                     println!("query-status -> {}", result?);
-                    resume = Some(client.execute(now(origin), Request::new("cont").timeout(timeout))?);
+                    resume =
+                        Some(client.execute(now(origin), Request::new("cont").timeout(timeout))?);
                 }
                 Output::Reply { id, result } if Some(id) == resume => {
                     println!("cont -> {}", result?);
@@ -82,7 +89,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => {}
             }
         }
-        while let Some(Event { name, data, timestamp }) = client.poll_event() {
+        while let Some(Event {
+            name,
+            data,
+            timestamp,
+        }) = client.poll_event()
+        {
             println!("event {name} {data} at {timestamp:?}");
             if name == "RESUME" && quit.is_none() {
                 quit = Some(client.execute(now(origin), Request::new("quit").timeout(timeout))?);
@@ -92,9 +104,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         // 3. Sleep until the socket has data or the next deadline passes.
-        let wait = client
-            .poll_timeout()
-            .map(|d| d.saturating_duration_since(now(origin)).max(Duration::from_millis(1)));
+        let wait = client.poll_timeout().map(|d| {
+            d.saturating_duration_since(now(origin))
+                .max(Duration::from_millis(1))
+        });
         sock.set_read_timeout(wait)?;
         match sock.read(&mut buf) {
             Ok(0) => client.handle_eof(now(origin)),

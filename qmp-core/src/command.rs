@@ -122,7 +122,9 @@ mod tests {
     #[test]
     fn unit_commands_send_no_arguments() {
         let mut out = alloc::vec::Vec::new();
-        Request::command(&crate::commands::qmp::Stop).unwrap().encode(Some(1), &mut out);
+        Request::command(&crate::commands::qmp::Stop)
+            .unwrap()
+            .encode(Some(1), &mut out);
         assert_eq!(out, br#"{"execute":"stop","id":1}"#);
     }
 }

@@ -151,10 +151,16 @@ impl fmt::Display for CloseReason {
                 "the server closed the connection in the middle of a message ({buffered} bytes received)"
             ),
             CloseReason::MessageTooLarge { limit } => {
-                write!(f, "a message from the server exceeds the {limit}-byte limit")
+                write!(
+                    f,
+                    "a message from the server exceeds the {limit}-byte limit"
+                )
             }
             CloseReason::Malformed { offset, detail } => {
-                write!(f, "malformed input at byte {offset} of the stream: {detail}")
+                write!(
+                    f,
+                    "malformed input at byte {offset} of the stream: {detail}"
+                )
             }
             CloseReason::Greeting(e) => write!(f, "bad greeting: {e}"),
             CloseReason::Negotiation(e) => write!(f, "capability negotiation failed: {e}"),

@@ -125,6 +125,11 @@ mod tests {
     #[test]
     fn names_the_bad_field() {
         let e = Greeting::from_value(&json!({"version": {"qemu": {"major": "7"}}})).unwrap_err();
-        assert_eq!(e, GreetingError::Invalid { field: "QMP.version.qemu.major" });
+        assert_eq!(
+            e,
+            GreetingError::Invalid {
+                field: "QMP.version.qemu.major"
+            }
+        );
     }
 }

@@ -24,7 +24,7 @@ struct Wire {
     event: Option<String>,
     #[serde(default, deserialize_with = "present")]
     data: Option<Value>,
-    #[serde(default, deserialize_with = "lenient_timestamp")]
+    #[serde(default)]
     timestamp: Option<Timestamp>,
 }
 
@@ -38,12 +38,6 @@ struct WireError {
 /// Distinguishes `"return": null` from a missing member.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
-}
-
-/// A malformed timestamp should not cost the event.
-fn lenient_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
 }
 
 /// The id a reply echoes back.
@@ -79,12 +73,53 @@ pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason>
         detail: String::from("invalid UTF-8"),
     })?;
     let wire: Wire = serde_json::from_str(text).map_err(|e| malformed(bytes, offset, &e))?;
+    Ok(classify(wire))
+}
+
+/// Decodes the object at the start of `window` (which begins with `{`)
+/// when it is complete there, without a separate framing pass: the common
+/// case of a message that arrives inside one read. Returns its length and
+/// what it means, or `None` when the window ends before the object does.
+pub(crate) fn decode_prefix(
+    window: &[u8],
+    offset: u64,
+) -> Option<(usize, Result<Incoming, CloseReason>)> {
+    let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<Wire>();
+    match stream.next()? {
+        Ok(wire) => {
+            let len = stream.byte_offset();
+            // serde_json checks the strings it reads; members it skips
+            // must be valid UTF-8 too.
+            if let Err(e) = core::str::from_utf8(&window[..len]) {
+                let err = CloseReason::Malformed {
+                    offset: offset + e.valid_up_to() as u64,
+                    detail: String::from("invalid UTF-8"),
+                };
+                return Some((len, Err(err)));
+            }
+            Some((len, Ok(classify(wire))))
+        }
+        Err(e) if e.is_eof() => None,
+        Err(e) => {
+            let err = malformed(window, offset, &e);
+            // Consume only up to the fault, so a resync can still find a
+            // delimiter behind it.
+            let len = match &err {
+                CloseReason::Malformed { offset: at, .. } => (at - offset) as usize + 1,
+                _ => window.len(),
+            };
+            Some((len.min(window.len()), Err(err)))
+        }
+    }
+}
+
+fn classify(wire: Wire) -> Incoming {
     let id = match wire.id {
         None => ReplyId::Missing,
         Some(Value::Number(n)) => n.as_u64().map_or(ReplyId::Foreign, ReplyId::Number),
         Some(_) => ReplyId::Foreign,
     };
-    Ok(if let Some(body) = wire.greeting {
+    if let Some(body) = wire.greeting {
         Incoming::Greeting(body)
     } else if let Some(name) = wire.event {
         Incoming::Event(Event {
@@ -93,7 +128,10 @@ pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason>
             timestamp: wire.timestamp,
         })
     } else if let Some(ret) = wire.ret {
-        Incoming::Reply { id, result: Ok(ret) }
+        Incoming::Reply {
+            id,
+            result: Ok(ret),
+        }
     } else if let Some(err) = wire.error {
         Incoming::Reply {
             id,
@@ -104,7 +142,7 @@ pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason>
         }
     } else {
         Incoming::Unrecognized
-    })
+    }
 }
 
 /// Turns serde's line and column into a stream offset.
@@ -138,12 +176,31 @@ mod tests {
     #[test]
     fn classifies() {
         let r = decode(br#"{"return": {}, "id": 3}"#, 0).unwrap();
-        assert!(matches!(r, Incoming::Reply { id: ReplyId::Number(3), result: Ok(_) }));
+        assert!(matches!(
+            r,
+            Incoming::Reply {
+                id: ReplyId::Number(3),
+                result: Ok(_)
+            }
+        ));
         let r = decode(br#"{"return": null}"#, 0).unwrap();
-        assert!(matches!(r, Incoming::Reply { id: ReplyId::Missing, result: Ok(Value::Null) }));
-        let r = decode(br#"{"id": "x", "error": {"class": "Nope", "desc": "d"}}"#, 0).unwrap();
+        assert!(matches!(
+            r,
+            Incoming::Reply {
+                id: ReplyId::Missing,
+                result: Ok(Value::Null)
+            }
+        ));
+        let r = decode(
+            br#"{"id": "x", "error": {"class": "Nope", "desc": "d"}}"#,
+            0,
+        )
+        .unwrap();
         match r {
-            Incoming::Reply { id: ReplyId::Foreign, result: Err(e) } => {
+            Incoming::Reply {
+                id: ReplyId::Foreign,
+                result: Err(e),
+            } => {
                 assert_eq!(e.class, ErrorClass::Other("Nope".into()));
                 assert_eq!(e.desc, "d");
             }
@@ -158,8 +215,17 @@ mod tests {
             Incoming::Event(e) => {
                 assert_eq!(e.name, "STOP");
                 assert_eq!(e.data, Value::Null);
-                assert_eq!(e.timestamp, Some(Timestamp { seconds: 1, microseconds: 2 }));
-                assert_eq!(e.to_value(), json!({"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}));
+                assert_eq!(
+                    e.timestamp,
+                    Some(Timestamp {
+                        seconds: 1,
+                        microseconds: 2
+                    })
+                );
+                assert_eq!(
+                    e.to_value(),
+                    json!({"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}})
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -177,6 +243,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let err = decode(b"{\"a\": \"\xff\"}", 0).unwrap_err();
-        assert_eq!(err, CloseReason::Malformed { offset: 7, detail: "invalid UTF-8".into() });
+        assert_eq!(
+            err,
+            CloseReason::Malformed {
+                offset: 7,
+                detail: "invalid UTF-8".into()
+            }
+        );
     }
 }

@@ -89,11 +89,17 @@ impl Request {
             command: String::from("(request object)"),
             detail: detail.to_string(),
         };
-        let obj = value.as_object().ok_or_else(|| bad("a request must be a JSON object"))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| bad("a request must be a JSON object"))?;
         let (name, oob) = match (obj.get("execute"), obj.get("exec-oob")) {
             (Some(Value::String(n)), None) => (n.clone(), false),
             (None, Some(Value::String(n))) => (n.clone(), true),
-            _ => return Err(bad("a request needs exactly one of `execute` or `exec-oob`, a string")),
+            _ => {
+                return Err(bad(
+                    "a request needs exactly one of `execute` or `exec-oob`, a string",
+                ));
+            }
         };
         for key in obj.keys() {
             if !matches!(key.as_str(), "execute" | "exec-oob" | "arguments" | "id") {
@@ -165,7 +171,11 @@ impl Request {
 
     /// The bytes of this request with `id`, as sent.
     pub(crate) fn encode(&self, id: Option<u64>, out: &mut Vec<u8>) {
-        out.extend_from_slice(if self.oob { b"{\"exec-oob\":" } else { b"{\"execute\":" });
+        out.extend_from_slice(if self.oob {
+            b"{\"exec-oob\":"
+        } else {
+            b"{\"execute\":"
+        });
         write_json_string(&self.name, out);
         if let Some(args) = &self.arguments {
             out.extend_from_slice(b",\"arguments\":");
@@ -180,7 +190,9 @@ impl Request {
 }
 
 fn write_json_string(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -216,7 +228,10 @@ mod tests {
 
     #[test]
     fn encodes_compactly() {
-        assert_eq!(encoded(&Request::new("query-status"), Some(0)), r#"{"execute":"query-status","id":0}"#);
+        assert_eq!(
+            encoded(&Request::new("query-status"), Some(0)),
+            r#"{"execute":"query-status","id":0}"#
+        );
         let r = Request::new("x y\"").arguments(json!({"a": [1]})).oob();
         assert_eq!(
             encoded(&r, Some(18446744073709551615)),
@@ -228,7 +243,8 @@ mod tests {
     fn from_value_accepts_what_people_type() {
         let r = Request::from_value(&json!({"execute": "stop", "id": "mine"})).unwrap();
         assert_eq!(encoded(&r, Some(4)), r#"{"execute":"stop","id":4}"#);
-        let r = Request::from_value(&json!({"exec-oob": "migrate-pause", "arguments": {}})).unwrap();
+        let r =
+            Request::from_value(&json!({"exec-oob": "migrate-pause", "arguments": {}})).unwrap();
         assert!(r.is_oob());
         assert!(Request::from_value(&json!({"execute": 1})).is_err());
         assert!(Request::from_value(&json!({"execute": "a", "argument": {}})).is_err());

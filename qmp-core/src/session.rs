@@ -11,7 +11,7 @@ use crate::error::{CloseReason, GreetingError, RequestError, SubmitError};
 use crate::event::{Event, EventQueue};
 use crate::framing::{Frame, FrameError, Framer};
 use crate::greeting::{Capability, Greeting};
-use crate::message::{Incoming, ReplyId, decode};
+use crate::message::{Incoming, ReplyId, decode, decode_prefix};
 use crate::request::{Request, RequestId, write_u64};
 use crate::time::Instant;
 
@@ -163,9 +163,11 @@ pub struct Client<const EVENTS: usize = 64, const REQUESTS: usize = 64> {
     sync: Option<Sync>,
     needs_sync: bool,
     rng: u64,
-    /// Open requests in id order: sent ones first, then queued ones.
+    /// Open requests in id order (sent, abandoned and queued ones mixed).
     pending: heapless::Deque<Pending, REQUESTS>,
     in_flight: usize,
+    /// Requests in `pending` still waiting to be sent.
+    queued: usize,
     tx: Vec<u8>,
     tx_head: usize,
     tx_sent: u64,
@@ -202,6 +204,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             rng: config.sync_seed ^ 0x5851_f42d_4c95_7f2d,
             pending: heapless::Deque::new(),
             in_flight: 0,
+            queued: 0,
             tx: Vec::new(),
             tx_head: 0,
             tx_sent: 0,
@@ -258,15 +261,26 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             {
                 let before = rest.len();
                 let found = self.framer.skip_to_delimiter(&mut rest);
-                self.stats.discarded_during_sync += (before - rest.len() - usize::from(found)) as u64;
+                self.stats.discarded_during_sync +=
+                    (before - rest.len() - usize::from(found)) as u64;
                 if !found {
                     break;
                 }
                 sync.delimited = true;
                 continue;
             }
-            let step = match self.framer.next(&mut rest) {
+            let mut taken = None;
+            let fast = |window, offset| {
+                let (len, msg) = decode_prefix(window, offset)?;
+                taken = Some(msg);
+                Some(len)
+            };
+            let step = match self.framer.next(&mut rest, fast) {
                 None => break,
+                Some(Ok(Frame::Taken)) => match taken {
+                    Some(msg) => msg,
+                    None => continue,
+                },
                 Some(Ok(Frame::Message { bytes, offset })) => decode(bytes, offset),
                 Some(Ok(Frame::Delimiter)) => match self.config.dialect {
                     Dialect::Qga => continue,
@@ -278,10 +292,14 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
                 Some(Err(FrameError::TooLarge { limit })) => {
                     Err(CloseReason::MessageTooLarge { limit })
                 }
-                Some(Err(FrameError::NotAnObject { offset, byte })) => Err(CloseReason::Malformed {
-                    offset,
-                    detail: format!("expected '{{' to start a message, found byte 0x{byte:02x}"),
-                }),
+                Some(Err(FrameError::NotAnObject { offset, byte })) => {
+                    Err(CloseReason::Malformed {
+                        offset,
+                        detail: format!(
+                            "expected '{{' to start a message, found byte 0x{byte:02x}"
+                        ),
+                    })
+                }
             };
             match step {
                 Ok(msg) => {
@@ -331,7 +349,12 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             self.close_with(CloseReason::HandshakeTimeout);
             return;
         }
-        if self.sync.as_ref().and_then(|s| s.deadline).is_some_and(|d| d <= now) {
+        if self
+            .sync
+            .as_ref()
+            .and_then(|s| s.deadline)
+            .is_some_and(|d| d <= now)
+        {
             self.close_with(CloseReason::SyncTimeout);
             return;
         }
@@ -346,6 +369,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             match p.state {
                 State::Queued => {
                     remove_at(&mut self.pending, i);
+                    self.queued -= 1;
                     self.finish(id, Err(RequestError::Timeout));
                     continue;
                 }
@@ -400,9 +424,18 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         if self.pending.push_back(pending).is_err() {
             unreachable!("checked for room above");
         }
+        self.queued += 1;
+        let last = self.pending.len() - 1;
         if oob {
             // Accepted only while running: it overtakes everything queued.
-            self.release(self.pending.len() - 1);
+            self.release(last);
+        } else if self.queued == 1 && !self.needs_sync {
+            // Nothing waits ahead of it: no need to scan the table.
+            if self.runstate == Runstate::Running
+                && (request.no_reply || self.in_flight < self.config.max_in_flight)
+            {
+                self.release(last);
+            }
         } else {
             self.pump(now);
         }
@@ -422,6 +455,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         match p.state {
             State::Queued => {
                 remove_at(&mut self.pending, pos);
+                self.queued -= 1;
                 true
             }
             State::Sent => {
@@ -438,7 +472,8 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     /// `guest-sync-delimited`, discard everything up to the agent's 0xFF,
     /// and hold new requests until the agent answers.
     pub fn resync(&mut self, now: Instant) {
-        if self.config.dialect == Dialect::Qga && self.close_reason.is_none() && self.sync.is_none() {
+        if self.config.dialect == Dialect::Qga && self.close_reason.is_none() && self.sync.is_none()
+        {
             self.needs_sync = true;
             self.pump(now);
         }
@@ -459,7 +494,11 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         }
         let mut end = self.tx.len();
         let mut fds = None;
-        for m in self.marks.iter().filter(|m| matches!(m.kind, MarkKind::Fds)) {
+        for m in self
+            .marks
+            .iter()
+            .filter(|m| matches!(m.kind, MarkKind::Fds))
+        {
             if m.at == self.tx_sent {
                 fds = Some(RequestId(m.id));
             } else {
@@ -487,13 +526,16 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             if !done {
                 break;
             }
-            if let Some(Mark { kind: MarkKind::Written, id, .. }) = self.marks.pop_front()
+            if let Some(Mark {
+                kind: MarkKind::Written,
+                id,
+                ..
+            }) = self.marks.pop_front()
                 && let Some(pos) = self.pending.iter().position(|p| p.id == id)
                 && let Some(p) = remove_at(&mut self.pending, pos)
+                && p.state == State::Sent
             {
-                if p.state == State::Sent {
-                    self.finish(RequestId(id), Ok(Value::Null));
-                }
+                self.finish(RequestId(id), Ok(Value::Null));
             }
         }
         if self.tx_head == self.tx.len() {
@@ -529,7 +571,10 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         }
         let sync = self.sync.as_ref().and_then(|s| s.deadline);
         let requests = self.pending.iter().filter_map(|p| p.deadline).min();
-        [self.handshake_deadline, sync, requests].into_iter().flatten().min()
+        [self.handshake_deadline, sync, requests]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- state --------------------------------------------------------
@@ -610,7 +655,10 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             Incoming::Reply { .. } if self.runstate == Runstate::AwaitingGreeting => {
                 self.close_with(CloseReason::Greeting(GreetingError::NotAGreeting));
             }
-            Incoming::Reply { id: ReplyId::Number(n), result } => {
+            Incoming::Reply {
+                id: ReplyId::Number(n),
+                result,
+            } => {
                 if self.runstate == Runstate::Negotiating && self.negotiation_id == Some(n) {
                     self.negotiation_id = None;
                     match result {
@@ -639,8 +687,14 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
                     self.finish(RequestId(n), result.map_err(RequestError::Server));
                 }
             }
-            Incoming::Reply { id: ReplyId::Foreign, .. } => self.stats.unknown_replies += 1,
-            Incoming::Reply { id: ReplyId::Missing, result } => match (result, &self.sync) {
+            Incoming::Reply {
+                id: ReplyId::Foreign,
+                ..
+            } => self.stats.unknown_replies += 1,
+            Incoming::Reply {
+                id: ReplyId::Missing,
+                result,
+            } => match (result, &self.sync) {
                 (Ok(v), Some(sync)) if v.as_u64() == Some(sync.token) => {
                     self.sync = None;
                     self.become_running(now);
@@ -656,7 +710,10 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     fn start_negotiation(&mut self) {
         let id = self.negotiation_id.unwrap_or(0);
         self.oob_requested = self.config.enable_oob
-            && self.greeting.as_ref().is_some_and(|g| g.offers(&Capability::Oob));
+            && self
+                .greeting
+                .as_ref()
+                .is_some_and(|g| g.offers(&Capability::Oob));
         let mut req = Request::new("qmp_capabilities");
         if self.oob_requested {
             req = req.arguments(serde_json::json!({"enable": ["oob"]}));
@@ -709,10 +766,14 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     }
 
     /// Moves queued requests into the transmit buffer as the rules allow.
+    #[inline]
     fn pump(&mut self, now: Instant) {
-        if self.runstate != Runstate::Running {
-            return;
+        if (self.queued > 0 || self.needs_sync) && self.runstate == Runstate::Running {
+            self.pump_slow(now);
         }
+    }
+
+    fn pump_slow(&mut self, now: Instant) {
         if self.needs_sync {
             let live = self
                 .pending
@@ -724,7 +785,9 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             return;
         }
         let mut i = 0;
-        while let Some(p) = self.pending.get(i) {
+        while self.queued > 0
+            && let Some(p) = self.pending.get(i)
+        {
             if p.state == State::Queued {
                 let takes_slot = !p.oob && !p.no_reply;
                 if takes_slot && self.in_flight >= self.config.max_in_flight {
@@ -747,16 +810,25 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             self.in_flight += 1;
         }
         p.state = State::Sent;
+        self.queued -= 1;
         let (id, fds, no_reply) = (p.id, p.fds, p.no_reply);
         let bytes = core::mem::take(&mut p.bytes);
         let start = self.tx_sent + (self.tx.len() - self.tx_head) as u64;
         if fds {
-            self.marks.push_back(Mark { at: start, kind: MarkKind::Fds, id });
+            self.marks.push_back(Mark {
+                at: start,
+                kind: MarkKind::Fds,
+                id,
+            });
         }
         let len = bytes.len() as u64;
         self.push_tx(bytes);
         if no_reply {
-            self.marks.push_back(Mark { at: start + len, kind: MarkKind::Written, id });
+            self.marks.push_back(Mark {
+                at: start + len,
+                kind: MarkKind::Written,
+                id,
+            });
         }
     }
 
@@ -788,6 +860,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             self.finish(RequestId(p.id), result);
         }
         self.in_flight = 0;
+        self.queued = 0;
         self.tx.clear();
         self.tx_head = 0;
         self.marks.clear();

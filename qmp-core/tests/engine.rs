@@ -22,7 +22,13 @@ fn transcript(name: &str) -> Vec<Step> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let steps: Vec<serde_json::Map<String, Value>> = serde_json::from_str(&text).unwrap();
     // Transcripts store bytes as latin-1 text so that 0xFF survives.
-    let bytes = |v: &Value| v.as_str().unwrap().chars().map(|c| c as u32 as u8).collect();
+    let bytes = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .chars()
+            .map(|c| c as u32 as u8)
+            .collect()
+    };
     steps
         .iter()
         .map(|s| match (s.get("send"), s.get("recv")) {
@@ -254,7 +260,10 @@ fn real_session_one_byte_at_a_time() {
 #[test]
 fn real_pretty_printed_session() {
     let server = server_bytes(&transcript("qemu-session-pretty.json"));
-    assert!(server.windows(2).filter(|w| w == b"\n ").count() > 10, "not pretty-printed");
+    assert!(
+        server.windows(2).filter(|w| w == b"\n ").count() > 10,
+        "not pretty-printed"
+    );
     replay_session("qemu-session-pretty.json", &[]);
     for cut in (0..server.len()).step_by(7) {
         replay_session("qemu-session-pretty.json", &[cut]);
@@ -330,16 +339,25 @@ fn requests_wait_for_negotiation() {
     let id = h.exec(Request::new("query-status"));
     h.feed(&greeting(true));
     let sent = h.sent_requests();
-    assert_eq!(sent, [json!({"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}, "id": 0})]);
+    assert_eq!(
+        sent,
+        [json!({"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}, "id": 0})]
+    );
     h.feed(br#"{"return": {}, "id": 0}"#);
-    assert_eq!(h.sent_requests(), [json!({"execute": "query-status", "id": id.get()})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "query-status", "id": id.get()})]
+    );
 }
 
 #[test]
 fn no_oob_when_not_offered_or_not_wanted() {
     let mut h = Harness::new(Config::qmp());
     h.feed(&greeting(false));
-    assert_eq!(h.sent_requests(), [json!({"execute": "qmp_capabilities", "id": 0})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "qmp_capabilities", "id": 0})]
+    );
     h.feed(br#"{"return": {}, "id": 0}"#);
     assert_eq!(
         h.client.execute(h.now, Request::new("migrate-pause").oob()),
@@ -347,7 +365,10 @@ fn no_oob_when_not_offered_or_not_wanted() {
     );
     let mut h = Harness::new(Config::qmp().enable_oob(false));
     h.feed(&greeting(true));
-    assert_eq!(h.sent_requests(), [json!({"execute": "qmp_capabilities", "id": 0})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "qmp_capabilities", "id": 0})]
+    );
 }
 
 #[test]
@@ -355,13 +376,19 @@ fn skipping_greeting_and_negotiation() {
     let mut h = Harness::new(Config::qmp().await_greeting(false).negotiate(false));
     assert_eq!(h.client.runstate(), Runstate::Running);
     let id = h.exec(Request::new("query-status"));
-    assert_eq!(h.sent_requests(), [json!({"execute": "query-status", "id": id.get()})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "query-status", "id": id.get()})]
+    );
     // A greeting that arrives anyway is reported, not an error.
     h.feed(&greeting(true));
     assert!(h.client.greeting().is_some());
     let mut h = Harness::new(Config::qmp().await_greeting(false));
     assert_eq!(h.client.runstate(), Runstate::Negotiating);
-    assert_eq!(h.sent_requests(), [json!({"execute": "qmp_capabilities", "id": 0})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "qmp_capabilities", "id": 0})]
+    );
 }
 
 #[test]
@@ -374,20 +401,30 @@ fn failed_negotiation_carries_the_server_error() {
         Some(CloseReason::Negotiation(e)) => assert!(e.desc.contains("oob")),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(h.result(id), Err(RequestError::Interrupted(CloseReason::Negotiation(_)))));
+    assert!(matches!(
+        h.result(id),
+        Err(RequestError::Interrupted(CloseReason::Negotiation(_)))
+    ));
 }
 
 #[test]
 fn bad_greetings() {
     let mut h = Harness::new(Config::qmp());
     h.feed(br#"{"QMP": {"version": {"qemu": {"major": 7}}}}"#);
-    assert!(matches!(h.closed(), Some(CloseReason::Greeting(_))), "{:?}", h.closed());
+    assert!(
+        matches!(h.closed(), Some(CloseReason::Greeting(_))),
+        "{:?}",
+        h.closed()
+    );
     let mut h = Harness::new(Config::qmp());
     h.feed(br#"{"return": {}, "id": 0}"#);
     assert!(matches!(h.closed(), Some(CloseReason::Greeting(_))));
     let mut h = Harness::new(Config::qmp());
     h.feed(b"Welcome to the monitor\r\n");
-    assert!(matches!(h.closed(), Some(CloseReason::Malformed { offset: 0, .. })));
+    assert!(matches!(
+        h.closed(),
+        Some(CloseReason::Malformed { offset: 0, .. })
+    ));
 }
 
 #[test]
@@ -399,7 +436,10 @@ fn handshake_deadline() {
     assert!(h.closed().is_none());
     h.advance(Duration::from_millis(1));
     assert_eq!(h.closed(), Some(&CloseReason::HandshakeTimeout));
-    assert_eq!(h.result(id), &Err(RequestError::Interrupted(CloseReason::HandshakeTimeout)));
+    assert_eq!(
+        h.result(id),
+        &Err(RequestError::Interrupted(CloseReason::HandshakeTimeout))
+    );
     assert_eq!(h.client.poll_timeout(), None);
 }
 
@@ -430,28 +470,44 @@ fn idless_error_is_fatal_and_interrupts_everything() {
         Some(CloseReason::ServerParseError(e)) => assert!(e.desc.contains("parse")),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(h.result(a), Err(RequestError::Interrupted(CloseReason::ServerParseError(_)))));
-    assert!(matches!(h.client.execute(h.now, Request::new("b")), Err(SubmitError::Closed(_))));
+    assert!(matches!(
+        h.result(a),
+        Err(RequestError::Interrupted(CloseReason::ServerParseError(_)))
+    ));
+    assert!(matches!(
+        h.client.execute(h.now, Request::new("b")),
+        Err(SubmitError::Closed(_))
+    ));
 }
 
 #[test]
 fn oob_overtakes_queued_in_band_requests() {
     let mut h = Harness::running(true);
-    let inband: Vec<_> = (0..9).map(|_| h.exec(Request::new("query-status"))).collect();
+    let inband: Vec<_> = (0..9)
+        .map(|_| h.exec(Request::new("query-status")))
+        .collect();
     assert_eq!(h.sent_requests().len(), 8, "the ninth waits for a slot");
     let oob = h.exec(Request::new("migrate-pause").oob());
     let sent = h.sent_requests();
-    assert_eq!(sent, [json!({"exec-oob": "migrate-pause", "id": oob.get()})]);
+    assert_eq!(
+        sent,
+        [json!({"exec-oob": "migrate-pause", "id": oob.get()})]
+    );
     h.feed(br#"{"id": 10, "error": {"class": "GenericError", "desc": "migrate-pause is currently only supported during postcopy-active state"}}"#);
     assert!(matches!(h.result(oob), Err(RequestError::Server(_))));
     h.feed(&reply(inband[0], "{}"));
-    assert_eq!(h.sent_requests(), [json!({"execute": "query-status", "id": inband[8].get()})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "query-status", "id": inband[8].get()})]
+    );
 }
 
 #[test]
 fn twenty_requests_through_a_cap_of_eight() {
     let mut h = Harness::running(true);
-    let ids: Vec<_> = (0..20).map(|_| h.exec(Request::new("query-status"))).collect();
+    let ids: Vec<_> = (0..20)
+        .map(|_| h.exec(Request::new("query-status")))
+        .collect();
     let mut answered = 0;
     let mut on_wire: Vec<Value> = h.sent_requests();
     assert_eq!(on_wire.len(), 8);
@@ -474,7 +530,10 @@ fn timeouts_then_late_replies() {
     let mut h = Harness::running(true);
     let slow = h.exec(Request::new("slow").timeout(Duration::from_secs(1)));
     let fine = h.exec(Request::new("fine").timeout(Duration::from_secs(10)));
-    assert_eq!(h.client.poll_timeout(), Some(h.now + Duration::from_secs(1)));
+    assert_eq!(
+        h.client.poll_timeout(),
+        Some(h.now + Duration::from_secs(1))
+    );
     // A spurious wake-up changes nothing.
     let before = h.outputs.len();
     h.client.handle_timeout(h.now);
@@ -503,7 +562,10 @@ fn a_timed_out_request_keeps_its_server_slot_until_answered() {
     // QEMU still holds the eight: sending more would overfill its queue.
     assert!(h.sent.is_empty());
     h.feed(&reply(first[0], "{}"));
-    assert_eq!(h.sent_requests(), [json!({"execute": "y", "id": queued.get()})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "y", "id": queued.get()})]
+    );
     h.advance(Duration::from_secs(5));
     assert_eq!(h.result(queued), &Err(RequestError::Timeout));
 }
@@ -516,7 +578,10 @@ fn queued_request_timeout_is_never_sent() {
     assert_eq!(h.result(id), &Err(RequestError::Timeout));
     h.feed(&greeting(false));
     h.feed(br#"{"return": {}, "id": 0}"#);
-    assert_eq!(h.sent_requests(), [json!({"execute": "qmp_capabilities", "id": 0})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "qmp_capabilities", "id": 0})]
+    );
 }
 
 #[test]
@@ -544,9 +609,15 @@ fn eof_mid_reply_interrupts_every_pending_request() {
     let reason = CloseReason::UnexpectedEof { buffered: 16 };
     assert_eq!(h.closed(), Some(&reason));
     for id in ids {
-        assert_eq!(h.result(id), &Err(RequestError::Interrupted(reason.clone())));
+        assert_eq!(
+            h.result(id),
+            &Err(RequestError::Interrupted(reason.clone()))
+        );
     }
-    assert!(matches!(h.outputs.last(), Some(Output::Closed(_))), "Closed comes last");
+    assert!(
+        matches!(h.outputs.last(), Some(Output::Closed(_))),
+        "Closed comes last"
+    );
     assert_eq!(h.client.runstate(), Runstate::Closed);
     assert!(h.client.handle_input(h.now, b"{}").is_err());
 }
@@ -558,7 +629,10 @@ fn quit_counts_as_done_when_the_close_overtakes_its_reply() {
     let quit = h.exec(Request::new("quit"));
     h.eof();
     assert_eq!(h.result(quit), &Ok(json!({})));
-    assert_eq!(h.result(other), &Err(RequestError::Interrupted(CloseReason::Eof)));
+    assert_eq!(
+        h.result(other),
+        &Err(RequestError::Interrupted(CloseReason::Eof))
+    );
 }
 
 #[test]
@@ -573,7 +647,10 @@ fn oversized_message_is_refused_before_it_is_buffered() {
         msg.truncate(limit + 1);
         for part in msg.as_bytes().chunks(chunk) {
             h.feed(part);
-            assert!(h.client.buffered_bytes() <= 2 * limit, "buffer grew past the limit");
+            assert!(
+                h.client.buffered_bytes() <= 2 * limit,
+                "buffer grew past the limit"
+            );
         }
         assert_eq!(h.closed(), Some(&CloseReason::MessageTooLarge { limit }));
         assert!(matches!(h.result(id), Err(RequestError::Interrupted(_))));
@@ -606,7 +683,12 @@ fn malformed_input_says_where() {
         h.feed(bytes);
         match h.closed() {
             Some(CloseReason::Malformed { offset: at, detail }) => {
-                assert_eq!(*at - base, offset, "{detail} in {:?}", String::from_utf8_lossy(bytes));
+                assert_eq!(
+                    *at - base,
+                    offset,
+                    "{detail} in {:?}",
+                    String::from_utf8_lossy(bytes)
+                );
             }
             other => panic!("{other:?} for {bytes:?}"),
         }
@@ -618,7 +700,9 @@ fn malformed_input_says_where() {
 fn event_queue_drops_the_oldest_and_counts() {
     let mut h = Harness::running(true);
     for i in 0..100 {
-        let _ = h.client.handle_input(h.now, format!("{{\"event\": \"E{i}\"}}").as_bytes());
+        let _ = h
+            .client
+            .handle_input(h.now, format!("{{\"event\": \"E{i}\"}}").as_bytes());
     }
     assert_eq!(h.client.events().len(), 64);
     assert_eq!(h.client.events().take_lagged(), 36);
@@ -638,10 +722,16 @@ fn unrecognized_objects_are_counted_not_fatal() {
 fn fds_are_announced_with_the_first_byte_of_their_request() {
     let mut h = Harness::running(true);
     let _plain = h.client.execute(h.now, Request::new("a")).unwrap();
-    let with = h.client.execute(h.now, Request::new("getfd").with_fds()).unwrap();
+    let with = h
+        .client
+        .execute(h.now, Request::new("getfd").with_fds())
+        .unwrap();
     let tx = h.client.poll_transmit().unwrap();
     assert_eq!(tx.fds, None);
-    assert_eq!(tx.bytes, br#"{"execute":"a","id":1}"#, "stops before the fd request");
+    assert_eq!(
+        tx.bytes, br#"{"execute":"a","id":1}"#,
+        "stops before the fd request"
+    );
     h.client.consume_transmit(5);
     let n = h.client.poll_transmit().unwrap().bytes.len();
     h.client.consume_transmit(n);
@@ -649,13 +739,20 @@ fn fds_are_announced_with_the_first_byte_of_their_request() {
     assert_eq!(tx.fds, Some(with));
     assert_eq!(tx.bytes, br#"{"execute":"getfd","id":2}"#);
     h.client.consume_transmit(1);
-    assert_eq!(h.client.poll_transmit().unwrap().fds, None, "sent with the first byte");
+    assert_eq!(
+        h.client.poll_transmit().unwrap().fds,
+        None,
+        "sent with the first byte"
+    );
 }
 
 // ----- the guest agent dialect ------------------------------------------
 
 fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let pos = haystack.windows(from.len()).position(|w| w == from).expect("pattern");
+    let pos = haystack
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern");
     [&haystack[..pos], to, &haystack[pos + from.len()..]].concat()
 }
 
@@ -707,7 +804,10 @@ fn real_agent_session_with_a_dead_clients_half_request() {
     assert_eq!(h.result(ping), &Ok(json!({})));
     assert_eq!(h.result(info).as_ref().unwrap()["version"], "7.2.22");
     assert!(h.result(host).as_ref().unwrap()["host-name"].is_string());
-    assert!(h.client.stats().discarded_during_sync >= 1, "the parse error before 0xFF");
+    assert!(
+        h.client.stats().discarded_during_sync >= 1,
+        "the parse error before 0xFF"
+    );
 }
 
 #[test]
@@ -723,8 +823,18 @@ fn agent_discards_stale_output_before_the_delimiter() {
     h.feed(stale.as_bytes());
     assert_eq!(h.client.runstate(), Runstate::Syncing);
     h.feed(b"\xff{\"return\": 1}\n");
-    assert_eq!(h.client.runstate(), Runstate::Syncing, "an old sync's answer is not ours");
-    h.feed(&[b"\xff".as_slice(), format!("{{\"return\": {token}}}\n").as_bytes()].concat());
+    assert_eq!(
+        h.client.runstate(),
+        Runstate::Syncing,
+        "an old sync's answer is not ours"
+    );
+    h.feed(
+        &[
+            b"\xff".as_slice(),
+            format!("{{\"return\": {token}}}\n").as_bytes(),
+        ]
+        .concat(),
+    );
     assert_eq!(h.client.runstate(), Runstate::Running);
     h.feed(br#"{"return": {}, "id": 12345}"#);
     assert_eq!(h.client.stats().unknown_replies, 1);
@@ -740,7 +850,10 @@ fn agent_sync_timeout_is_clear() {
     let ping = h.exec(Request::new("guest-ping"));
     h.advance(Duration::from_secs(2));
     assert_eq!(h.closed(), Some(&CloseReason::SyncTimeout));
-    assert_eq!(h.result(ping), &Err(RequestError::Interrupted(CloseReason::SyncTimeout)));
+    assert_eq!(
+        h.result(ping),
+        &Err(RequestError::Interrupted(CloseReason::SyncTimeout))
+    );
 }
 
 #[test]
@@ -759,7 +872,10 @@ fn agent_resyncs_after_a_timeout_and_on_demand() {
     let late = format!("{{\"return\": 3, \"id\": {}}}\n", slow.get());
     let answer = format!("{{\"return\": {token}}}\n");
     h.feed(&[late.as_bytes(), b"\xff", answer.as_bytes()].concat());
-    assert_eq!(h.sent_requests(), [json!({"execute": "guest-ping", "id": next.get()})]);
+    assert_eq!(
+        h.sent_requests(),
+        [json!({"execute": "guest-ping", "id": next.get()})]
+    );
     h.feed(&reply(next, "{}"));
     assert!(h.result(next).is_ok());
 
@@ -772,10 +888,16 @@ fn agent_resyncs_after_a_timeout_and_on_demand() {
 #[test]
 fn agent_shutdown_completes_when_written() {
     let mut h = Harness::new(Config::qga().sync_on_start(false));
-    let id = h.client.execute(h.now, Request::new("guest-shutdown")).unwrap();
+    let id = h
+        .client
+        .execute(h.now, Request::new("guest-shutdown"))
+        .unwrap();
     let tx = h.client.poll_transmit().unwrap();
     let len = tx.bytes.len();
-    assert!(!tx.bytes.windows(4).any(|w| w == b"\"id\""), "no id: no reply will come");
+    assert!(
+        !tx.bytes.windows(4).any(|w| w == b"\"id\""),
+        "no id: no reply will come"
+    );
     h.client.consume_transmit(len - 1);
     assert!(h.client.poll_output().is_none());
     h.client.consume_transmit(1);

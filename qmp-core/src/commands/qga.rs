@@ -322,10 +322,17 @@ mod tests {
 
     #[test]
     fn decodes_agent_replies() {
-        let info = GuestInfo::decode(json!({"version": "7.2.0", "supported_commands": [], "supported-commands": [{"name": "guest-ping", "enabled": true, "success-response": true}]}));
+        let info = GuestInfo::decode(
+            json!({"version": "7.2.0", "supported_commands": [], "supported-commands": [{"name": "guest-ping", "enabled": true, "success-response": true}]}),
+        );
         assert_eq!(info.unwrap().supported_commands[0].name, "guest-ping");
-        let st = GuestExecStatus::decode(json!({"exited": true, "exitcode": 0, "out-data": "aGkK"})).unwrap();
+        let st =
+            GuestExecStatus::decode(json!({"exited": true, "exitcode": 0, "out-data": "aGkK"}))
+                .unwrap();
         assert_eq!(st.out_data.as_deref(), Some("aGkK"));
-        assert_eq!(GuestFsfreezeStatus::decode(json!("thawed")).unwrap(), FsfreezeStatus::Thawed);
+        assert_eq!(
+            GuestFsfreezeStatus::decode(json!("thawed")).unwrap(),
+            FsfreezeStatus::Thawed
+        );
     }
 }

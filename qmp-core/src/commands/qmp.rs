@@ -368,12 +368,16 @@ mod tests {
 
     #[test]
     fn returns_tolerate_new_fields() {
-        let s = QueryStatus::decode(json!({"status": "prelaunch", "running": false, "new": 1})).unwrap();
+        let s = QueryStatus::decode(json!({"status": "prelaunch", "running": false, "new": 1}))
+            .unwrap();
         assert_eq!(s.status, RunState::Prelaunch);
         assert_eq!(s.singlestep, None);
         let s = QueryStatus::decode(json!({"status": "teleporting", "running": true})).unwrap();
         assert_eq!(s.status, RunState::Other("teleporting".into()));
-        let v = QueryVersion::decode(json!({"qemu": {"major": 7, "minor": 2, "micro": 18}, "package": "x", "extra": {}})).unwrap();
+        let v = QueryVersion::decode(
+            json!({"qemu": {"major": 7, "minor": 2, "micro": 18}, "package": "x", "extra": {}}),
+        )
+        .unwrap();
         assert_eq!(v.qemu.minor, 2);
         let e = QueryKvm::decode(json!({"enabled": "yes"})).unwrap_err();
         assert_eq!(e.command, "query-kvm");
@@ -381,7 +385,11 @@ mod tests {
 
     #[test]
     fn arguments_use_wire_names() {
-        let v = serde_json::to_value(AddFd { fdset_id: Some(3), opaque: None }).unwrap();
+        let v = serde_json::to_value(AddFd {
+            fdset_id: Some(3),
+            opaque: None,
+        })
+        .unwrap();
         assert_eq!(v, json!({"fdset-id": 3}));
         let v = serde_json::to_value(HumanMonitorCommand::new("info cpus")).unwrap();
         assert_eq!(v, json!({"command-line": "info cpus"}));
