@@ -817,9 +817,7 @@ fn agent_discards_stale_output_before_the_delimiter() {
     let token = sync_token(&h.take_sent());
     // Half a reply left by an earlier client, a stale sync answer, an
     // error provoked by our 0xFF, then the delimiter and our answer.
-    let stale = format!(
-        "uest-info\", \"re{{\"return\": 5, \"id\": 0}}\n\u{0}{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}}}\n"
-    );
+    let stale = "uest-info\", \"re{\"return\": 5, \"id\": 0}\n\u{0}{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\n";
     h.feed(stale.as_bytes());
     assert_eq!(h.client.runstate(), Runstate::Syncing);
     h.feed(b"\xff{\"return\": 1}\n");
