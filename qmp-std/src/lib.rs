@@ -17,7 +17,7 @@ pub use error::{Error, LaunchError};
 pub use launcher::{DEFAULT_ARGS, DEFAULT_PROGRAM, Qemu, QemuBuilder, QmpSocket};
 pub use options::Options;
 pub use qmp::{Qmp, UnixAcceptor, WithTimeout};
-pub use stream::{Socket, Stream};
+pub use stream::{Polled, Socket, Stream};
 
 /// The engine, re-exported: typed commands live in [`qmp_core::commands`].
 pub use qmp_core;

@@ -261,10 +261,121 @@ impl<S: Stream + ?Sized> Stream for Box<S> {
     }
 }
 
+/// Any `Read + Write` file descriptor (a character device, a pipe-like
+/// chardev, a socket made elsewhere) as a [`Stream`] whose waits are
+/// bounded with `poll(2)` before each read and write, so even a stream
+/// with no timeouts of its own never blocks a call past its deadline.
+///
+/// ```no_run
+/// # fn main() -> Result<(), qmp_std::Error> {
+/// use std::os::unix::net::UnixStream;
+/// let stream = UnixStream::connect("/tmp/qmp.sock")?;
+/// let qmp = qmp_std::Qmp::from_stream(qmp_std::Polled::new(stream), qmp_std::Options::new())?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Polled<T> {
+    inner: T,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    nonblocking: bool,
+}
+
+impl<T: Read + Write + AsFd> Polled<T> {
+    /// Wraps `inner`; waits are unbounded until a timeout is set.
+    pub fn new(inner: T) -> Self {
+        Polled {
+            inner,
+            read_timeout: None,
+            write_timeout: None,
+            nonblocking: false,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped stream, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    fn limit(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if self.nonblocking {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        }
+    }
+}
+
+impl<T: Read + Write + AsFd> Read for Polled<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(t) = self.limit(self.read_timeout)
+            && !wait_ready(self.inner.as_fd(), rustix::event::PollFlags::IN, t)?
+        {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<T: Read + Write + AsFd> Write for Polled<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(t) = self.limit(self.write_timeout)
+            && !wait_ready(self.inner.as_fd(), rustix::event::PollFlags::OUT, t)?
+        {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: Read + Write + AsFd> Stream for Polled<T> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.read_timeout = timeout;
+        Ok(())
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.write_timeout = timeout;
+        Ok(())
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        self.nonblocking = nonblocking;
+        Ok(())
+    }
+
+    fn transport(&self) -> &'static str {
+        "a polled stream"
+    }
+}
+
 /// Waits until `fd` is readable (a connection to accept, data to read),
 /// at most `timeout`. Returns whether it is.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    wait_ready(fd, rustix::event::PollFlags::IN, timeout)
+}
+
+/// Waits until `fd` is ready for `events`, at most `timeout`.
+fn wait_ready(
+    fd: BorrowedFd<'_>,
+    events: rustix::event::PollFlags,
+    timeout: Duration,
+) -> io::Result<bool> {
+    use rustix::event::{PollFd, Timespec, poll};
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -272,7 +383,7 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
             tv_sec: i64::MAX,
             tv_nsec: 0,
         });
-        let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+        let mut fds = [PollFd::from_borrowed_fd(fd, events)];
         match poll(&mut fds, Some(&ts)) {
             Ok(n) => return Ok(n > 0),
             Err(rustix::io::Errno::INTR) if !left.is_zero() => continue,

@@ -642,3 +642,31 @@ fn an_overflowing_event_queue_drops_the_oldest_and_counts_them() {
         assert!(events.windows(2).all(|w| w[0].name != w[1].name));
     });
 }
+
+#[test]
+fn a_polled_stream_is_bounded_by_poll() {
+    within(LIMIT, "polled", || {
+        let server = QemuServer::start(&[]);
+        connect(&server).disconnect();
+        let stream = UnixStream::connect(&server.socket).unwrap();
+        let mut qmp = Qmp::from_stream(qmp_std::Polled::new(stream), opts()).unwrap();
+        assert_eq!(qmp.call(&QueryStatus).unwrap().status, RunState::Prelaunch);
+        let e = qmp
+            .with_timeout(Duration::from_millis(100))
+            .wait_event("NEVER")
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        qmp.execute("cont", None).unwrap();
+        assert_eq!(qmp.drain_events().len(), 1);
+
+        // A silent peer: the handshake still times out.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let e = Qmp::from_stream(
+            qmp_std::Polled::new(ours),
+            opts().handshake_timeout(Duration::from_millis(200)),
+        )
+        .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        drop(theirs);
+    });
+}
