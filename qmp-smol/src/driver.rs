@@ -94,8 +94,13 @@ struct Core {
     timer_at: Option<Instant>,
     /// Descriptors to send with their request's first byte.
     fds: HashMap<RequestId, Vec<OwnedFd>>,
-    /// Extra deadline of the driver's own (the agent's linger).
+    /// The agent's linger after `disconnect`.
     linger_until: Option<Instant>,
+    /// No later than the earliest deadline of a call in the driver's
+    /// backlog; recomputed when reached.
+    backlog_deadline: Option<Instant>,
+    /// Bytes were written to a stream that may buffer them.
+    unflushed: bool,
 }
 
 impl Core {
@@ -110,6 +115,8 @@ impl Core {
             timer_at: None,
             fds: HashMap::new(),
             linger_until: None,
+            backlog_deadline: None,
+            unflushed: false,
         }
     }
 
@@ -155,6 +162,7 @@ impl Core {
                         self.fds.remove(&id);
                     }
                     self.engine.consume_transmit(n);
+                    self.unflushed = true;
                     progress = true;
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -162,10 +170,12 @@ impl Core {
                 Poll::Pending => return Ok(progress),
             }
         }
-        if progress {
-            // A buffered stream that is not ready to flush will wake us.
-            if let Poll::Ready(Err(e)) = self.io.poll_flush(cx) {
-                return Err(e);
+        if self.unflushed {
+            // Pending registers the waker; the next turn tries again.
+            match self.io.poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
             }
         }
         Ok(progress)
@@ -180,10 +190,14 @@ impl Core {
             self.engine.handle_timeout(now);
             progress = true;
         }
-        let next = match (self.engine.poll_timeout(), self.linger_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.engine.poll_timeout(),
+            self.linger_until,
+            self.backlog_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if next != self.timer_at {
             match next.and_then(|d| self.clock.to_std(d)) {
                 Some(at) => self.timer.set_at(at),
@@ -450,6 +464,10 @@ impl Inner {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Execute(sub) => {
+                if let Some(d) = sub.deadline {
+                    let next = &mut self.core.backlog_deadline;
+                    *next = Some(next.map_or(d, |n| n.min(d)));
+                }
                 if let Some(cause) = &self.cause {
                     let _ = sub.reply.try_send(Err(Error::Closed(cause.clone())));
                 } else if !sub.fds.is_empty() && !self.core.io.can_pass_fds() {
@@ -547,7 +565,7 @@ impl Inner {
     /// The gate opens when that call is answered, or when any in-band call
     /// sent after it is (they run in order).
     fn submit(&mut self) -> bool {
-        let mut progress = false;
+        let mut progress = self.expire_backlog();
         while self.cause.is_none() && self.core.engine.open_requests() < MAX_OPEN_REQUESTS {
             let sub = if let Some(sub) = self.backlog_oob.pop_front() {
                 sub
@@ -573,6 +591,38 @@ impl Inner {
             self.start(sub);
         }
         progress
+    }
+
+    /// Ends backlogged calls whose deadline passed (the engine's table is
+    /// full, e.g. of calls a wedged server never answered), and notes the
+    /// next such deadline for the timer.
+    fn expire_backlog(&mut self) -> bool {
+        let now = self.core.clock.now();
+        if self.core.backlog_deadline.is_none_or(|d| d > now) {
+            return false;
+        }
+        let mut expired = false;
+        let mut next: Option<Instant> = None;
+        for backlog in [
+            &mut self.backlog_oob,
+            &mut self.backlog,
+            &mut self.backlog_fds,
+        ] {
+            backlog.retain(|sub| match sub.deadline {
+                Some(d) if d <= now => {
+                    let _ = sub.reply.try_send(Err(Error::Timeout));
+                    expired = true;
+                    false
+                }
+                Some(d) => {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                    true
+                }
+                None => true,
+            });
+        }
+        self.core.backlog_deadline = next;
+        expired
     }
 
     fn start(&mut self, sub: Submission) {

@@ -1,0 +1,434 @@
+//! `qmp_smol::Agent` against a real `qemu-ga -m unix-listen`.
+//!
+//! qemu-ga 7.2 dies of SIGPIPE when a client closes before reading a
+//! reply, so every test reads what it causes and closes with
+//! `disconnect`, which waits for the replies still due.
+
+#![allow(clippy::std_instead_of_core)]
+
+use std::future::Future;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_lite::future;
+use qmp_core::CloseReason;
+use qmp_core::commands::qga::{
+    GuestExec, GuestExecStatus, GuestFileClose, GuestFileOpen, GuestFileRead, GuestFileWrite,
+    GuestGetHostName, GuestPing,
+};
+use qmp_smol::{Agent, CloseCause, Error, Options};
+use serde_json::{Value, json};
+use smol::Task;
+use tests::{AgentServer, TempDir};
+
+/// Runs `fut` on its own thread and executor; a hang fails the test with
+/// `what`, a panic inside is re-raised as is.
+fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'static) -> T {
+    let limit = Duration::from_secs(120);
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(smol::block_on(fut));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} hung: not done within {limit:?}"),
+    }
+}
+
+fn options() -> Options {
+    Options::default()
+        .socket_wait(Duration::from_secs(10))
+        .call_timeout(Duration::from_secs(30))
+}
+
+/// `guest-info`, untyped: `qmp_core::commands::qga::GuestInfo` expects
+/// `supported-commands`, but qemu-ga 7.2 sends `supported_commands`.
+async fn guest_info(agent: &Agent) -> Result<Value, Error> {
+    agent.execute("guest-info", Value::Null).await
+}
+
+/// Closes the connection the way qemu-ga needs, and checks the agent lives.
+async fn close(agent: Agent, driver: Task<CloseCause>) {
+    agent.disconnect();
+    let cause = driver.await;
+    assert!(cause.is_local(), "{cause:?}");
+}
+
+fn assert_alive(server: &mut AgentServer) {
+    assert!(server.child.try_wait().unwrap().is_none(), "qemu-ga died");
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64_encode(data: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn b64_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = B64.iter().position(|&b| b == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_helpers_round_trip() {
+    for s in ["", "a", "ab", "abc", "hello smol\n"] {
+        assert_eq!(b64_decode(&b64_encode(s.as_bytes())), s.as_bytes());
+    }
+    assert_eq!(b64_encode(b"hello\n"), "aGVsbG8K");
+}
+
+#[test]
+fn ping_info_and_host_name() {
+    let mut server = AgentServer::start();
+    let socket = server.socket.clone();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    run("agent basics", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        agent.call(&GuestPing).await.unwrap();
+        assert_eq!(
+            agent.execute("guest-ping", Value::Null).await.unwrap(),
+            json!({})
+        );
+        let info = guest_info(&agent).await.unwrap();
+        assert!(
+            info["version"].as_str().unwrap().starts_with("7."),
+            "{info}"
+        );
+        let commands = info["supported_commands"]
+            .as_array()
+            .expect("supported_commands");
+        assert!(commands.iter().any(|c| c["name"] == "guest-exec"), "{info}");
+        let name = agent.call(&GuestGetHostName).await.unwrap();
+        assert_eq!(name.host_name, hostname.trim());
+        let err = agent
+            .execute("guest-no-such-command", Value::Null)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Server(_)), "{err:?}");
+        agent.call(&GuestPing).await.unwrap();
+        close(agent, driver).await;
+    });
+    assert_alive(&mut server);
+}
+
+#[test]
+fn exec_echo_and_read_its_output() {
+    let mut server = AgentServer::start();
+    let socket = server.socket.clone();
+    run("guest-exec", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let started = agent
+            .call(&GuestExec {
+                path: "/bin/echo".into(),
+                arg: Some(vec!["hello".into(), "smol".into()]),
+                capture_output: Some(true),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let status = loop {
+            let s = agent
+                .call(&GuestExecStatus { pid: started.pid })
+                .await
+                .unwrap();
+            if s.exited {
+                break s;
+            }
+            async_io::Timer::after(Duration::from_millis(10)).await;
+        };
+        assert_eq!(status.exitcode, Some(0));
+        let out = b64_decode(status.out_data.as_deref().unwrap_or(""));
+        assert_eq!(String::from_utf8(out).unwrap(), "hello smol\n");
+        close(agent, driver).await;
+    });
+    assert_alive(&mut server);
+}
+
+#[test]
+fn write_a_file_and_read_it_back() {
+    let mut server = AgentServer::start();
+    let socket = server.socket.clone();
+    let dir = TempDir::new("smol-agent-file");
+    let path = dir.join("note.txt");
+    let text = "written through the guest agent\nsecond line\n";
+    let file = path.display().to_string();
+    run("guest-file-*", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let handle = agent
+            .call(&GuestFileOpen {
+                path: file.clone(),
+                mode: Some("w".into()),
+            })
+            .await
+            .unwrap();
+        let wrote = agent
+            .call(&GuestFileWrite {
+                handle,
+                buf_b64: b64_encode(text.as_bytes()),
+                count: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(wrote.count as usize, text.len());
+        agent.call(&GuestFileClose { handle }).await.unwrap();
+
+        let handle = agent
+            .call(&GuestFileOpen {
+                path: file.clone(),
+                mode: Some("r".into()),
+            })
+            .await
+            .unwrap();
+        let mut back = Vec::new();
+        loop {
+            let r = agent
+                .call(&GuestFileRead {
+                    handle,
+                    count: Some(16),
+                })
+                .await
+                .unwrap();
+            back.extend(b64_decode(&r.buf_b64));
+            if r.eof || r.count == 0 {
+                break;
+            }
+        }
+        agent.call(&GuestFileClose { handle }).await.unwrap();
+        assert_eq!(String::from_utf8(back).unwrap(), text);
+        close(agent, driver).await;
+    });
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    assert_alive(&mut server);
+}
+
+#[test]
+fn a_client_that_left_half_a_request_does_not_break_the_next() {
+    let mut server = AgentServer::start();
+    {
+        let mut rude = std::os::unix::net::UnixStream::connect(&server.socket).unwrap();
+        rude.write_all(br#"{"execute": "guest-ping", "argu"#)
+            .unwrap();
+        // Closed without a reply due: safe for qemu-ga.
+    }
+    let socket = server.socket.clone();
+    run("after a half request", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        agent.call(&GuestPing).await.unwrap();
+        assert!(!guest_info(&agent).await.unwrap()["version"].is_null());
+        close(agent, driver).await;
+    });
+    assert_alive(&mut server);
+    // And a client after that one, too.
+    let socket = server.socket.clone();
+    run("a third client", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        agent.call(&GuestPing).await.unwrap();
+        close(agent, driver).await;
+    });
+    assert_alive(&mut server);
+}
+
+#[test]
+fn concurrent_calls_timeouts_and_dropped_calls() {
+    let mut server = AgentServer::start();
+    let socket = server.socket.clone();
+    run("concurrency", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let tasks: Vec<Task<()>> = (0..20)
+            .map(|i| {
+                let agent = agent.clone();
+                smol::spawn(async move {
+                    for _ in 0..10 {
+                        if i % 2 == 0 {
+                            agent.call(&GuestPing).await.unwrap();
+                        } else {
+                            assert!(
+                                !agent
+                                    .call(&GuestGetHostName)
+                                    .await
+                                    .unwrap()
+                                    .host_name
+                                    .is_empty()
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        // A call that cannot be answered in time: the engine resyncs
+        // before the next one and the late reply is discarded.
+        let err = agent
+            .with_timeout(Duration::from_micros(1))
+            .execute("guest-info", Value::Null)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout), "{err:?}");
+        assert!(!guest_info(&agent).await.unwrap()["version"].is_null());
+        // Calls dropped half-way.
+        for i in 0..100u64 {
+            let call = agent.call(&GuestGetHostName);
+            let give_up = async {
+                async_io::Timer::after(Duration::from_micros(i * 13 % 400)).await;
+                None
+            };
+            let _ = future::or(async { Some(call.await) }, give_up).await;
+        }
+        agent.call(&GuestPing).await.unwrap();
+        agent.resync();
+        agent.call(&GuestPing).await.unwrap();
+        close(agent, driver).await;
+    });
+    assert_alive(&mut server);
+}
+
+#[test]
+fn disconnect_with_calls_pending_leaves_the_agent_alive() {
+    let mut server = AgentServer::start();
+    let socket = server.socket.clone();
+    run("disconnect", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        let calls: Vec<_> = (0..30)
+            .map(|_| {
+                let agent = agent.clone();
+                smol::spawn(async move { guest_info(&agent).await.map(|_| ()) })
+            })
+            .collect();
+        agent.call(&GuestPing).await.unwrap();
+        agent.disconnect();
+        for c in calls {
+            match c.await {
+                Ok(()) | Err(Error::Closed(CloseCause::Session(CloseReason::Local))) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        let err = agent.call(&GuestPing).await.unwrap_err();
+        assert!(matches!(err, Error::Closed(_)), "{err:?}");
+        assert!(driver.await.is_local());
+    });
+    assert_alive(&mut server);
+    let socket = server.socket.clone();
+    run("next client", async move {
+        let (agent, driver) = Agent::connect_unix(&socket, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        agent.call(&GuestPing).await.unwrap();
+        // Dropping every handle closes the same careful way.
+        drop(agent);
+        assert!(driver.await.is_local());
+    });
+    assert_alive(&mut server);
+}
+
+/// A `qemu-ga` started by hand, for the test that connects before it runs.
+struct LateAgent(Child);
+
+impl Drop for LateAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn waits_for_the_socket_and_fails_clearly_without_an_agent() {
+    let dir = TempDir::new("smol-agent-wait");
+    let socket = dir.join("qga.sock");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let starter = {
+        let (socket, state, pid) = (socket.clone(), state.clone(), dir.join("qga.pid"));
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let child = Command::new(tests::qemu_ga_binary())
+                .args(["-m", "unix-listen", "-p"])
+                .arg(&socket)
+                .arg("-t")
+                .arg(&state)
+                .arg("-f")
+                .arg(&pid)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start qemu-ga");
+            tx.send(()).unwrap();
+            LateAgent(child)
+        })
+    };
+    let path = socket.clone();
+    run("late agent", async move {
+        let (agent, driver) = Agent::connect_unix(&path, options()).await.unwrap();
+        let driver = smol::spawn(driver);
+        agent.call(&GuestPing).await.unwrap();
+        close(agent, driver).await;
+    });
+    rx.recv().unwrap();
+    let mut late = starter.join().unwrap();
+    assert!(late.0.try_wait().unwrap().is_none(), "qemu-ga died");
+
+    let missing = dir.join("missing.sock");
+    let err = run("no agent", async move {
+        let opts = Options::default().socket_wait(Duration::from_millis(200));
+        Agent::connect_unix(&missing, opts).await.unwrap_err()
+    });
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing.sock"), "{err}");
+
+    // A socket whose other end never answers the resync.
+    let mute_path = dir.join("mute.sock");
+    let mute = std::os::unix::net::UnixListener::bind(&mute_path).unwrap();
+    let err = run("mute agent", async move {
+        let opts = Options::default().handshake_timeout(Duration::from_millis(200));
+        Agent::connect_unix(&mute_path, opts).await.unwrap_err()
+    });
+    assert!(
+        matches!(
+            err,
+            Error::Closed(CloseCause::Session(CloseReason::SyncTimeout))
+        ),
+        "{err:?}"
+    );
+    drop(mute);
+}
