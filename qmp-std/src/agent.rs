@@ -3,7 +3,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::debug;
 use qmp_core::serde_json::Value;
@@ -12,8 +12,8 @@ use qmp_core::{CloseReason, Command, Config, Dialect, Request, Stats};
 use crate::conn::Conn;
 use crate::error::Error;
 use crate::options::Options;
-use crate::qmp::{WithTimeout, request};
-use crate::stream::{Socket, Stream, connect_unix_within};
+use crate::qmp::{WithTimeout, connect_unix_waiting, request};
+use crate::stream::{Socket, Stream};
 
 /// A blocking client for the QEMU guest agent (`qemu-ga`).
 ///
@@ -45,46 +45,20 @@ fn sync_seed() -> u64 {
 
 impl Agent<Socket> {
     /// Connects to the agent's Unix socket (e.g. a virtio-serial chardev
-    /// of QEMU, or `qemu-ga -m unix-listen -p PATH`), waiting at most
-    /// [`Options::connect_timeout`] for the socket to appear and accept,
-    /// then resynchronises.
+    /// of QEMU, or `qemu-ga -m unix-listen -p PATH`), waiting for the
+    /// socket to appear and accept at most [`Options::socket_wait`]
+    /// (default: the connect timeout), then resynchronises.
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
-        let deadline = StdInstant::now() + options.connect_timeout;
-        let stream = loop {
-            let left = deadline.saturating_duration_since(StdInstant::now());
-            match connect_unix_within(path, left) {
-                Ok(s) => break s,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                    ) && StdInstant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
-                    return Err(Error::Timeout {
-                        waiting_for: format!(
-                            "the guest agent socket {} to accept connections (last error: {e})",
-                            path.display()
-                        ),
-                        after: Some(options.connect_timeout),
-                    });
-                }
-                Err(e) => {
-                    return Err(Error::Io(io::Error::new(
-                        e.kind(),
-                        format!("cannot connect to {}: {e}", path.display()),
-                    )));
-                }
-            }
-        };
+        let wait = options.socket_wait.unwrap_or(options.connect_timeout);
+        let stream =
+            connect_unix_waiting(path, options.connect_timeout, wait).map_err(|e| match e {
+                Error::Timeout { waiting_for, after } => Error::Timeout {
+                    waiting_for: format!("the guest agent socket {waiting_for}"),
+                    after,
+                },
+                e => e,
+            })?;
         debug!("QGA: connected to {}", path.display());
         Agent::from_stream(Socket::Unix(stream), options)
     }
@@ -94,10 +68,7 @@ impl<S: Stream> Agent<S> {
     /// Speaks the guest agent protocol over a stream you already have,
     /// resynchronising first (at most [`Options::handshake_timeout`]).
     pub fn from_stream(stream: S, options: Options) -> Result<Self, Error> {
-        let mut config = options
-            .config
-            .clone()
-            .unwrap_or_else(|| Config::qga().sync_seed(sync_seed()));
+        let mut config = options.engine_config(|| Config::qga().sync_seed(sync_seed()));
         if config.dialect != Dialect::Qga {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -69,6 +69,49 @@ impl<'a> From<&'a str> for UnixAcceptor<'a> {
     }
 }
 
+/// Connects to `path`, retrying a missing or refusing socket for `wait`.
+pub(crate) fn connect_unix_waiting(
+    path: &Path,
+    connect_timeout: Duration,
+    wait: Duration,
+) -> Result<UnixStream, Error> {
+    let deadline = StdInstant::now() + wait;
+    loop {
+        match connect_unix_within(path, connect_timeout) {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) && StdInstant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e)
+                if !wait.is_zero()
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) =>
+            {
+                return Err(Error::Timeout {
+                    waiting_for: format!(
+                        "{} to accept connections (last error: {e})",
+                        path.display()
+                    ),
+                    after: Some(wait),
+                });
+            }
+            Err(e) => {
+                return Err(Error::Io(io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to {}: {e}", path.display()),
+                )));
+            }
+        }
+    }
+}
+
 /// Accepts one connection on `listener` within `timeout`.
 pub(crate) fn accept_unix_within(
     listener: &UnixListener,
@@ -86,18 +129,14 @@ pub(crate) fn accept_unix_within(
 
 impl Qmp<Socket> {
     /// Connects to a QEMU serving QMP on a Unix socket
-    /// (`-qmp unix:PATH,server=on,wait=off`) and negotiates. Connecting is
-    /// bounded by [`Options::connect_timeout`] (it waits only while the
-    /// listener's backlog is full); a missing socket or a refused
-    /// connection fails at once.
+    /// (`-qmp unix:PATH,server=on,wait=off`) and negotiates. A missing
+    /// socket or a refused connection is retried for
+    /// [`Options::socket_wait`] (default: not at all); a listener whose
+    /// backlog stays full gives up after [`Options::connect_timeout`].
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
-        let stream = connect_unix_within(path, options.connect_timeout).map_err(|e| {
-            Error::Io(io::Error::new(
-                e.kind(),
-                format!("cannot connect to {}: {e}", path.display()),
-            ))
-        })?;
+        let wait = options.socket_wait.unwrap_or(Duration::ZERO);
+        let stream = connect_unix_waiting(path, options.connect_timeout, wait)?;
         debug!("QMP: connected to {}", path.display());
         Qmp::from_stream(Socket::Unix(stream), options)
     }
@@ -176,7 +215,7 @@ impl<S: Stream> Qmp<S> {
     /// negotiates capabilities (with `oob` when offered), at most
     /// [`Options::handshake_timeout`].
     pub fn from_stream(stream: S, options: Options) -> Result<Self, Error> {
-        let config = options.config.clone().unwrap_or_else(Config::qmp);
+        let config = options.engine_config(Config::qmp);
         if config.dialect != Dialect::Qmp {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -204,6 +243,11 @@ impl<S: Stream> Qmp<S> {
     /// Whether out-of-band execution was negotiated.
     pub fn oob_enabled(&self) -> bool {
         self.conn.client.oob_enabled()
+    }
+
+    /// Whether file descriptors can be passed (a Unix socket).
+    pub fn can_pass_fds(&self) -> bool {
+        self.conn.stream.can_pass_fds()
     }
 
     /// The default timeout of each call.

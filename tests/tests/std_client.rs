@@ -25,25 +25,10 @@ fn opts() -> Options {
 }
 
 /// Connects to the server's socket. QEMU creates the socket file before it
-/// listens on it, so a connection refused right after start is retried.
+/// listens on it, so a refused connection right after start is retried.
 fn connect(server: &QemuServer) -> Qmp {
-    connect_path(&server.socket)
-}
-
-fn connect_path(path: &std::path::Path) -> Qmp {
-    let mut tries = 0;
-    loop {
-        match Qmp::connect_unix(path, opts()) {
-            Ok(qmp) => return qmp,
-            Err(Error::Io(e))
-                if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 500 =>
-            {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("connect to QEMU: {e}"),
-        }
-    }
+    Qmp::connect_unix(&server.socket, opts().socket_wait(Duration::from_secs(10)))
+        .expect("connect to QEMU")
 }
 
 #[test]
@@ -668,5 +653,46 @@ fn a_polled_stream_is_bounded_by_poll() {
         .unwrap_err();
         assert!(e.is_timeout(), "{e:?}");
         drop(theirs);
+    });
+}
+
+#[test]
+fn oob_can_be_declined() {
+    within(LIMIT, "no oob", || {
+        let server = QemuServer::start(&[]);
+        let mut qmp = Qmp::connect_unix(
+            &server.socket,
+            opts()
+                .socket_wait(Duration::from_secs(10))
+                .enable_oob(false)
+                .max_in_flight(1),
+        )
+        .unwrap();
+        assert!(qmp.greeting().offers(&Capability::Oob));
+        assert!(!qmp.oob_enabled());
+        assert!(qmp.can_pass_fds());
+        let e = qmp.execute_oob("migrate-pause", None).unwrap_err();
+        assert!(
+            matches!(e, Error::Submit(qmp_core::SubmitError::OobNotNegotiated)),
+            "{e:?}"
+        );
+        qmp.call(&QueryStatus).unwrap();
+    });
+}
+
+#[test]
+fn a_missing_socket_fails_at_once_or_after_socket_wait() {
+    within(LIMIT, "missing socket", || {
+        let dir = TempDir::new("std-missing");
+        let path = dir.join("none.sock");
+        let e = Qmp::connect_unix(&path, opts()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("none.sock"), "{e}");
+        let e =
+            Qmp::connect_unix(&path, opts().socket_wait(Duration::from_millis(100))).unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
     });
 }

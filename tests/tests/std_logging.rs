@@ -36,16 +36,8 @@ fn requests_replies_events_and_raw_bytes_are_logged() {
     log::set_max_level(LevelFilter::Trace);
     within(Duration::from_secs(60), "logging", || {
         let server = QemuServer::start(&[]);
-        let mut qmp = None;
-        for _ in 0..500 {
-            match Qmp::connect_unix(&server.socket, Options::new()) {
-                Ok(q) => {
-                    qmp = Some(q);
-                    break;
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
+        let options = Options::new().socket_wait(Duration::from_secs(10));
+        let qmp = Qmp::connect_unix(&server.socket, options);
         let mut qmp = qmp.expect("connect to QEMU");
         qmp.execute("query-status", None).unwrap();
         qmp.execute("cont", None).unwrap();
