@@ -157,6 +157,8 @@ impl<S: Stream> Conn<S> {
             }
             request = request.with_fds();
         }
+        // One call at a time: anything left here belongs to no caller.
+        self.done.clear();
         let now = self.now();
         let id = self
             .client
