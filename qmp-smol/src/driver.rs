@@ -29,10 +29,11 @@ use crate::events::Hub;
 use crate::transport::Transport;
 
 /// Events the engine may hold between two drains. One read is at most
-/// [`READ_CHUNK`] bytes and the shortest event is longer than 32 bytes, so
-/// a single read can never overflow it.
-const ENGINE_EVENTS: usize = 512;
-const READ_CHUNK: usize = 16 * 1024;
+/// [`READ_CHUNK`] bytes and the smallest event, `{"event":""}`, is 12, so a
+/// single read can never overflow it: subscribers lose events only to
+/// their own queues.
+const ENGINE_EVENTS: usize = 1024;
+const READ_CHUNK: usize = 8 * 1024;
 /// Requests the engine tracks at once (queued, in flight, or abandoned and
 /// awaiting a late reply). Calls beyond it wait in the driver's backlog.
 pub(crate) const MAX_OPEN_REQUESTS: usize = 1024;
@@ -42,8 +43,6 @@ pub(crate) const MAX_OPEN_REQUESTS: usize = 1024;
 const AGENT_LINGER: Duration = Duration::from_secs(2);
 /// Loop turns per poll before yielding to other tasks.
 const BUDGET: usize = 64;
-/// Reads per turn.
-const READS_PER_TURN: usize = 4;
 
 type Engine = Client<ENGINE_EVENTS, MAX_OPEN_REQUESTS>;
 
@@ -120,30 +119,28 @@ impl Core {
         }
     }
 
-    /// Feeds what the socket has. Returns whether anything arrived.
+    /// Feeds one read's worth of input: its events must be drained before
+    /// the next read, so that the engine's queue never overflows. Returns
+    /// whether anything arrived.
     fn read(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        let mut progress = false;
-        for _ in 0..READS_PER_TURN {
-            if self.eof || self.engine.runstate() == Runstate::Closed {
-                break;
-            }
-            match self.io.poll_read(cx, &mut self.buf) {
-                Poll::Ready(Ok(0)) => {
-                    self.eof = true;
-                    self.engine.handle_eof(self.clock.now());
-                    progress = true;
-                }
-                Poll::Ready(Ok(n)) => {
-                    // A fatal input is reported again by `Output::Closed`.
-                    let _ = self.engine.handle_input(self.clock.now(), &self.buf[..n]);
-                    progress = true;
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => break,
-            }
+        if self.eof || self.engine.runstate() == Runstate::Closed {
+            return Ok(false);
         }
-        Ok(progress)
+        match self.io.poll_read(cx, &mut self.buf) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                self.engine.handle_eof(self.clock.now());
+                Ok(true)
+            }
+            Poll::Ready(Ok(n)) => {
+                // A fatal input is reported again by `Output::Closed`.
+                let _ = self.engine.handle_input(self.clock.now(), &self.buf[..n]);
+                Ok(true)
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(false),
+        }
     }
 
     /// Writes what the engine has to send. Returns whether anything went.
@@ -224,6 +221,9 @@ impl Core {
             let mut progress = self.write(cx)?;
             progress |= self.read(cx)?;
             progress |= self.timers(cx);
+            // Nobody could subscribe yet: events from before the session
+            // ran go nowhere (QEMU sends none).
+            while self.engine.poll_event().is_some() {}
             while let Some(out) = self.engine.poll_output() {
                 progress = true;
                 match out {

@@ -167,6 +167,12 @@ impl<const N: usize> Sink for Shared<N> {
 /// subscribers. The stream ends (yields `None`) once the connection has
 /// closed and every queued event was read. Read it with
 /// [`futures_lite::StreamExt::next`] or any `Stream` combinator.
+///
+/// The queue is the engine's `EventQueue<N>`, stored inline: each slot
+/// takes about 80 bytes, and the queue is built on the caller's stack
+/// (copied there more than once in debug builds) before it moves to the
+/// heap. The default of 256 is about 20 KB; for thousands of slots, call
+/// `subscribe` on a thread with a large stack.
 pub struct Subscription<const N: usize = DEFAULT_SUBSCRIPTION_CAPACITY> {
     shared: Arc<Shared<N>>,
     hub: Arc<Hub>,

@@ -1,0 +1,407 @@
+//! `qmp-smol` against a scripted server on a socket pair: what QEMU never
+//! does on purpose (garbage, truncated and reordered replies, floods of
+//! events, a peer that stops reading).
+
+#![allow(clippy::std_instead_of_core)]
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_lite::{StreamExt, future};
+use qmp_core::CloseReason;
+use qmp_smol::{CloseCause, Driver, Error, EventFilter, Options, Qmp};
+use serde_json::{Value, json};
+
+/// Runs `fut` on its own thread and executor; a hang fails the test with
+/// `what`, a panic inside is re-raised as is.
+fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'static) -> T {
+    let limit = Duration::from_secs(60);
+    let (tx, rx) = mpsc::channel();
+    // Large subscription queues are built on the stack.
+    let thread = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let _ = tx.send(smol::block_on(fut));
+        })
+        .unwrap();
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} hung: not done within {limit:?}"),
+    }
+}
+
+const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "scripted"}, "capabilities": ["oob"]}}"#;
+
+/// The server's end of the pair, driven by a script on a thread.
+struct Peer {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Peer {
+    fn send(&mut self, text: &str) {
+        self.stream.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The next request, whatever its framing.
+    fn recv(&mut self) -> Value {
+        loop {
+            let mut values = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
+            match values.next() {
+                Some(Ok(v)) => {
+                    let used = values.byte_offset();
+                    self.buf.drain(..used);
+                    return v;
+                }
+                Some(Err(e)) if !e.is_eof() => panic!("the client sent bad JSON: {e}"),
+                _ => {}
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "the client closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Greets and accepts the negotiation.
+    fn handshake(&mut self) {
+        self.send(GREETING);
+        let caps = self.recv();
+        assert_eq!(caps["execute"], "qmp_capabilities");
+        assert_eq!(caps["arguments"]["enable"], json!(["oob"]));
+        self.reply(&caps, json!({}));
+    }
+
+    fn reply(&mut self, request: &Value, value: Value) {
+        let msg = json!({"return": value, "id": request["id"]});
+        self.send(&format!("{msg}\r\n"));
+    }
+
+    fn event(&mut self, name: &str, data: Value) {
+        let msg =
+            json!({"event": name, "data": data, "timestamp": {"seconds": 1, "microseconds": 2}});
+        self.send(&format!("{msg}\r\n"));
+    }
+}
+
+/// A connected client and a server running `script`.
+fn scripted(
+    options: Options,
+    script: impl FnOnce(&mut Peer) + Send + 'static,
+) -> (
+    impl Future<Output = Result<(Qmp, Driver), Error>>,
+    JoinHandle<()>,
+) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut peer = Peer {
+            stream: theirs,
+            buf: Vec::new(),
+        };
+        script(&mut peer);
+        // Keep the connection until the client closes it.
+        let mut sink = Vec::new();
+        let _ = peer.stream.read_to_end(&mut sink);
+    });
+    (Qmp::from_unix_stream(ours, options), server)
+}
+
+#[test]
+fn events_during_the_handshake_and_pretty_printed_replies() {
+    let (connect, server) = scripted(Options::default(), |peer| {
+        peer.event("EARLY", json!({}));
+        peer.send(GREETING);
+        peer.event("DURING", json!({}));
+        let caps = peer.recv();
+        peer.event("DURING", json!({}));
+        peer.reply(&caps, json!({}));
+        let req = peer.recv();
+        peer.event("LATER", json!({"n": 1}));
+        let id = req["id"].clone();
+        peer.send(&format!(
+            "{{\n    \"return\": {{\n        \"status\": \"running\",\n        \"running\": true\n    }},\n    \"id\": {id}\n}}\n"
+        ));
+    });
+    run("pretty", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let later = qmp.wait_event("LATER", Duration::from_secs(10));
+        // Subscribers see what comes after they subscribe, not the events
+        // that arrived during the handshake.
+        let all = qmp.subscribe(EventFilter::all());
+        let driver = smol::spawn(driver);
+        assert_eq!(qmp.greeting().unwrap().package, "scripted");
+        let status = qmp.execute("query-status", Value::Null).await.unwrap();
+        assert_eq!(status["status"], "running");
+        assert_eq!(later.await.unwrap().data["n"], 1);
+        qmp.disconnect();
+        driver.await;
+        let names: Vec<_> = all.map(|e| e.name).collect().await;
+        assert_eq!(names, ["LATER"]);
+    });
+    server.join().unwrap();
+}
+
+#[test]
+fn replies_out_of_order_reach_their_callers_and_unknown_ids_are_dropped() {
+    let (connect, server) = scripted(Options::default(), |peer| {
+        peer.handshake();
+        let reqs: Vec<Value> = (0..8).map(|_| peer.recv()).collect();
+        peer.send("{\"return\": \"stray\", \"id\": 999999}\r\n");
+        peer.send("{\"return\": \"foreign\", \"id\": \"not-ours\"}\r\n");
+        for r in reqs.iter().rev() {
+            let name = r["execute"].as_str().unwrap().to_owned();
+            peer.reply(r, json!(name));
+        }
+    });
+    run("reordered", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = smol::spawn(driver);
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let qmp = qmp.clone();
+                smol::spawn(async move {
+                    let name = format!("cmd-{i}");
+                    let got = qmp.execute(&name, Value::Null).await.unwrap();
+                    assert_eq!(got, json!(name));
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await;
+        }
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
+fn expect_closed(r: Result<Value, Error>) -> CloseCause {
+    match r {
+        Err(Error::Closed(c)) => c,
+        other => panic!("expected Closed, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_truncation_and_id_less_errors_close_with_the_reason() {
+    type Check = fn(&CloseCause) -> bool;
+    let cases: [(&str, Check); 3] = [
+        ("this is not json\r\n", |c| {
+            matches!(c, CloseCause::Session(CloseReason::Malformed { .. }))
+        }),
+        ("{\"return\": {\"status\": \"run", |c| {
+            matches!(c, CloseCause::Session(CloseReason::UnexpectedEof { .. }))
+        }),
+        (
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+            |c| matches!(c, CloseCause::Session(CloseReason::ServerParseError(_))),
+        ),
+    ];
+    for (bytes, check) in cases {
+        let (connect, server) = scripted(Options::default(), move |peer| {
+            peer.handshake();
+            let _ = peer.recv();
+            peer.send(bytes);
+            peer.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        run("fault", async move {
+            let (qmp, driver) = connect.await.unwrap();
+            let mut sub = qmp.subscribe(EventFilter::all());
+            let driver = smol::spawn(driver);
+            let cause = expect_closed(qmp.execute("query-status", Value::Null).await);
+            assert!(check(&cause), "{bytes:?} closed with {cause:?}");
+            assert!(sub.next().await.is_none());
+            let from_driver = driver.await;
+            assert!(check(&from_driver), "{from_driver:?}");
+            assert_eq!(from_driver.to_string(), cause.to_string());
+            let later = expect_closed(qmp.execute("query-status", Value::Null).await);
+            assert!(check(&later), "{later:?}");
+        });
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order() {
+    const EVENTS: u64 = 4_000;
+    let (connect, server) = scripted(Options::default(), |peer| {
+        peer.handshake();
+        let go = peer.recv();
+        // All at once, in as few writes as possible.
+        let mut flood = String::new();
+        for n in 0..EVENTS {
+            flood.push_str(&format!("{{\"event\":\"T\",\"data\":{{\"n\":{n}}}}}"));
+        }
+        peer.send(&flood);
+        peer.reply(&go, json!({}));
+    });
+    run("flood", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let mut whole = qmp.subscribe_with_capacity::<4096>("T");
+        let mut small = qmp.subscribe_with_capacity::<16>("T");
+        let mut odd = qmp.subscribe(EventFilter::predicate(|e| {
+            e.data["n"].as_u64().is_some_and(|n| n % 2 == 1)
+        }));
+        let driver = smol::spawn(driver);
+        let odd_reader = smol::spawn(async move {
+            // It may fall behind (and lose the oldest), never reorder.
+            let mut seen = 0;
+            let mut last = None;
+            while let Some(e) = odd.next().await {
+                let n = e.data["n"].as_u64().unwrap();
+                assert_eq!(n % 2, 1);
+                assert!(last.is_none_or(|l| n > l), "{n} after {last:?}");
+                last = Some(n);
+                seen += 1;
+            }
+            (seen, odd.lagged())
+        });
+        qmp.execute("go", Value::Null).await.unwrap();
+        let mut n = 0;
+        while n < EVENTS {
+            let e = whole.next().await.unwrap();
+            assert_eq!(e.data["n"].as_u64(), Some(n));
+            n += 1;
+        }
+        assert_eq!(whole.lagged(), 0);
+        // The small one kept the newest 16 and counted the rest.
+        assert_eq!(small.lagged(), EVENTS - 16);
+        let kept: Vec<u64> = std::iter::from_fn(|| small.try_next())
+            .map(|e| e.data["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(kept, (EVENTS - 16..EVENTS).collect::<Vec<_>>());
+        qmp.disconnect();
+        driver.await;
+        let (seen, lagged) = odd_reader.await;
+        assert_eq!(seen + lagged, EVENTS / 2);
+    });
+    server.join().unwrap();
+}
+
+#[test]
+fn a_server_that_stops_reading_holds_writes_back_without_losing_any() {
+    const CALLS: usize = 64;
+    let big = "x".repeat(64 * 1024);
+    let (connect, server) = scripted(Options::default().max_in_flight(CALLS), move |peer| {
+        peer.handshake();
+        // Let the client fill the socket buffers first.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..CALLS {
+            let r = peer.recv();
+            assert_eq!(r["arguments"]["blob"].as_str().unwrap().len(), 64 * 1024);
+            let tag = r["arguments"]["tag"].clone();
+            peer.reply(&r, tag);
+        }
+    });
+    run("backpressure", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = smol::spawn(driver);
+        let calls: Vec<_> = (0..CALLS)
+            .map(|i| {
+                let qmp = qmp.clone();
+                let big = big.clone();
+                smol::spawn(async move {
+                    let got = qmp
+                        .execute("echo", json!({"tag": i, "blob": big}))
+                        .await
+                        .unwrap();
+                    assert_eq!(got, json!(i));
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await;
+        }
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
+#[test]
+fn handshake_variants() {
+    // No oob offered: calls work, oob calls are refused.
+    let (connect, server) = scripted(Options::default(), |peer| {
+        peer.send(r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 6}, "package": ""}, "capabilities": []}}"#);
+        let caps = peer.recv();
+        assert!(caps.get("arguments").is_none(), "{caps}");
+        peer.reply(&caps, json!({}));
+        let r = peer.recv();
+        peer.reply(&r, json!(1));
+    });
+    run("no oob", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = smol::spawn(driver);
+        assert!(!qmp.oob_enabled());
+        assert!(matches!(
+            qmp.execute_oob("x", Value::Null).await,
+            Err(Error::Submit(_))
+        ));
+        assert_eq!(qmp.execute("y", Value::Null).await.unwrap(), json!(1));
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+
+    // The negotiation fails: connecting fails with the server's words.
+    let (connect, server) = scripted(Options::default(), |peer| {
+        peer.send(GREETING);
+        let caps = peer.recv();
+        let msg =
+            json!({"error": {"class": "GenericError", "desc": "not today"}, "id": caps["id"]});
+        peer.send(&msg.to_string());
+    });
+    let err = run("negotiation", async move { connect.await.unwrap_err() });
+    assert!(
+        matches!(
+            err,
+            Error::Closed(CloseCause::Session(CloseReason::Negotiation(_)))
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not today"), "{err}");
+    server.join().unwrap();
+
+    // The peer goes away before greeting.
+    let (connect, server) = scripted(Options::default(), |peer| {
+        peer.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    });
+    let err = run("no greeting", async move { connect.await.unwrap_err() });
+    assert!(
+        matches!(err, Error::Closed(CloseCause::Session(CloseReason::Eof))),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn handles_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Qmp>();
+    send_sync::<qmp_smol::Agent>();
+    send_sync::<qmp_smol::Subscription>();
+    send_sync::<Error>();
+    send_sync::<CloseCause>();
+    let (ours, _theirs) = UnixStream::pair().unwrap();
+    let connect = Qmp::from_unix_stream(ours, Options::default());
+    send(&connect);
+    let _: Option<fn(Driver)> = Some(|d: Driver| {
+        fn spawnable<T: Send + 'static>(_: T) {}
+        spawnable(d)
+    });
+    // A call's future can move between threads.
+    let _ = |qmp: Qmp| {
+        let f = async move { qmp.execute("x", Value::Null).await };
+        send(&f);
+        let _ = future::block_on(future::poll_once(Box::pin(f)));
+    };
+}
