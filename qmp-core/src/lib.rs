@@ -12,6 +12,8 @@ mod command;
 pub mod commands;
 mod config;
 mod deque;
+#[cfg(feature = "embedded-io")]
+pub mod driver;
 mod error;
 mod event;
 mod framing;

@@ -159,6 +159,16 @@ impl Request {
         self
     }
 
+    /// The relative timeout set with [`timeout`](Self::timeout), if any.
+    pub fn timeout_setting(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The absolute deadline set with [`deadline`](Self::deadline), if any.
+    pub fn deadline_setting(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// The command name.
     pub fn name(&self) -> &str {
         &self.name

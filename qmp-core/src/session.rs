@@ -443,8 +443,10 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     }
 
     /// Gives up on a request without an output for it. A queued request is
-    /// never sent; a sent one's reply is dropped when it comes. Returns
-    /// whether the request was still open.
+    /// never sent; a sent one's reply is dropped when it comes (for the
+    /// guest agent, a resync then runs before the next request is sent;
+    /// call [`resync`](Self::resync) or submit a request to start it).
+    /// Returns whether the request was still open.
     pub fn cancel(&mut self, id: RequestId) -> bool {
         let Some(pos) = self.pending.iter().position(|p| p.id == id.0) else {
             return false;
@@ -461,6 +463,11 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             State::Sent => {
                 p.state = State::Abandoned;
                 p.deadline = None;
+                // As after a timeout: an agent that may still answer
+                // leaves the stream in doubt until a resync.
+                if self.config.dialect == Dialect::Qga && !p.no_reply {
+                    self.needs_sync = true;
+                }
                 true
             }
             State::Abandoned => false,

@@ -92,7 +92,10 @@ impl QemuServer {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {} (run scripts/test.sh to install it): {e}", qemu_binary())
+                panic!(
+                    "cannot start {} (run scripts/test.sh to install it): {e}",
+                    qemu_binary()
+                )
             });
         let deadline = Instant::now() + Duration::from_secs(20);
         while !socket.exists() {
@@ -106,10 +109,27 @@ impl QemuServer {
                 }
                 panic!("QEMU exited ({status}) before serving QMP:\n{err}");
             }
-            assert!(Instant::now() < deadline, "QEMU did not create {socket:?} in 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "QEMU did not create {socket:?} in 20 s"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
-        QemuServer { child, socket, _dir: dir }
+        // The socket file appears at bind(), a moment before listen():
+        // wait until a connection is accepted (QEMU serves the next client
+        // once this probe closes).
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "QEMU does not accept on {socket:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        QemuServer {
+            child,
+            socket,
+            _dir: dir,
+        }
     }
 
     /// Sends SIGKILL now (the drop still reaps it).
@@ -158,14 +178,24 @@ impl AgentServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {} (run scripts/test.sh to install it): {e}", qemu_ga_binary())
+                panic!(
+                    "cannot start {} (run scripts/test.sh to install it): {e}",
+                    qemu_ga_binary()
+                )
             });
         let deadline = Instant::now() + Duration::from_secs(20);
         while !socket.exists() {
-            assert!(Instant::now() < deadline, "qemu-ga did not create {socket:?} in 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "qemu-ga did not create {socket:?} in 20 s"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
-        AgentServer { child, socket, _dir: dir }
+        AgentServer {
+            child,
+            socket,
+            _dir: dir,
+        }
     }
 }
 
@@ -178,7 +208,11 @@ impl Drop for AgentServer {
 
 /// Runs `f` on a thread and fails the test if it takes longer than
 /// `limit`: a hang becomes a failure with a message, not a stuck suite.
-pub fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());

@@ -68,7 +68,9 @@ fn yes() -> bool {
 pub struct GuestAgentInfo {
     /// The agent's version.
     pub version: String,
-    /// The commands it knows.
+    /// The commands it knows (sent as `supported_commands`, unlike the
+    /// kebab-case of everything else).
+    #[serde(rename = "supported_commands")]
     pub supported_commands: Vec<GuestAgentCommandInfo>,
 }
 
@@ -322,9 +324,10 @@ mod tests {
 
     #[test]
     fn decodes_agent_replies() {
-        let info = GuestInfo::decode(
-            json!({"version": "7.2.0", "supported_commands": [], "supported-commands": [{"name": "guest-ping", "enabled": true, "success-response": true}]}),
-        );
+        // As qemu-ga 7.2 sends it.
+        let info = GuestInfo::decode(json!({"version": "7.2.22", "supported_commands": [
+            {"enabled": true, "name": "guest-ping", "success-response": true}
+        ]}));
         assert_eq!(info.unwrap().supported_commands[0].name, "guest-ping");
         let st =
             GuestExecStatus::decode(json!({"exited": true, "exitcode": 0, "out-data": "aGkK"}))
