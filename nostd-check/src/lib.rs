@@ -8,7 +8,6 @@
 // The global allocator's heap is a static buffer handed over once.
 #![allow(unsafe_code)]
 
-
 use core::mem::MaybeUninit;
 use linked_list_allocator::LockedHeap;
 use qmp_core::{Client, CloseReason, Config, Instant, Output, Request, Runstate};
