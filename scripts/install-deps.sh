@@ -9,6 +9,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 missing=()
 have qemu-system-x86_64 || missing+=(qemu-system-x86)
 have qemu-ga || missing+=(qemu-guest-agent)
+have size || missing+=(binutils)
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"

@@ -22,6 +22,15 @@ step cargo test --workspace --locked
 step cargo build -p nostd-check --locked
 step cargo build -p nostd-check --features run --profile nostd --locked
 step ./target/nostd/nostd-check
+# The firmware agent: a no_std binary built for size; its code must stay
+# under 256 KiB.
+step cargo build -p firmware-agent --features run --profile firmware --locked
+text=$(size -A target/firmware/firmware-agent | awk '$1 == ".text" {print $2}')
+echo "firmware-agent .text: $text bytes (budget 262144)"
+if [ -z "$text" ] || [ "$text" -ge 262144 ]; then
+    echo "error: firmware-agent .text is over its 256 KiB budget" >&2
+    exit 1
+fi
 
 echo
 echo "all checks passed"

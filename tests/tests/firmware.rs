@@ -1,0 +1,118 @@
+//! The firmware agent's code path against a real QEMU: the same no_std
+//! logic over `embedded-io-adapters`' std wrapper, and the no_std binary
+//! itself with the QMP socket as its "serial port".
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant as StdInstant};
+
+use embedded_io_adapters::std::FromStd;
+use qmp_core::Instant;
+use qmp_core::commands::qmp::RunState;
+use tests::{QemuServer, within};
+
+/// A socket whose read timeout surfaces as `TimedOut` (std reports it as
+/// `WouldBlock`, which embedded-io has no kind for): the driver's cue to
+/// check its deadlines, as a UART's receive timeout would be.
+struct Serial(UnixStream);
+
+impl Read for Serial {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => io::Error::from(io::ErrorKind::TimedOut),
+            _ => e,
+        })
+    }
+}
+
+impl Write for Serial {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn serial_port(qemu: &QemuServer) -> FromStd<Serial> {
+    let sock = UnixStream::connect(&qemu.socket).expect("connect to QEMU");
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    FromStd::new(Serial(sock))
+}
+
+#[test]
+fn agent_logic_over_embedded_io_adapters_against_real_qemu() {
+    let qemu = QemuServer::start(&[]);
+    let port = serial_port(&qemu);
+    let report = within(Duration::from_secs(30), "the agent's round trip", move || {
+        let origin = StdInstant::now();
+        let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
+        firmware_agent::run(port, clock, Duration::from_secs(5)).expect("agent run")
+    });
+    assert_eq!((report.version.0, report.version.1), (7, 2));
+    assert_eq!(report.initial, RunState::Prelaunch);
+    assert!(report.stopped_at.is_some_and(|t| t.seconds > 0));
+    assert_eq!(report.after_stop, RunState::Paused);
+}
+
+#[test]
+fn driver_times_out_on_a_silent_port() {
+    // A peer that accepts and never greets: the port's read timeouts let
+    // the driver see its deadline pass.
+    let dir = tests::TempDir::new("silent");
+    let path = dir.join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let sock = UnixStream::connect(&path).unwrap();
+    let _held = listener.accept().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let port = FromStd::new(Serial(sock));
+    let err = within(Duration::from_secs(10), "connect to a silent peer", move || {
+        let origin = StdInstant::now();
+        let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
+        firmware_agent::run(port, clock, Duration::from_millis(300)).unwrap_err()
+    });
+    assert!(matches!(err, qmp_core::driver::DriverError::Timeout), "{err:?}");
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn no_std_binary_handles_stop_against_real_qemu() {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--quiet", "-p", "firmware-agent", "--features", "run", "--profile", "firmware"])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the no_std firmware agent failed");
+    let qemu = QemuServer::start(&[]);
+    let sock = UnixStream::connect(&qemu.socket).unwrap();
+    let out = within(Duration::from_secs(30), "the no_std agent", move || {
+        Command::new(root.join("target/firmware/firmware-agent"))
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(sock)))
+            .output()
+            .expect("run firmware-agent")
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("STOP handled"), "{stderr}");
+}
+
+#[test]
+fn engine_sizes_for_the_memory_table() {
+    use qmp_core::Client;
+    let small = size_of::<Client<8, 4>>();
+    let default = size_of::<Client>();
+    let driver = size_of::<firmware_agent::AgentDriver<FromStd<Serial>, fn() -> Instant>>();
+    println!("Client<8, 4>: {small} B; Client (64, 64): {default} B; AgentDriver: {driver} B");
+    // The small configuration's fixed part must leave the heap budget to
+    // the messages themselves.
+    assert!(small < 4096, "{small}");
+    assert!(driver < small + 1024, "{driver}");
+}
