@@ -116,3 +116,25 @@ fn engine_sizes_for_the_memory_table() {
     assert!(small < 4096, "{small}");
     assert!(driver < small + 1024, "{driver}");
 }
+
+#[test]
+fn driver_resyncs_with_a_real_guest_agent() {
+    use qmp_core::Config;
+    use qmp_core::commands::qga::{GuestInfo, GuestPing};
+    use qmp_core::driver::Driver;
+    let agent = tests::AgentServer::start();
+    let sock = UnixStream::connect(&agent.socket).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let port = FromStd::new(Serial(sock));
+    let info = within(Duration::from_secs(30), "a guest agent session", move || {
+        let origin = StdInstant::now();
+        let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
+        let config = Config::qga().sync_seed(std::process::id().into());
+        let mut qga = Driver::<_, _, 8, 4>::connect(port, clock, config, Duration::from_secs(5))
+            .expect("resync with qemu-ga");
+        qga.call(&GuestPing).expect("guest-ping");
+        qga.call(&GuestInfo).expect("guest-info")
+    });
+    assert!(info.version.starts_with("7.2"), "{}", info.version);
+    assert!(info.supported_commands.iter().any(|c| c.name == "guest-ping"));
+}
