@@ -83,7 +83,11 @@ impl ErrorType for Port {
 
 impl Read for Port {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, PortError> {
-        let mut pfd = PollFd { fd: self.fd, events: POLLIN, revents: 0 };
+        let mut pfd = PollFd {
+            fd: self.fd,
+            events: POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         match unsafe { poll(&mut pfd, 1, self.rx_timeout_ms) } {
             0 => return Err(PortError(ErrorKind::TimedOut)),
@@ -125,9 +129,13 @@ fn say(msg: &[u8]) {
 extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // SAFETY: once, before any allocation; only the allocator uses it.
     unsafe {
-        HEAP.lock().init(core::ptr::addr_of_mut!(HEAP_MEMORY).cast::<u8>(), HEAP_SIZE);
+        HEAP.lock()
+            .init(core::ptr::addr_of_mut!(HEAP_MEMORY).cast::<u8>(), HEAP_SIZE);
     }
-    let port = Port { fd: 0, rx_timeout_ms: 10 };
+    let port = Port {
+        fd: 0,
+        rx_timeout_ms: 10,
+    };
     match firmware_agent::run(port, monotonic, Duration::from_secs(5)) {
         Ok(report) if report.after_stop == qmp_core::commands::qmp::RunState::Paused => {
             say(b"firmware-agent: STOP handled, VM paused\n");

@@ -39,7 +39,8 @@ impl Write for Serial {
 
 fn serial_port(qemu: &QemuServer) -> FromStd<Serial> {
     let sock = UnixStream::connect(&qemu.socket).expect("connect to QEMU");
-    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
     FromStd::new(Serial(sock))
 }
 
@@ -47,11 +48,15 @@ fn serial_port(qemu: &QemuServer) -> FromStd<Serial> {
 fn agent_logic_over_embedded_io_adapters_against_real_qemu() {
     let qemu = QemuServer::start(&[]);
     let port = serial_port(&qemu);
-    let report = within(Duration::from_secs(30), "the agent's round trip", move || {
-        let origin = StdInstant::now();
-        let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
-        firmware_agent::run(port, clock, Duration::from_secs(5)).expect("agent run")
-    });
+    let report = within(
+        Duration::from_secs(30),
+        "the agent's round trip",
+        move || {
+            let origin = StdInstant::now();
+            let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
+            firmware_agent::run(port, clock, Duration::from_secs(5)).expect("agent run")
+        },
+    );
     assert_eq!((report.version.0, report.version.1), (7, 2));
     assert_eq!(report.initial, RunState::Prelaunch);
     assert!(report.stopped_at.is_some_and(|t| t.seconds > 0));
@@ -67,18 +72,29 @@ fn driver_times_out_on_a_silent_port() {
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let sock = UnixStream::connect(&path).unwrap();
     let _held = listener.accept().unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
     let port = FromStd::new(Serial(sock));
-    let err = within(Duration::from_secs(10), "connect to a silent peer", move || {
-        let origin = StdInstant::now();
-        let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
-        firmware_agent::run(port, clock, Duration::from_millis(300)).unwrap_err()
-    });
-    assert!(matches!(err, qmp_core::driver::DriverError::Timeout), "{err:?}");
+    let err = within(
+        Duration::from_secs(10),
+        "connect to a silent peer",
+        move || {
+            let origin = StdInstant::now();
+            let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
+            firmware_agent::run(port, clock, Duration::from_millis(300)).unwrap_err()
+        },
+    );
+    assert!(
+        matches!(err, qmp_core::driver::DriverError::Timeout),
+        "{err:?}"
+    );
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -87,10 +103,22 @@ fn no_std_binary_handles_stop_against_real_qemu() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", "firmware-agent", "--features", "run", "--profile", "firmware"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "firmware-agent",
+            "--features",
+            "run",
+            "--profile",
+            "firmware",
+        ])
         .status()
         .expect("run cargo");
-    assert!(status.success(), "building the no_std firmware agent failed");
+    assert!(
+        status.success(),
+        "building the no_std firmware agent failed"
+    );
     let qemu = QemuServer::start(&[]);
     let sock = UnixStream::connect(&qemu.socket).unwrap();
     let out = within(Duration::from_secs(30), "the no_std agent", move || {
@@ -124,17 +152,27 @@ fn driver_resyncs_with_a_real_guest_agent() {
     use qmp_core::driver::Driver;
     let agent = tests::AgentServer::start();
     let sock = UnixStream::connect(&agent.socket).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
     let port = FromStd::new(Serial(sock));
-    let info = within(Duration::from_secs(30), "a guest agent session", move || {
-        let origin = StdInstant::now();
-        let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
-        let config = Config::qga().sync_seed(std::process::id().into());
-        let mut qga = Driver::<_, _, 8, 4>::connect(port, clock, config, Duration::from_secs(5))
-            .expect("resync with qemu-ga");
-        qga.call(&GuestPing).expect("guest-ping");
-        qga.call(&GuestInfo).expect("guest-info")
-    });
+    let info = within(
+        Duration::from_secs(30),
+        "a guest agent session",
+        move || {
+            let origin = StdInstant::now();
+            let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
+            let config = Config::qga().sync_seed(std::process::id().into());
+            let mut qga =
+                Driver::<_, _, 8, 4>::connect(port, clock, config, Duration::from_secs(5))
+                    .expect("resync with qemu-ga");
+            qga.call(&GuestPing).expect("guest-ping");
+            qga.call(&GuestInfo).expect("guest-info")
+        },
+    );
     assert!(info.version.starts_with("7.2"), "{}", info.version);
-    assert!(info.supported_commands.iter().any(|c| c.name == "guest-ping"));
+    assert!(
+        info.supported_commands
+            .iter()
+            .any(|c| c.name == "guest-ping")
+    );
 }

@@ -73,7 +73,8 @@ fn small_configuration_stays_within_64_kib_of_heap() {
     const BUDGET: usize = 64 * 1024;
     let qemu = QemuServer::start(&[]);
     let sock = UnixStream::connect(&qemu.socket).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
     let port = FromStd::new(Serial(sock));
     let origin = StdInstant::now();
     let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
@@ -85,5 +86,8 @@ fn small_configuration_stays_within_64_kib_of_heap() {
 
     assert_eq!(report.after_stop, RunState::Paused);
     println!("peak heap of a whole session in the small configuration: {peak} bytes");
-    assert!(peak < BUDGET, "peak heap {peak} bytes exceeds the {BUDGET}-byte budget");
+    assert!(
+        peak < BUDGET,
+        "peak heap {peak} bytes exceeds the {BUDGET}-byte budget"
+    );
 }
