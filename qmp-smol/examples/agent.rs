@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let driver = smol::spawn(driver);
 
         agent.call(&GuestPing).await?;
-        let info = agent.execute("guest-info", serde_json::Value::Null).await?;
+        let info = agent.execute("guest-info", None).await?;
         println!("agent {}", info["version"]);
         println!(
             "host name: {}",

@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let driver = smol::spawn(driver);
         drop(listener);
         std::fs::remove_dir_all(&dir)?;
-        let greeting = qmp.greeting().expect("QMP greets");
+        let greeting = qmp.greeting();
         println!(
             "connected to QEMU {} (oob: {})",
             greeting.version,

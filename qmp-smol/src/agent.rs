@@ -81,14 +81,20 @@ impl Agent {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        Agent::establish(link::from_stream(stream), &options).await
+        Agent::establish(link::from_stream(stream, "a generic stream"), &options).await
     }
 
-    /// Runs `name` with `args` (a JSON object, or `Value::Null` for none).
+    /// Runs `name` with `args` (a JSON object, or `None`).
     /// Commands the agent never answers (`guest-shutdown`,
     /// `guest-suspend-*`) complete with `Null` once written.
-    pub async fn execute(&self, name: &str, args: Value) -> Result<Value, Error> {
-        self.link.call(link::request(name, args), Vec::new()).await
+    pub async fn execute(
+        &self,
+        name: &str,
+        args: impl Into<Option<Value>>,
+    ) -> Result<Value, Error> {
+        self.link
+            .call(link::request(name, args.into()), Vec::new())
+            .await
     }
 
     /// Runs a prepared [`Request`].
@@ -118,7 +124,7 @@ impl Agent {
         self.link.timeout
     }
 
-    /// Closes the connection: pending calls end with [`Error::Closed`] at
+    /// Closes the connection: pending calls end with [`Error::Interrupted`] at
     /// once; the socket itself closes once the replies the agent still owes
     /// were read (at most 2 s), since qemu-ga dies of SIGPIPE when a client
     /// closes before it could answer.

@@ -263,7 +263,7 @@ struct Waiter {
 /// let (qmp, driver) = qmp_smol::Qmp::connect_unix("/tmp/qmp.sock", Default::default()).await?;
 /// // Either: a task of its own.
 /// let driver = smol::spawn(driver);
-/// qmp.execute("query-status", serde_json::Value::Null).await?;
+/// qmp.execute("query-status", None).await?;
 /// qmp.disconnect();
 /// println!("closed: {}", driver.await);
 /// # Ok::<(), qmp_smol::Error>(()) });
@@ -275,7 +275,7 @@ struct Waiter {
 /// let (qmp, driver) = qmp_smol::Qmp::connect_unix("/tmp/qmp.sock", Default::default()).await?;
 /// // Or: polled alongside your work, in the same task.
 /// let work = async {
-///     let status = qmp.execute("query-status", serde_json::Value::Null).await;
+///     let status = qmp.execute("query-status", None).await;
 ///     qmp.disconnect();
 ///     status
 /// };
@@ -470,8 +470,12 @@ impl Inner {
                 }
                 if let Some(cause) = &self.cause {
                     let _ = sub.reply.try_send(Err(Error::Closed(cause.clone())));
-                } else if !sub.fds.is_empty() && !self.core.io.can_pass_fds() {
-                    let _ = sub.reply.try_send(Err(Error::FdPassingUnsupported));
+                } else if let Some(transport) =
+                    self.core.io.without_fds().filter(|_| !sub.fds.is_empty())
+                {
+                    let _ = sub
+                        .reply
+                        .try_send(Err(Error::FdPassingUnsupported { transport }));
                 } else if !sub.fds.is_empty() {
                     self.backlog_fds.push_back(sub);
                 } else if sub.request.is_oob() {
@@ -517,7 +521,7 @@ impl Inner {
         self.cause = Some(cause.clone());
         self.hub.set_cause(cause.clone());
         if self.core.engine.config().dialect == Dialect::Qga && !self.core.eof {
-            let err = || Error::Closed(cause.clone());
+            let err = || Error::Interrupted(cause.clone());
             for sub in self.drain_backlogs() {
                 let _ = sub.reply.try_send(Err(err()));
             }
@@ -676,8 +680,20 @@ impl Inner {
     }
 
     /// Hands replies to their callers and events to the subscribers.
+    ///
+    /// Events go first: one read's events came before or with its replies,
+    /// so a caller whose reply arrives finds the events that preceded it
+    /// already in its subscriptions.
     fn forward(&mut self) -> bool {
         let mut progress = false;
+        let missed = self.core.engine.events().take_lagged();
+        self.events
+            .extend(std::iter::from_fn(|| self.core.engine.poll_event()));
+        if !self.events.is_empty() || missed > 0 {
+            progress = true;
+            self.hub.publish(&self.events, missed);
+            self.events.clear();
+        }
         while let Some(out) = self.core.engine.poll_output() {
             progress = true;
             match out {
@@ -696,7 +712,7 @@ impl Inner {
                         self.tokens.remove(&token);
                         let result = result.map_err(|e| match (e, &self.cause) {
                             (RequestError::Interrupted(_), Some(cause)) => {
-                                Error::Closed(cause.clone())
+                                Error::Interrupted(cause.clone())
                             }
                             (e, _) => e.into(),
                         });
@@ -710,14 +726,6 @@ impl Inner {
                 _ => {}
             }
         }
-        let missed = self.core.engine.events().take_lagged();
-        self.events
-            .extend(std::iter::from_fn(|| self.core.engine.poll_event()));
-        if !self.events.is_empty() || missed > 0 {
-            progress = true;
-            self.hub.publish(&self.events, missed);
-            self.events.clear();
-        }
         progress
     }
 
@@ -729,7 +737,7 @@ impl Inner {
         self.hub.set_cause(cause.clone());
         self.hub.end_all();
         self.commands.close();
-        let err = || Error::Closed(cause.clone());
+        let err = || Error::Interrupted(cause.clone());
         while let Ok(cmd) = self.commands.try_recv() {
             if let Command::Execute(sub) = cmd {
                 let _ = sub.reply.try_send(Err(err()));

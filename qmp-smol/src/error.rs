@@ -71,7 +71,10 @@ pub enum Error {
     Server(ExecuteError),
     /// No reply came within the call's timeout; a late reply is dropped.
     Timeout,
-    /// The connection is closed, or closed before the reply came; says why.
+    /// The connection ended while the call was waiting; says why.
+    Interrupted(CloseCause),
+    /// The connection had already ended (or was closing) when the call was
+    /// made; says why.
     Closed(CloseCause),
     /// The engine refused the request, e.g. out-of-band execution was not
     /// negotiated.
@@ -95,18 +98,37 @@ pub enum Error {
         timeout: Duration,
     },
     /// File descriptors can only travel over a Unix socket.
-    FdPassingUnsupported,
+    FdPassingUnsupported {
+        /// The kind of connection in use, e.g. "TCP".
+        transport: &'static str,
+    },
     /// Any other I/O error.
     Io(io::Error),
 }
 
 impl Error {
-    /// The close cause, for [`Error::Closed`].
+    /// Why the connection ended, for [`Error::Interrupted`] and
+    /// [`Error::Closed`].
     pub fn close_cause(&self) -> Option<&CloseCause> {
         match self {
-            Error::Closed(c) => Some(c),
+            Error::Interrupted(c) | Error::Closed(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// The engine's reason the session ended, when it ended there.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.close_cause().and_then(CloseCause::reason)
+    }
+
+    /// Whether something did not come in time: a reply, an event, the
+    /// connection, or the handshake.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout | Error::ConnectTimeout { .. })
+            || matches!(
+                self.close_reason(),
+                Some(CloseReason::HandshakeTimeout | CloseReason::SyncTimeout)
+            )
     }
 
     /// The server's error, for [`Error::Server`].
@@ -123,20 +145,36 @@ impl fmt::Display for Error {
         match self {
             Error::Server(e) => write!(f, "the server returned an error: {e}"),
             Error::Timeout => f.write_str("timed out waiting for the reply"),
+            Error::Interrupted(c) => write!(f, "the connection ended before the reply came: {c}"),
             Error::Closed(c) => write!(f, "the connection is closed: {c}"),
             Error::Submit(e) => write!(f, "request refused: {e}"),
             Error::Codec(e) => write!(f, "cannot convert typed value: {e}"),
-            Error::Connect { target, waited, source } if waited.is_zero() => {
+            Error::Connect {
+                target,
+                waited,
+                source,
+            } if waited.is_zero() => {
                 write!(f, "cannot connect to {target}: {source}")
             }
-            Error::Connect { target, waited, source } => {
-                write!(f, "cannot connect to {target} (waited {waited:?} for it): {source}")
+            Error::Connect {
+                target,
+                waited,
+                source,
+            } => {
+                write!(
+                    f,
+                    "cannot connect to {target} (waited {waited:?} for it): {source}"
+                )
             }
             Error::ConnectTimeout { target, timeout } => {
-                write!(f, "connecting to {target} did not finish within {timeout:?}")
+                write!(
+                    f,
+                    "connecting to {target} did not finish within {timeout:?}"
+                )
             }
-            Error::FdPassingUnsupported => f.write_str(
-                "file descriptors can only be passed over a Unix socket, and this connection is not one",
+            Error::FdPassingUnsupported { transport } => write!(
+                f,
+                "file descriptors can only be passed over a Unix socket, not over {transport}"
             ),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
@@ -147,12 +185,14 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Server(e) => Some(e),
-            Error::Closed(c) => Some(c),
+            Error::Interrupted(c) | Error::Closed(c) => Some(c),
             Error::Submit(e) => Some(e),
             Error::Codec(e) => Some(e),
             Error::Connect { source, .. } => Some(source),
             Error::Io(e) => Some(e),
-            Error::Timeout | Error::ConnectTimeout { .. } | Error::FdPassingUnsupported => None,
+            Error::Timeout | Error::ConnectTimeout { .. } | Error::FdPassingUnsupported { .. } => {
+                None
+            }
         }
     }
 }
@@ -201,7 +241,7 @@ impl From<RequestError> for Error {
         match e {
             RequestError::Server(e) => Error::Server(e),
             RequestError::Timeout => Error::Timeout,
-            RequestError::Interrupted(r) => Error::Closed(CloseCause::Session(r)),
+            RequestError::Interrupted(r) => Error::Interrupted(CloseCause::Session(r)),
             // `RequestError` is non-exhaustive: keep whatever a newer
             // engine reports, worded as it words it.
             other => Error::Io(io::Error::other(other.to_string())),
@@ -216,7 +256,9 @@ impl From<Error> for io::Error {
             Error::Timeout | Error::ConnectTimeout { .. } => {
                 io::Error::new(io::ErrorKind::TimedOut, e)
             }
-            Error::Closed(_) => io::Error::new(io::ErrorKind::ConnectionAborted, e),
+            Error::Interrupted(_) | Error::Closed(_) => {
+                io::Error::new(io::ErrorKind::ConnectionAborted, e)
+            }
             other => io::Error::other(other),
         }
     }

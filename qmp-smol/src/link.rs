@@ -29,7 +29,8 @@ pub(crate) struct Shared {
     clock: Clock,
     greeting: Option<Greeting>,
     oob: bool,
-    fd_passing: bool,
+    /// Set when descriptors cannot be passed: what the stream is.
+    without_fds: Option<&'static str>,
 }
 
 /// The handle core shared by [`Qmp`](crate::Qmp) and [`Agent`](crate::Agent).
@@ -46,7 +47,7 @@ impl Link {
         config: Config,
         timeout: Option<Duration>,
     ) -> Result<(Link, Driver), Error> {
-        let fd_passing = io.can_pass_fds();
+        let without_fds = io.without_fds();
         let (commands, rx) = async_channel::unbounded();
         let (closed_tx, closed) = async_channel::bounded(1);
         let hub = Arc::new(Hub::default());
@@ -60,7 +61,7 @@ impl Link {
             clock,
             greeting,
             oob,
-            fd_passing,
+            without_fds,
         };
         Ok((
             Link {
@@ -80,15 +81,15 @@ impl Link {
     }
 
     pub(crate) fn fd_passing(&self) -> bool {
-        self.shared.fd_passing
+        self.shared.without_fds.is_none()
     }
 
     pub(crate) fn close_cause(&self) -> Option<CloseCause> {
         self.shared.hub.cause()
     }
 
-    fn closed_error(&self) -> Error {
-        Error::Closed(self.close_cause().unwrap_or(CloseCause::DriverDropped))
+    fn cause(&self) -> CloseCause {
+        self.close_cause().unwrap_or(CloseCause::DriverDropped)
     }
 
     /// Sends `request` and waits for its reply. Dropping the future at any
@@ -98,8 +99,8 @@ impl Link {
         if let Some(cause) = self.close_cause() {
             return Err(Error::Closed(cause));
         }
-        if !fds.is_empty() && !self.shared.fd_passing {
-            return Err(Error::FdPassingUnsupported);
+        if let Some(transport) = self.shared.without_fds.filter(|_| !fds.is_empty()) {
+            return Err(Error::FdPassingUnsupported { transport });
         }
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, result) = async_channel::bounded(1);
@@ -116,7 +117,7 @@ impl Link {
             .try_send(Command::Execute(sub))
             .is_err()
         {
-            return Err(self.closed_error());
+            return Err(Error::Closed(self.cause()));
         }
         let mut guard = CancelOnDrop {
             token,
@@ -125,7 +126,7 @@ impl Link {
         };
         let outcome = result.recv().await;
         guard.armed = false;
-        outcome.unwrap_or_else(|_| Err(self.closed_error()))
+        outcome.unwrap_or_else(|_| Err(Error::Interrupted(self.cause())))
     }
 
     pub(crate) async fn call_typed<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
@@ -156,7 +157,7 @@ impl Link {
             };
             match future::or(next, expire).await? {
                 Some(e) => Ok(e),
-                None => Err(Error::Closed(
+                None => Err(Error::Interrupted(
                     sub.close_cause().unwrap_or(CloseCause::DriverDropped),
                 )),
             }
@@ -188,12 +189,11 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-pub(crate) fn request(name: &str, args: Value) -> Request {
+pub(crate) fn request(name: &str, args: Option<Value>) -> Request {
     let req = Request::new(name.to_owned());
-    if args.is_null() {
-        req
-    } else {
-        req.arguments(args)
+    match args {
+        None | Some(Value::Null) => req,
+        Some(args) => req.arguments(args),
     }
 }
 
@@ -257,9 +257,9 @@ pub(crate) fn from_std_unix(stream: UnixStream) -> Result<Transport, Error> {
     Ok(Transport::Unix(Async::new(stream)?))
 }
 
-pub(crate) fn from_stream<S>(stream: S) -> Transport
+pub(crate) fn from_stream<S>(stream: S, kind: &'static str) -> Transport
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    Transport::Other(Box::pin(stream))
+    Transport::Other(Box::pin(stream), kind)
 }

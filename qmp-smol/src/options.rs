@@ -55,6 +55,11 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The defaults.
+    pub fn new() -> Self {
+        Options::default()
+    }
+
     /// Sets [`connect_timeout`](Self::connect_timeout).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
@@ -71,6 +76,11 @@ impl Options {
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = Some(timeout);
         self
+    }
+
+    /// Same as [`call_timeout`](Self::call_timeout), as `qmp-std` names it.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.call_timeout(timeout)
     }
 
     /// Sets [`socket_wait`](Self::socket_wait).

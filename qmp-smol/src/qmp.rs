@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_io::Async;
 use async_net::AsyncToSocketAddrs;
 use futures_lite::{AsyncRead, AsyncWrite};
+use qmp_core::commands::qmp::{AddFd, AddfdInfo, Closefd, Getfd};
 use qmp_core::serde_json::Value;
 use qmp_core::{Command as TypedCommand, Event, Greeting, Request};
 
@@ -67,7 +68,7 @@ impl Qmp {
         })
         .await?;
         stream.set_nodelay(true)?;
-        Qmp::establish(link::from_stream(stream), &options).await
+        Qmp::establish(link::from_stream(stream, "TCP"), &options).await
     }
 
     /// Runs QMP over a stream you already have (a pipe pair, a TLS stream,
@@ -77,7 +78,7 @@ impl Qmp {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        Qmp::establish(link::from_stream(stream), &options).await
+        Qmp::establish(link::from_stream(stream, "a generic stream"), &options).await
     }
 
     /// Runs QMP over a connected Unix socket, e.g. one end of a socket
@@ -113,13 +114,26 @@ impl Qmp {
         Qmp::establish(Transport::Unix(stream), &options).await
     }
 
-    /// Runs `name` with `args` (a JSON object, or `Value::Null` for none)
-    /// and returns the `return` value.
+    /// Runs `name` with `args` (a JSON object, or `None`) and returns the
+    /// `return` value.
     ///
     /// Dropping the future cancels the call: if it was not sent yet it never
     /// is, otherwise its reply is dropped when it comes.
-    pub async fn execute(&self, name: &str, args: Value) -> Result<Value, Error> {
-        self.link.call(link::request(name, args), Vec::new()).await
+    ///
+    /// ```no_run
+    /// # async fn f(qmp: qmp_smol::Qmp) -> Result<(), qmp_smol::Error> {
+    /// let status = qmp.execute("query-status", None).await?;
+    /// let kind = qmp.execute("qom-get", serde_json::json!({"path": "/machine", "property": "type"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute(
+        &self,
+        name: &str,
+        args: impl Into<Option<Value>>,
+    ) -> Result<Value, Error> {
+        self.link
+            .call(link::request(name, args.into()), Vec::new())
+            .await
     }
 
     /// Runs a prepared [`Request`] (its own `timeout` applies too).
@@ -130,24 +144,72 @@ impl Qmp {
     /// Runs `name` out of band (`exec-oob`): it overtakes queued in-band
     /// calls. Needs the `oob` capability (see [`oob_enabled`](Self::oob_enabled))
     /// and a command QEMU allows out of band.
-    pub async fn execute_oob(&self, name: &str, args: Value) -> Result<Value, Error> {
+    pub async fn execute_oob(
+        &self,
+        name: &str,
+        args: impl Into<Option<Value>>,
+    ) -> Result<Value, Error> {
         self.link
-            .call(link::request(name, args).oob(), Vec::new())
+            .call(link::request(name, args.into()).oob(), Vec::new())
             .await
     }
 
-    /// Runs `request` with `fds` attached (SCM_RIGHTS on its first byte),
-    /// for `getfd` and `add-fd`. Needs a Unix socket. The descriptors are
-    /// closed here once sent.
+    /// Runs `request` with `fds` attached (SCM_RIGHTS, in the same
+    /// `sendmsg` as its first byte), as `getfd` and `add-fd` need. Only
+    /// over a Unix socket; elsewhere [`Error::FdPassingUnsupported`]. The
+    /// descriptors stay yours: they are duplicated for the call.
+    ///
+    /// Calls with descriptors go out one at a time, since QEMU keeps only
+    /// the descriptors of the latest message that carried some.
     pub async fn execute_with_fds(
         &self,
         request: Request,
-        fds: Vec<OwnedFd>,
+        fds: &[BorrowedFd<'_>],
     ) -> Result<Value, Error> {
         if fds.is_empty() {
-            return self.link.call(request, fds).await;
+            return self.link.call(request, Vec::new()).await;
         }
-        self.link.call(request.with_fds(), fds).await
+        let owned = fds
+            .iter()
+            .map(|fd| fd.try_clone_to_owned())
+            .collect::<Result<Vec<OwnedFd>, _>>()?;
+        self.link.call(request.with_fds(), owned).await
+    }
+
+    /// A typed command with `fds` attached; see [`execute_with_fds`](Self::execute_with_fds).
+    pub async fn call_with_fds<C: TypedCommand>(
+        &self,
+        cmd: &C,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<C::Returns, Error> {
+        let value = self.execute_with_fds(Request::command(cmd)?, fds).await?;
+        Ok(C::decode(value)?)
+    }
+
+    /// `getfd`: hands `fd` to QEMU under `name`.
+    pub async fn getfd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        self.call_with_fds(
+            &Getfd {
+                fdname: name.into(),
+            },
+            &[fd],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `closefd`: closes the descriptor QEMU holds under `name`.
+    pub async fn closefd(&self, name: &str) -> Result<(), Error> {
+        self.call(&Closefd {
+            fdname: name.into(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `add-fd`: adds `fd` to an fd set (a new one unless `args.fdset_id`).
+    pub async fn add_fd(&self, fd: BorrowedFd<'_>, args: &AddFd) -> Result<AddfdInfo, Error> {
+        self.call_with_fds(args, &[fd]).await
     }
 
     /// Runs a typed command and decodes its reply.
@@ -186,7 +248,7 @@ impl Qmp {
     /// # use std::time::Duration;
     /// # async fn f(qmp: qmp_smol::Qmp) -> Result<(), qmp_smol::Error> {
     /// let resumed = qmp.wait_event("RESUME", Duration::from_secs(5));
-    /// qmp.execute("cont", serde_json::Value::Null).await?;
+    /// qmp.execute("cont", None).await?;
     /// let event = resumed.await?;
     /// # Ok(()) }
     /// ```
@@ -199,8 +261,11 @@ impl Qmp {
     }
 
     /// The server's greeting (version and capabilities).
-    pub fn greeting(&self) -> Option<&Greeting> {
-        self.link.greeting()
+    pub fn greeting(&self) -> &Greeting {
+        // The handshake only completes after the greeting.
+        self.link
+            .greeting()
+            .expect("a QMP session starts with a greeting")
     }
 
     /// Whether out-of-band execution was negotiated.
@@ -234,7 +299,7 @@ impl Qmp {
     }
 
     /// Closes the connection: every pending call ends with
-    /// [`Error::Closed`], every subscription ends, the driver returns
+    /// [`Error::Interrupted`], every subscription ends, the driver returns
     /// [`CloseReason::Local`](qmp_core::CloseReason::Local). Await
     /// [`closed`](Self::closed) to know it is done.
     pub fn disconnect(&self) {
@@ -260,7 +325,7 @@ impl Qmp {
 impl fmt::Debug for Qmp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Qmp")
-            .field("version", &self.greeting().map(|g| g.version))
+            .field("version", &self.greeting().version)
             .field("oob", &self.oob_enabled())
             .field("timeout", &self.timeout())
             .field("closed", &self.close_cause())

@@ -19,12 +19,17 @@ impl<T: AsyncRead + AsyncWrite + Send> Stream for T {}
 
 pub(crate) enum Transport {
     Unix(Async<UnixStream>),
-    Other(Pin<Box<dyn Stream>>),
+    /// Any other stream, with what to call it in errors ("TCP").
+    Other(Pin<Box<dyn Stream>>, &'static str),
 }
 
 impl Transport {
-    pub(crate) fn can_pass_fds(&self) -> bool {
-        matches!(self, Transport::Unix(_))
+    /// `None` when descriptors can be passed, else what the stream is.
+    pub(crate) fn without_fds(&self) -> Option<&'static str> {
+        match self {
+            Transport::Unix(_) => None,
+            Transport::Other(_, kind) => Some(kind),
+        }
     }
 
     pub(crate) fn poll_read(
@@ -34,7 +39,7 @@ impl Transport {
     ) -> Poll<io::Result<usize>> {
         match self {
             Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Other(s) => s.as_mut().poll_read(cx, buf),
+            Transport::Other(s, _) => s.as_mut().poll_read(cx, buf),
         }
     }
 
@@ -62,7 +67,7 @@ impl Transport {
                     Err(e) => return Poll::Ready(Err(e.into())),
                 }
             },
-            Transport::Other(s) => {
+            Transport::Other(s, _) => {
                 if !fds.is_empty() {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::Unsupported,
@@ -78,7 +83,7 @@ impl Transport {
         match self {
             // Unix sockets are written directly; nothing is buffered.
             Transport::Unix(_) => Poll::Ready(Ok(())),
-            Transport::Other(s) => s.as_mut().poll_flush(cx),
+            Transport::Other(s, _) => s.as_mut().poll_flush(cx),
         }
     }
 }

@@ -339,7 +339,7 @@ fn disconnect_with_calls_pending_leaves_the_agent_alive() {
         agent.disconnect();
         for c in calls {
             match c.await {
-                Ok(()) | Err(Error::Closed(CloseCause::Session(CloseReason::Local))) => {}
+                Ok(()) | Err(Error::Interrupted(CloseCause::Session(CloseReason::Local))) => {}
                 Err(e) => panic!("{e:?}"),
             }
         }

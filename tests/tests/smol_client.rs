@@ -4,7 +4,7 @@
 #![allow(clippy::std_instead_of_core)]
 
 use std::future::Future;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,7 +54,7 @@ fn greeting_untyped_and_typed_calls() {
     run("basic calls", async move {
         let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
         let driver = smol::spawn(driver);
-        let greeting = qmp.greeting().expect("a greeting");
+        let greeting = qmp.greeting();
         assert_eq!(greeting.version.major, 7);
         assert!(qmp.oob_enabled());
         assert!(qmp.can_pass_fds());
@@ -393,7 +393,7 @@ fn qemu_killed_mid_burst_ends_every_call_and_stream() {
             for call in calls {
                 match call.await {
                     Ok(_) => {}
-                    Err(Error::Closed(_)) => failed += 1,
+                    Err(Error::Interrupted(_)) => failed += 1,
                     Err(e) => panic!("a pending call ended with {e:?} instead of Closed"),
                 }
             }
@@ -491,12 +491,12 @@ fn disconnect_ends_pending_calls_and_streams_and_later_calls_fail() {
         for c in calls {
             match c.await {
                 Ok(_) => {}
-                Err(Error::Closed(CloseCause::Session(CloseReason::Local))) => {}
+                Err(Error::Interrupted(CloseCause::Session(CloseReason::Local))) => {}
                 Err(e) => panic!("{e:?}"),
             }
         }
         assert!(sub.next().await.is_none());
-        assert!(matches!(waiting.await, Err(Error::Closed(_))));
+        assert!(matches!(waiting.await, Err(Error::Interrupted(_))));
         assert!(matches!(
             driver.await,
             CloseCause::Session(CloseReason::Local)
@@ -630,7 +630,7 @@ fn accept_mode() {
     run("accept", async move {
         let (qmp, driver) = listener.accept(options()).await.unwrap();
         let driver = smol::spawn(driver);
-        assert_eq!(qmp.greeting().unwrap().version.major, 7);
+        assert_eq!(qmp.greeting().version.major, 7);
         assert_eq!(
             qmp.call(&QueryStatus).await.unwrap().status,
             RunState::Prelaunch
@@ -668,14 +668,12 @@ fn fd_passing_with_add_fd() {
             fdset_id: None,
             opaque: Some("smol-one".into()),
         };
-        let info = qmp
-            .execute_with_fds(
-                Request::command(&add).unwrap(),
-                vec![temp_file_fd(&dir, "a")],
-            )
-            .await
-            .unwrap();
-        let set = info["fdset-id"].as_i64().unwrap();
+        let fd = temp_file_fd(&dir, "a");
+        let info = qmp.add_fd(fd.as_fd(), &add).await.unwrap();
+        let set = info.fdset_id;
+        // The descriptor stays ours; QEMU got a copy.
+        assert!(rustix::fs::fstat(&fd).is_ok());
+        drop(fd);
         // Several at once, pipelined with ordinary calls.
         let many: Vec<_> = (0..8)
             .map(|i| {
@@ -687,7 +685,8 @@ fn fd_passing_with_add_fd() {
                         opaque: Some(format!("smol-{i}")),
                     };
                     let status = qmp.call(&QueryStatus);
-                    let added = qmp.execute_with_fds(Request::command(&add).unwrap(), vec![fd]);
+                    let fds = [fd.as_fd()];
+                    let added = qmp.execute_with_fds(Request::command(&add).unwrap(), &fds);
                     let (status, added) = future::zip(status, added).await;
                     status.unwrap();
                     added.unwrap()
@@ -704,10 +703,9 @@ fn fd_passing_with_add_fd() {
                 fdset_id: Some(set),
                 opaque: Some(format!("dropped-{i}")),
             };
-            let call = qmp.execute_with_fds(
-                Request::command(&add).unwrap(),
-                vec![temp_file_fd(&dir, "d")],
-            );
+            let fd = temp_file_fd(&dir, "d");
+            let fds = [fd.as_fd()];
+            let call = qmp.execute_with_fds(Request::command(&add).unwrap(), &fds);
             let mut call = Box::pin(call);
             if i % 3 == 0 {
                 let _ = future::poll_once(&mut call).await;
@@ -723,12 +721,10 @@ fn fd_passing_with_add_fd() {
                 fdset_id: Some(set),
                 opaque: Some(format!("kept-{i}")),
             };
-            qmp.execute_with_fds(
-                Request::command(&keep).unwrap(),
-                vec![temp_file_fd(&dir, "k")],
-            )
-            .await
-            .unwrap_or_else(|e| panic!("kept-{i}: {e}"));
+            let fd = temp_file_fd(&dir, "k");
+            qmp.call_with_fds(&keep, &[fd.as_fd()])
+                .await
+                .unwrap_or_else(|e| panic!("kept-{i}: {e}"));
         }
         let sets = qmp.call(&QueryFdsets).await.unwrap();
         let ours = sets.iter().find(|s| s.fdset_id == set).expect("our fd set");
@@ -789,15 +785,10 @@ fn tcp_and_any_stream_work_but_cannot_pass_fds() {
             qmp.call(&QueryStatus).await.unwrap().status,
             RunState::Prelaunch
         );
-        let err = qmp
-            .execute_with_fds(
-                Request::command(&AddFd::default()).unwrap(),
-                vec![temp_file_fd(&dir, "t")],
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::FdPassingUnsupported), "{err:?}");
-        assert!(err.to_string().contains("Unix socket"), "{err}");
+        let fd = temp_file_fd(&dir, "t");
+        let err = qmp.add_fd(fd.as_fd(), &AddFd::default()).await.unwrap_err();
+        assert!(matches!(err, Error::FdPassingUnsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("not over TCP"), "{err}");
         qmp.call(&QueryStatus).await.unwrap();
         qmp.disconnect();
         driver.await;
@@ -810,14 +801,12 @@ fn tcp_and_any_stream_work_but_cannot_pass_fds() {
             qmp.call(&QueryStatus).await.unwrap().status,
             RunState::Prelaunch
         );
+        let fds = [fd.as_fd()];
         let err = qmp
-            .execute_with_fds(
-                Request::command(&AddFd::default()).unwrap(),
-                vec![temp_file_fd(&dir, "s")],
-            )
+            .execute_with_fds(Request::command(&AddFd::default()).unwrap(), &fds)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::FdPassingUnsupported), "{err:?}");
+        assert!(matches!(err, Error::FdPassingUnsupported { .. }), "{err:?}");
         qmp.disconnect();
         driver.await;
     });
@@ -850,13 +839,16 @@ fn dropping_the_driver_ends_calls() {
     run("dropped driver", async move {
         let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
         let mut sub = qmp.subscribe(EventFilter::all());
-        let pending = smol::spawn({
-            let qmp = qmp.clone();
-            async move { qmp.call(&QueryStatus).await }
-        });
-        smol::future::yield_now().await;
+        // Handed to the driver, which is never polled.
+        let mut pending = Box::pin(qmp.call(&QueryStatus));
+        assert!(future::poll_once(&mut pending).await.is_none());
         drop(driver);
         let err = pending.await.unwrap_err();
+        assert!(
+            matches!(err, Error::Interrupted(CloseCause::DriverDropped)),
+            "{err:?}"
+        );
+        let err = qmp.call(&QueryStatus).await.unwrap_err();
         assert!(
             matches!(err, Error::Closed(CloseCause::DriverDropped)),
             "{err:?}"
