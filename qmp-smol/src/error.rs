@@ -263,3 +263,38 @@ impl From<Error> for io::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qmp_core::ErrorClass;
+
+    #[test]
+    fn conversions_keep_the_facts() {
+        let server = ExecuteError {
+            class: ErrorClass::CommandNotFound,
+            desc: "The command x has not been found".into(),
+        };
+        let e = Error::from(RequestError::Server(server.clone()));
+        assert_eq!(e.server_error(), Some(&server));
+        assert!(e.to_string().contains("has not been found"));
+        assert!(Error::from(RequestError::Timeout).is_timeout());
+        let e = Error::from(RequestError::Interrupted(CloseReason::Eof));
+        assert!(matches!(
+            e,
+            Error::Interrupted(CloseCause::Session(CloseReason::Eof))
+        ));
+        assert_eq!(e.close_reason(), Some(&CloseReason::Eof));
+        let e = Error::from(SubmitError::Closed(CloseReason::Local));
+        assert!(matches!(e, Error::Closed(_)));
+        assert!(e.close_cause().unwrap().is_local());
+        assert!(Error::from(CloseReason::HandshakeTimeout).is_timeout());
+        let io: io::Error = Error::Timeout.into();
+        assert_eq!(io.kind(), io::ErrorKind::TimedOut);
+        let e = Error::FdPassingUnsupported { transport: "TCP" };
+        assert!(e.to_string().ends_with("not over TCP"), "{e}");
+        let cause = CloseCause::Io(Arc::new(io::Error::from(io::ErrorKind::ConnectionReset)));
+        assert!(cause.to_string().starts_with("socket error"), "{cause}");
+        assert!(std::error::Error::source(&cause).is_some());
+    }
+}

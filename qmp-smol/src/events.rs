@@ -343,3 +343,85 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::StreamExt;
+    use qmp_core::serde_json::json;
+
+    fn ev(name: &str, n: u64) -> Event {
+        Event {
+            name: name.into(),
+            data: json!({ "n": n }),
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn filters_match_names_and_predicates() {
+        let e = ev("STOP", 1);
+        assert!(EventFilter::all().matches(&e));
+        assert!(EventFilter::from("STOP").matches(&e));
+        assert!(!EventFilter::name("RESUME").matches(&e));
+        assert!(EventFilter::from(["RESUME", "STOP"]).matches(&e));
+        assert!(EventFilter::from(None::<&str>).matches(&e));
+        assert!(EventFilter::predicate(|e| e.data["n"] == 1).matches(&e));
+        assert!(!EventFilter::predicate(|e| e.data["n"] == 2).matches(&e));
+        assert_eq!(
+            format!("{:?}", EventFilter::name("X")),
+            r#"EventFilter::names(["X"])"#
+        );
+    }
+
+    #[test]
+    fn each_subscriber_gets_its_own_bounded_queue() {
+        let hub = Arc::new(Hub::default());
+        let mut all = hub.subscribe::<8>(EventFilter::all());
+        let mut small = hub.subscribe::<2>(EventFilter::name("A"));
+        let gone = hub.subscribe::<2>(EventFilter::all());
+        drop(gone);
+        let batch: Vec<Event> = (0..5)
+            .map(|n| ev(if n % 2 == 0 { "A" } else { "B" }, n))
+            .collect();
+        hub.publish(&batch, 0);
+        assert_eq!(
+            hub.lock().subscribers.len(),
+            2,
+            "dropped subscriptions are pruned"
+        );
+        assert_eq!(all.len(), 5);
+        assert_eq!(all.lagged(), 0);
+        // A: 0, 2, 4 into a queue of 2: the oldest went.
+        assert_eq!(small.lagged(), 1);
+        assert_eq!(small.try_next().unwrap().data["n"], 2);
+        // Losses before the queues count too.
+        hub.publish(&[], 3);
+        assert_eq!(small.take_lagged(), 4);
+        assert_eq!(small.take_lagged(), 0);
+        assert_eq!(all.lagged(), 3);
+
+        hub.set_cause(CloseCause::DriverDropped);
+        hub.end_all();
+        assert!(all.is_closed());
+        let names: Vec<_> = std::iter::from_fn(|| all.try_next())
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["A", "B", "A", "B", "A"],
+            "queued events stay readable"
+        );
+        assert!(futures_lite::future::block_on(all.next()).is_none());
+        assert!(futures_lite::future::block_on(small.next()).unwrap().data["n"] == 4);
+        assert!(futures_lite::future::block_on(small.next()).is_none());
+        // Subscribing after the close gives an ended stream.
+        let mut late = hub.subscribe::<4>(EventFilter::all());
+        assert!(late.is_closed());
+        assert!(futures_lite::future::block_on(late.next()).is_none());
+        assert!(matches!(
+            late.close_cause(),
+            Some(CloseCause::DriverDropped)
+        ));
+    }
+}
