@@ -22,6 +22,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// The most descriptors one message can carry (Linux's SCM_MAX_FD).
 const MAX_FDS: usize = 253;
 
+/// The longest one write may block, and the longest a read waits while
+/// bytes are still waiting to be written: a peer that stops reading must
+/// not stop this side from reading its replies and events.
+const WRITE_SLICE: Duration = Duration::from_millis(20);
+
 /// What the connection died of on this side (I/O errors are not
 /// `Clone`, so the facts are kept to build a fresh error per call).
 #[derive(Debug)]
@@ -285,10 +290,14 @@ impl<S: Stream> Conn<S> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let wait = wake.map(|w| {
+            let mut wait = wake.map(|w| {
                 w.saturating_duration_since(now)
                     .max(Duration::from_millis(1))
             });
+            if self.client.poll_transmit().is_some() {
+                // Come back soon to write the rest.
+                wait = Some(wait.map_or(WRITE_SLICE, |w| w.min(WRITE_SLICE)));
+            }
             self.read_once(Wait::For(wait))?;
         }
     }
@@ -348,7 +357,7 @@ impl<S: Stream> Conn<S> {
     }
 
     fn write_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
-        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        let timeout = Some(timeout.clamp(Duration::from_millis(1), WRITE_SLICE));
         if self.write_timeout != timeout {
             self.stream.set_write_timeout(timeout)?;
             self.write_timeout = timeout;
