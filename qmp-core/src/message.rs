@@ -2,6 +2,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -72,7 +73,15 @@ pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason>
         offset: offset + e.valid_up_to() as u64,
         detail: String::from("invalid UTF-8"),
     })?;
-    let wire: Wire = serde_json::from_str(text).map_err(|e| malformed(bytes, offset, &e))?;
+    let wire: Wire = match serde_json::from_str(text) {
+        Ok(wire) => wire,
+        Err(e) => match replace_lone_surrogates(bytes) {
+            Some(fixed) => {
+                serde_json::from_slice(&fixed).map_err(|e| malformed(&fixed, offset, &e))?
+            }
+            None => return Err(malformed(bytes, offset, &e)),
+        },
+    };
     Ok(classify(wire))
 }
 
@@ -81,6 +90,19 @@ pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason>
 /// case of a message that arrives inside one read. Returns its length and
 /// what it means, or `None` when the window ends before the object does.
 pub(crate) fn decode_prefix(
+    window: &[u8],
+    offset: u64,
+) -> Option<(usize, Result<Incoming, CloseReason>)> {
+    let first = decode_prefix_as_is(window, offset);
+    if let Some((_, Err(CloseReason::Malformed { .. }))) = first
+        && let Some(fixed) = replace_lone_surrogates(window)
+    {
+        return decode_prefix_as_is(&fixed, offset);
+    }
+    first
+}
+
+fn decode_prefix_as_is(
     window: &[u8],
     offset: u64,
 ) -> Option<(usize, Result<Incoming, CloseReason>)> {
@@ -111,6 +133,55 @@ pub(crate) fn decode_prefix(
             Some((len.min(window.len()), Err(err)))
         }
     }
+}
+
+/// Rewrites every `\uXXXX` escape of an unpaired UTF-16 surrogate inside a
+/// string as `\uFFFD`, or returns `None` when there is none.
+///
+/// Such escapes are valid JSON, but not text a `String` can hold, and
+/// serde_json refuses them. One odd string in one reply must not end the
+/// session (and interrupt every other request), so it is delivered with
+/// U+FFFD instead, as QEMU itself does with text it cannot represent. The
+/// replacement has the same length, so stream offsets still hold.
+fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    let unit = |at: usize| {
+        let hex = core::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut fixed: Option<Vec<u8>> = None;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match (in_string, bytes[i]) {
+            (_, b'"') => in_string = !in_string,
+            (true, b'\\') if bytes.get(i + 1) == Some(&b'u') => {
+                let lone = match unit(i + 2) {
+                    Some(0xD800..=0xDBFF) => {
+                        let paired = bytes.get(i + 6..i + 8) == Some(b"\\u")
+                            && matches!(unit(i + 8), Some(0xDC00..=0xDFFF));
+                        if paired {
+                            i += 12;
+                            continue;
+                        }
+                        true
+                    }
+                    Some(0xDC00..=0xDFFF) => true,
+                    _ => false,
+                };
+                if lone {
+                    fixed.get_or_insert_with(|| bytes.to_vec())[i + 2..i + 6]
+                        .copy_from_slice(b"FFFD");
+                }
+                i += 6;
+                continue;
+            }
+            // Any other escape: skip the escaped byte.
+            (true, b'\\') => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    fixed
 }
 
 fn classify(wire: Wire) -> Incoming {
@@ -230,6 +301,35 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(decode(b"{}", 0).unwrap(), Incoming::Unrecognized));
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let text = br#"{"return": ["\ud800", "x\udc00y", "\ud800\u0041", "\udbff\udbff\udfff", "\\ud800", "\ud83d\ude00"], "id": 1}"#;
+        let want = json!([
+            "\u{fffd}",
+            "x\u{fffd}y",
+            "\u{fffd}A",
+            "\u{fffd}\u{10ffff}",
+            "\\ud800",
+            "😀"
+        ]);
+        match decode(text, 0).unwrap() {
+            Incoming::Reply { result: Ok(v), .. } => assert_eq!(v, want),
+            other => panic!("{other:?}"),
+        }
+        // The same through the fast path, with the next message behind it.
+        let mut window = text.to_vec();
+        window.extend_from_slice(br#"{"event": "\udfff"}"#);
+        let (len, msg) = decode_prefix(&window, 0).unwrap();
+        assert_eq!(len, text.len());
+        match msg.unwrap() {
+            Incoming::Reply { result: Ok(v), .. } => assert_eq!(v, want),
+            other => panic!("{other:?}"),
+        }
+        assert!(replace_lone_surrogates(br#"{"a": "\ud83d\ude00 \\udc00"}"#).is_none());
+        // Outside strings nothing is touched, and real faults stay faults.
+        assert!(decode(br#"{"a": "\ud800", "b": tru}"#, 0).is_err());
     }
 
     #[test]
