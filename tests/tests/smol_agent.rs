@@ -43,8 +43,9 @@ fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'sta
 
 fn options() -> Options {
     Options::default()
-        .socket_wait(Duration::from_secs(10))
-        .call_timeout(Duration::from_secs(30))
+        .socket_wait(Duration::from_secs(20))
+        .handshake_timeout(Duration::from_secs(60))
+        .call_timeout(Duration::from_secs(60))
 }
 
 /// `guest-info`, untyped: `qmp_core::commands::qga::GuestInfo` expects

@@ -39,8 +39,12 @@ fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'sta
     }
 }
 
+/// Generous limits: a loaded machine can be slow to start QEMU, and a
+/// hang is caught by `run` anyway.
 fn options() -> Options {
-    Options::default().socket_wait(Duration::from_secs(10))
+    Options::default()
+        .socket_wait(Duration::from_secs(20))
+        .handshake_timeout(Duration::from_secs(60))
 }
 
 fn null() -> Value {
