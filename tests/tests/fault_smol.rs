@@ -1,0 +1,155 @@
+//! The fault matrix (see `fault/mod.rs`) against the async `qmp-smol`
+//! client, its driver on a thread of its own.
+
+mod fault;
+
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_io::Timer;
+use fault::{Adapter, Got, Opts};
+use futures_lite::{StreamExt, future};
+use qmp_core::{CloseReason, Event};
+use qmp_smol::{CloseCause, Error, EventFilter, Options, Qmp, Subscription};
+use serde_json::Value;
+
+/// `qmp_smol::Qmp` with one subscription to every event, taken before the
+/// driver first runs so that events from the handshake are seen too.
+struct SmolClient {
+    qmp: Qmp,
+    events: Subscription,
+    /// Events read while waiting for another one.
+    skipped: Vec<Event>,
+    driver: JoinHandle<CloseCause>,
+}
+
+fn from_error(e: Error) -> Got {
+    match e {
+        Error::Server(e) => Got::Server(e.class, e.desc),
+        Error::Timeout => Got::Timeout,
+        Error::Closed(CloseCause::Session(CloseReason::HandshakeTimeout)) => Got::HandshakeTimeout,
+        // A call cut short and a call made afterwards carry the same cause.
+        Error::Interrupted(CloseCause::Session(r)) | Error::Closed(CloseCause::Session(r)) => {
+            Got::Closed(r)
+        }
+        Error::Interrupted(CloseCause::Io(e)) | Error::Closed(CloseCause::Io(e)) => {
+            Got::Io(e.kind())
+        }
+        other => Got::Other(format!("{other:?}")),
+    }
+}
+
+fn got(r: Result<Value, Error>) -> Got {
+    match r {
+        Ok(v) => Got::Value(v),
+        Err(e) => from_error(e),
+    }
+}
+
+impl SmolClient {
+    /// `n` calls from `n` tasks at once.
+    fn concurrent(&self, n: usize, name: &str) -> Vec<Got> {
+        let ex = smol::LocalExecutor::new();
+        smol::block_on(ex.run(async {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let qmp = self.qmp.clone();
+                    let name = name.to_owned();
+                    ex.spawn(async move { got(qmp.execute(&name, Value::Null).await) })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(n);
+            for t in tasks {
+                out.push(t.await);
+            }
+            out
+        }))
+    }
+}
+
+impl Adapter for SmolClient {
+    const DEPTH: usize = 8;
+    // Nobody can have subscribed before `connect` returns, so the driver
+    // discards what came before the session ran.
+    const KEEPS_HANDSHAKE_EVENTS: bool = false;
+
+    fn connect(path: &Path, opts: Opts) -> Result<Self, Got> {
+        let options = Options::default()
+            .connect_timeout(Duration::from_secs(5))
+            .handshake_timeout(opts.handshake)
+            .call_timeout(opts.call);
+        let (qmp, driver) = smol::block_on(Qmp::connect_unix(path, options)).map_err(from_error)?;
+        let events = qmp.subscribe(EventFilter::all());
+        let driver = std::thread::spawn(move || smol::block_on(driver));
+        Ok(SmolClient {
+            qmp,
+            events,
+            skipped: Vec::new(),
+            driver,
+        })
+    }
+
+    fn call(&mut self, name: &str, args: Value) -> Got {
+        got(smol::block_on(self.qmp.execute(name, args)))
+    }
+
+    fn call_within(&mut self, name: &str, args: Value, timeout: Duration) -> Got {
+        got(smol::block_on(
+            self.qmp.with_timeout(timeout).execute(name, args),
+        ))
+    }
+
+    fn calls(&mut self, n: usize, name: &str) -> Vec<Got> {
+        self.concurrent(n, name)
+    }
+
+    fn burst(&mut self, n: usize, name: &str, _window: Duration) -> Vec<Got> {
+        self.concurrent(n, name)
+    }
+
+    fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Event, Got> {
+        let events = &mut self.events;
+        let skipped = &mut self.skipped;
+        let found = async {
+            while let Some(e) = events.next().await {
+                if e.name == name {
+                    return Ok(e);
+                }
+                skipped.push(e);
+            }
+            Err(Got::Other("the event stream ended".into()))
+        };
+        let expire = async {
+            Timer::after(timeout).await;
+            Err(Got::Timeout)
+        };
+        smol::block_on(future::or(found, expire))
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        let mut out = std::mem::take(&mut self.skipped);
+        out.extend(std::iter::from_fn(|| self.events.try_next()));
+        out
+    }
+
+    fn queued_events(&mut self) -> usize {
+        self.events.len()
+    }
+
+    fn event_capacity(&self) -> usize {
+        qmp_smol::DEFAULT_SUBSCRIPTION_CAPACITY
+    }
+
+    fn lagged(&mut self) -> u64 {
+        self.events.lagged()
+    }
+
+    fn close(self) {
+        self.qmp.disconnect();
+        drop(self.qmp);
+        let _ = self.driver.join();
+    }
+}
+
+fault::fault_matrix!(SmolClient);

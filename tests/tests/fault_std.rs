@@ -1,0 +1,104 @@
+//! The fault matrix (see `fault/mod.rs`) against the blocking `qmp-std`
+//! client.
+
+mod fault;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fault::{Adapter, Got, Opts};
+use qmp_core::Event;
+use qmp_std::{Error, Options, Qmp};
+use serde_json::Value;
+
+/// `qmp_std::Qmp`, one call at a time.
+struct StdClient {
+    qmp: Qmp,
+}
+
+fn got(r: Result<Value, Error>) -> Got {
+    match r {
+        Ok(v) => Got::Value(v),
+        Err(e) => from_error(e),
+    }
+}
+
+fn from_error(e: Error) -> Got {
+    match e {
+        Error::Server(e) => Got::Server(e.class, e.desc),
+        Error::Timeout { .. } => Got::Timeout,
+        Error::Interrupted(r) | Error::Closed(r) => Got::Closed(r),
+        Error::Io(e) => Got::Io(e.kind()),
+        other => Got::Other(format!("{other:?}")),
+    }
+}
+
+impl Adapter for StdClient {
+    const DEPTH: usize = 1;
+    const KEEPS_HANDSHAKE_EVENTS: bool = true;
+
+    fn connect(path: &Path, opts: Opts) -> Result<Self, Got> {
+        let options = Options::new()
+            .connect_timeout(Duration::from_secs(5))
+            .handshake_timeout(opts.handshake)
+            .timeout(opts.call);
+        match Qmp::connect_unix(path, options) {
+            Ok(qmp) => Ok(StdClient { qmp }),
+            // The only wait after connecting is the handshake's.
+            Err(Error::Timeout { waiting_for, .. }) if waiting_for.contains("greeting") => {
+                Err(Got::HandshakeTimeout)
+            }
+            Err(e) => Err(from_error(e)),
+        }
+    }
+
+    fn call(&mut self, name: &str, args: Value) -> Got {
+        got(self.qmp.execute(name, args))
+    }
+
+    fn call_within(&mut self, name: &str, args: Value, timeout: Duration) -> Got {
+        got(self.qmp.with_timeout(timeout).execute(name, args))
+    }
+
+    fn calls(&mut self, n: usize, name: &str) -> Vec<Got> {
+        (0..n).map(|_| self.call(name, Value::Null)).collect()
+    }
+
+    fn burst(&mut self, n: usize, name: &str, window: Duration) -> Vec<Got> {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        while out.len() < n && started.elapsed() < window {
+            out.push(self.call(name, Value::Null));
+        }
+        out
+    }
+
+    fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Event, Got> {
+        self.qmp
+            .with_timeout(timeout)
+            .wait_event(name)
+            .map_err(from_error)
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        self.qmp.drain_events()
+    }
+
+    fn queued_events(&mut self) -> usize {
+        self.qmp.events().len()
+    }
+
+    fn event_capacity(&self) -> usize {
+        64
+    }
+
+    fn lagged(&mut self) -> u64 {
+        self.qmp.stats().events_lagged
+    }
+
+    fn close(self) {
+        self.qmp.disconnect();
+    }
+}
+
+fault::fault_matrix!(StdClient);
