@@ -1,0 +1,151 @@
+//! The command line: a contract that scripts rely on.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A shell for QEMU's machine protocol (QMP) and guest agent (QGA).
+///
+/// Without -c and with a terminal on stdin it is interactive: line
+/// editing, history, tab completion from the server's own schema, events
+/// as they arrive. With -c (or commands on a non-terminal stdin) it runs
+/// each command, prints each result as one line of JSON and exits: 0 when
+/// all succeeded, 1 when QEMU returned an error, 2 when connecting, the
+/// protocol or a timeout failed.
+#[derive(Debug, Parser)]
+#[command(name = "qmp-shell", version, max_term_width = 100)]
+#[command(after_help = "\
+COMMANDS:
+  name key=value a.b=value ...   values are JSON when they parse as JSON,
+                                 \"...\" is a JSON string, '...' literal text;
+                                 dotted keys build nested objects
+  {\"execute\": ..., \"arguments\": {...}}   a raw JSON request
+  transaction(  ...  )           one action per line, `name key=value ...`
+
+EXAMPLES:
+  qmp-shell --launch -c query-status
+  qmp-shell /tmp/qmp.sock -c stop -c cont --events --timeout 2
+  qmp-shell --launch -- -S -m 256")]
+pub(crate) struct Args {
+    /// A Unix socket path, or HOST:PORT for TCP.
+    #[arg(required_unless_present = "launch", conflicts_with = "launch")]
+    pub(crate) address: Option<String>,
+
+    /// Start QEMU ($QEMU or qemu-system-x86_64, with -machine none
+    /// -nodefaults -display none plus QEMU_ARGS) on a private socket, and
+    /// stop it on exit.
+    #[arg(long)]
+    pub(crate) launch: bool,
+
+    /// Run CMD and print its result as one line of JSON (repeatable, in
+    /// order); then exit.
+    #[arg(short = 'c', long = "command", value_name = "CMD")]
+    pub(crate) commands: Vec<String>,
+
+    /// Indent the JSON printed for results and events.
+    #[arg(long)]
+    pub(crate) pretty: bool,
+
+    /// Bound of the connection and of each command, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub(crate) timeout: Duration,
+
+    /// After the commands (or alone), print events, one JSON line each,
+    /// until the connection closes or --timeout passes with none.
+    #[arg(long)]
+    pub(crate) events: bool,
+
+    /// Speak the guest agent protocol (with resync) instead of QMP.
+    #[arg(long, conflicts_with_all = ["launch", "hmp", "skip_negotiation"])]
+    pub(crate) agent: bool,
+
+    /// Do not send qmp_capabilities (type it yourself).
+    #[arg(short = 'N', long)]
+    pub(crate) skip_negotiation: bool,
+
+    /// Commands are HMP lines, sent with human-monitor-command; their
+    /// output is printed as text.
+    #[arg(short = 'H', long)]
+    pub(crate) hmp: bool,
+
+    /// Echo the JSON sent and received on stderr.
+    #[arg(short = 'v', long)]
+    pub(crate) verbose: bool,
+
+    /// Extra QEMU arguments, after `--` (with --launch).
+    #[arg(last = true, value_name = "QEMU_ARGS")]
+    pub(crate) qemu_args: Vec<String>,
+}
+
+impl Args {
+    /// The command line, or the usage error clap prints (exit status 2).
+    pub(crate) fn parse_checked() -> Args {
+        Args::parse().check().unwrap_or_else(|e| e.exit())
+    }
+
+    /// What clap's attributes cannot say.
+    fn check(self) -> Result<Args, clap::Error> {
+        if !self.qemu_args.is_empty() && !self.launch {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "QEMU_ARGS after `--` need --launch\n",
+            )
+            .with_cmd(&<Args as clap::CommandFactory>::command()));
+        }
+        Ok(self)
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("`{text}`: give a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("qmp-shell").chain(args.iter().copied()))?.check()
+    }
+
+    #[test]
+    fn the_contract() {
+        let a = parse(&[
+            "--launch",
+            "-c",
+            "stop",
+            "-c",
+            "cont",
+            "--events",
+            "--timeout",
+            "2",
+        ])
+        .unwrap();
+        assert!(a.launch && a.events);
+        assert_eq!(a.commands, ["stop", "cont"]);
+        assert_eq!(a.timeout, Duration::from_secs(2));
+        let a = parse(&["--launch", "--", "-S", "-m", "256"]).unwrap();
+        assert_eq!(a.qemu_args, ["-S", "-m", "256"]);
+        let a = parse(&["/tmp/q.sock", "-NHv", "--timeout", "0.5"]).unwrap();
+        assert_eq!(a.address.as_deref(), Some("/tmp/q.sock"));
+        assert!(a.skip_negotiation && a.hmp && a.verbose);
+        assert_eq!(a.timeout, Duration::from_millis(500));
+        assert_eq!(parse(&["x"]).unwrap().timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["/tmp/q.sock", "--launch"]).is_err());
+        assert!(parse(&["/tmp/q.sock", "--", "-S"]).is_err());
+        assert!(parse(&["--launch", "--agent"]).is_err());
+        assert!(parse(&["x", "--timeout", "0"]).is_err());
+        assert!(parse(&["x", "--timeout", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Tab completion of command and argument names.
