@@ -107,6 +107,12 @@ impl Agent {
         self.link.call_typed(cmd).await
     }
 
+    /// The engine's counters (late replies dropped, output discarded
+    /// during resyncs...) as of the driver's last turn.
+    pub fn stats(&self) -> qmp_core::Stats {
+        self.link.stats()
+    }
+
     /// Resynchronises with the agent before the next request.
     pub fn resync(&self) {
         self.link.send(Command::Resync);

@@ -432,9 +432,11 @@ impl Inner {
                 return Poll::Ready(cause);
             }
             if !progress {
+                self.hub.set_stats(self.core.engine.stats());
                 return Poll::Pending;
             }
         }
+        self.hub.set_stats(self.core.engine.stats());
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -732,6 +734,7 @@ impl Inner {
     /// Ends everything: pending calls, queued calls, subscriptions.
     fn finish(&mut self, cause: CloseCause) {
         self.done = true;
+        self.hub.set_stats(self.core.engine.stats());
         self.cause.get_or_insert(cause.clone());
         let cause = self.cause.clone().unwrap_or(cause);
         self.hub.set_cause(cause.clone());

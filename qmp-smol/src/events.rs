@@ -269,6 +269,8 @@ pub(crate) struct Hub {
 struct HubInner {
     cause: Option<CloseCause>,
     subscribers: Vec<Weak<dyn Sink>>,
+    /// The engine's counters as of the driver's last turn.
+    stats: qmp_core::Stats,
 }
 
 impl Hub {
@@ -278,6 +280,14 @@ impl Hub {
 
     pub(crate) fn cause(&self) -> Option<CloseCause> {
         self.lock().cause.clone()
+    }
+
+    pub(crate) fn stats(&self) -> qmp_core::Stats {
+        self.lock().stats
+    }
+
+    pub(crate) fn set_stats(&self, stats: qmp_core::Stats) {
+        self.lock().stats = stats;
     }
 
     pub(crate) fn subscribe<const N: usize>(

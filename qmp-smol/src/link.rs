@@ -84,6 +84,10 @@ impl Link {
         self.shared.without_fds.is_none()
     }
 
+    pub(crate) fn stats(&self) -> qmp_core::Stats {
+        self.shared.hub.stats()
+    }
+
     pub(crate) fn close_cause(&self) -> Option<CloseCause> {
         self.shared.hub.cause()
     }

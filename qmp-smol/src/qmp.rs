@@ -273,6 +273,12 @@ impl Qmp {
         self.link.oob_enabled()
     }
 
+    /// The engine's counters (late and unknown replies dropped, events
+    /// lost before any subscriber saw them...) as of the driver's last turn.
+    pub fn stats(&self) -> qmp_core::Stats {
+        self.link.stats()
+    }
+
     /// Whether file descriptors can be passed (a Unix socket).
     pub fn can_pass_fds(&self) -> bool {
         self.link.fd_passing()

@@ -358,6 +358,11 @@ fn dropping_calls_at_any_point_keeps_the_connection_in_step() {
         }
         qmp.disconnect();
         driver.await;
+        // Replies to calls dropped after they were sent came, and went
+        // nowhere.
+        let stats = qmp.stats();
+        assert!(stats.late_replies > 0, "{stats:?}");
+        assert_eq!(stats.unknown_replies, 0);
     });
 }
 

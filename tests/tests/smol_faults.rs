@@ -179,6 +179,7 @@ fn replies_out_of_order_reach_their_callers_and_unknown_ids_are_dropped() {
         }
         qmp.disconnect();
         driver.await;
+        assert_eq!(qmp.stats().unknown_replies, 2, "{:?}", qmp.stats());
     });
     server.join().unwrap();
 }
