@@ -14,17 +14,17 @@ step() {
 }
 
 step cargo fmt --all -- --check
-step cargo clippy --workspace --all-targets --locked -- -D warnings
-step cargo test --workspace --locked
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo test --workspace
 # no_std proof: the library defines its own panic handler (a std leak
 # anywhere in qmp-core's dependency tree is a duplicate lang item), and the
 # binary runs a whole session on a fixed 64 KiB heap without std.
-step cargo build -p nostd-check --locked
-step cargo build -p nostd-check --features run --profile nostd --locked
+step cargo build -p nostd-check
+step cargo build -p nostd-check --features run --profile nostd
 step ./target/nostd/nostd-check
 # The firmware agent: a no_std binary built for size; its code must stay
 # under 256 KiB.
-step cargo build -p firmware-agent --features run --profile firmware --locked
+step cargo build -p firmware-agent --features run --profile firmware
 text=$(size -A target/firmware/firmware-agent | awk '$1 == ".text" {print $2}')
 echo "firmware-agent .text: $text bytes (budget 262144)"
 if [ -z "$text" ] || [ "$text" -ge 262144 ]; then

@@ -431,9 +431,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             self.release(last);
         } else if self.queued == 1 && !self.needs_sync {
             // Nothing waits ahead of it: no need to scan the table.
-            if self.runstate == Runstate::Running
-                && (request.no_reply || self.in_flight < self.config.max_in_flight)
-            {
+            if self.runstate == Runstate::Running && self.may_send(last) {
                 self.release(last);
             }
         } else {
@@ -796,8 +794,7 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             && let Some(p) = self.pending.get(i)
         {
             if p.state == State::Queued {
-                let takes_slot = !p.oob && !p.no_reply;
-                if takes_slot && self.in_flight >= self.config.max_in_flight {
+                if !self.may_send(i) {
                     // First in, first out: nothing behind it may pass.
                     // (Out-of-band requests never queue: see `execute`.)
                     break;
@@ -806,6 +803,24 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             }
             i += 1;
         }
+    }
+
+    /// Whether the queued request at `index` may go on the wire now.
+    fn may_send(&self, index: usize) -> bool {
+        let Some(p) = self.pending.get(index) else {
+            return false;
+        };
+        if !p.oob && !p.no_reply && self.in_flight >= self.config.max_in_flight {
+            return false;
+        }
+        // QEMU keeps only the descriptors of the latest message that
+        // carried any: a second set sent before the first command ran
+        // would replace the first. One request with fds at a time.
+        !(p.fds
+            && self
+                .pending
+                .iter()
+                .any(|q| q.fds && q.state != State::Queued))
     }
 
     /// Moves the queued request at `index` into the transmit buffer.

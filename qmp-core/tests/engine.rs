@@ -746,6 +746,30 @@ fn fds_are_announced_with_the_first_byte_of_their_request() {
     );
 }
 
+#[test]
+fn one_request_with_fds_on_the_wire_at_a_time() {
+    let mut h = Harness::running(true);
+    let first = h.exec(Request::new("add-fd").with_fds());
+    let plain = h.exec(Request::new("query-fdsets"));
+    let second = h.exec(Request::new("add-fd").with_fds());
+    let after = h.exec(Request::new("query-status"));
+    // The second set of descriptors would replace the first inside QEMU
+    // before the first command ran: it waits, and so does what follows it.
+    let sent: Vec<u64> = h
+        .sent_requests()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sent, [first.get(), plain.get()]);
+    h.feed(&reply(first, "{}"));
+    let sent: Vec<u64> = h
+        .sent_requests()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sent, [second.get(), after.get()]);
+}
+
 // ----- the guest agent dialect ------------------------------------------
 
 fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
