@@ -4,7 +4,8 @@
 //! Tests that need QEMU **fail** when it is missing: `scripts/test.sh`
 //! installs it, and a silent skip would hide a broken setup.
 
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -220,5 +221,39 @@ pub fn within<T: Send + 'static>(
     match rx.recv_timeout(limit) {
         Ok(v) => v,
         Err(_) => panic!("{what} did not finish within {limit:?}"),
+    }
+}
+
+/// A Unix socket standing in for a serial port: its read timeout surfaces
+/// as `TimedOut` (std reports it as `WouldBlock`, for which embedded-io has
+/// no kind), the cue for an embedded-io driver to check its deadlines, as
+/// a UART's receive timeout would be.
+#[derive(Debug)]
+pub struct SerialPort(pub UnixStream);
+
+impl SerialPort {
+    /// Wraps `sock`, giving its reads a `timeout`.
+    pub fn new(sock: UnixStream, timeout: Duration) -> io::Result<SerialPort> {
+        sock.set_read_timeout(Some(timeout))?;
+        Ok(SerialPort(sock))
+    }
+}
+
+impl Read for SerialPort {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => io::Error::from(io::ErrorKind::TimedOut),
+            _ => e,
+        })
+    }
+}
+
+impl Write for SerialPort {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }

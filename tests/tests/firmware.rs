@@ -2,7 +2,6 @@
 //! logic over `embedded-io-adapters`' std wrapper, and the no_std binary
 //! itself with the QMP socket as its "serial port".
 
-use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -11,37 +10,13 @@ use std::time::{Duration, Instant as StdInstant};
 use embedded_io_adapters::std::FromStd;
 use qmp_core::Instant;
 use qmp_core::commands::qmp::RunState;
-use tests::{QemuServer, within};
+use tests::{QemuServer, SerialPort, within};
 
-/// A socket whose read timeout surfaces as `TimedOut` (std reports it as
-/// `WouldBlock`, which embedded-io has no kind for): the driver's cue to
-/// check its deadlines, as a UART's receive timeout would be.
-struct Serial(UnixStream);
-
-impl Read for Serial {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => io::Error::from(io::ErrorKind::TimedOut),
-            _ => e,
-        })
-    }
-}
-
-impl Write for Serial {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-fn serial_port(qemu: &QemuServer) -> FromStd<Serial> {
+fn serial_port(qemu: &QemuServer) -> FromStd<SerialPort> {
     let sock = UnixStream::connect(&qemu.socket).expect("connect to QEMU");
     sock.set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
-    FromStd::new(Serial(sock))
+    FromStd::new(SerialPort(sock))
 }
 
 #[test]
@@ -74,7 +49,7 @@ fn driver_times_out_on_a_silent_port() {
     let _held = listener.accept().unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
-    let port = FromStd::new(Serial(sock));
+    let port = FromStd::new(SerialPort(sock));
     let err = within(
         Duration::from_secs(10),
         "connect to a silent peer",
@@ -137,7 +112,7 @@ fn engine_sizes_for_the_memory_table() {
     use qmp_core::Client;
     let small = size_of::<Client<8, 4>>();
     let default = size_of::<Client>();
-    let driver = size_of::<firmware_agent::AgentDriver<FromStd<Serial>, fn() -> Instant>>();
+    let driver = size_of::<firmware_agent::AgentDriver<FromStd<SerialPort>, fn() -> Instant>>();
     println!("Client<8, 4>: {small} B; Client (64, 64): {default} B; AgentDriver: {driver} B");
     // The small configuration's fixed part must leave the heap budget to
     // the messages themselves.
@@ -154,7 +129,7 @@ fn driver_resyncs_with_a_real_guest_agent() {
     let sock = UnixStream::connect(&agent.socket).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
-    let port = FromStd::new(Serial(sock));
+    let port = FromStd::new(SerialPort(sock));
     let info = within(
         Duration::from_secs(30),
         "a guest agent session",

@@ -8,7 +8,6 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant as StdInstant};
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant as StdInstant};
 use embedded_io_adapters::std::FromStd;
 use qmp_core::Instant;
 use qmp_core::commands::qmp::RunState;
-use tests::QemuServer;
+use tests::{QemuServer, SerialPort};
 
 /// Counts live heap bytes and their high-water mark.
 struct Counting;
@@ -46,28 +45,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Read timeouts as `TimedOut`, as in the firmware suite.
-struct Serial(UnixStream);
-
-impl Read for Serial {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => io::Error::from(io::ErrorKind::TimedOut),
-            _ => e,
-        })
-    }
-}
-
-impl Write for Serial {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn small_configuration_stays_within_64_kib_of_heap() {
     const BUDGET: usize = 64 * 1024;
@@ -75,7 +52,7 @@ fn small_configuration_stays_within_64_kib_of_heap() {
     let sock = UnixStream::connect(&qemu.socket).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
-    let port = FromStd::new(Serial(sock));
+    let port = FromStd::new(SerialPort(sock));
     let origin = StdInstant::now();
     let clock = move || Instant::from_micros(origin.elapsed().as_micros() as u64);
 
