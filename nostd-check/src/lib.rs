@@ -15,11 +15,12 @@ use qmp_core::{Client, CloseReason, Config, Instant, Output, Request, Runstate};
 /// Bytes of heap the session may use.
 pub const HEAP_SIZE: usize = 64 * 1024;
 
-#[global_allocator]
+#[cfg_attr(feature = "proof", global_allocator)]
 static HEAP: LockedHeap = LockedHeap::empty();
 
 static mut HEAP_MEMORY: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
 
+#[cfg(feature = "proof")]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {
