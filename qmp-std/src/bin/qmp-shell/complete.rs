@@ -1,1 +1,409 @@
-//! Tab completion of command and argument names.
+//! Tab completion of command names and argument names, built from what
+//! the server says it has: `query-qmp-schema` for QMP (so it fits the
+//! QEMU version on the other end), `guest-info` for the guest agent,
+//! `help` for HMP.
+
+use std::collections::{BTreeMap, HashMap};
+
+use qmp_std::commands::qmp::SchemaInfo;
+use qmp_std::serde_json::{self, Value};
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, Helper};
+
+/// Argument names, each with the names nested under it (for objects).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Members(BTreeMap<String, Members>);
+
+/// How deep nested objects are followed (the schema has recursive types).
+const MAX_DEPTH: usize = 4;
+
+/// The names completion offers.
+#[derive(Debug, Default)]
+pub(crate) struct Words {
+    /// Command names and their arguments.
+    pub(crate) commands: BTreeMap<String, Members>,
+    /// `transaction` action types and the members of their `data`.
+    pub(crate) actions: BTreeMap<String, Members>,
+}
+
+impl Words {
+    /// From the entries of `query-qmp-schema`.
+    pub(crate) fn from_schema(entries: &[SchemaInfo]) -> Words {
+        let types: HashMap<&str, &SchemaInfo> =
+            entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        let mut words = Words::default();
+        for entry in entries.iter().filter(|e| e.meta_type == "command") {
+            let args = entry
+                .rest
+                .get("arg-type")
+                .and_then(Value::as_str)
+                .map(|t| members(&types, t, MAX_DEPTH))
+                .unwrap_or_default();
+            if entry.name == "transaction" {
+                words.actions = transaction_actions(&types, entry);
+            }
+            words.commands.insert(entry.name.clone(), args);
+        }
+        words
+    }
+
+    /// Command names only (the guest agent's `guest-info`, HMP's `help`).
+    pub(crate) fn from_names(names: impl IntoIterator<Item = String>) -> Words {
+        Words {
+            commands: names.into_iter().map(|n| (n, Members::default())).collect(),
+            actions: BTreeMap::new(),
+        }
+    }
+
+    /// From `guest-info`'s list of supported commands.
+    pub(crate) fn from_guest_info(info: &Value) -> Words {
+        let names = info["supported_commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["enabled"] != false)
+            .filter_map(|c| c["name"].as_str().map(str::to_owned));
+        Words::from_names(names)
+    }
+
+    /// From HMP's `help` text: the first word of each line, aliases
+    /// (`name|alias`) included.
+    pub(crate) fn from_hmp_help(text: &str) -> Words {
+        let names = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .flat_map(|w| w.split('|'))
+            .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_alphanumeric() || "_-".contains(c)))
+            .map(str::to_owned);
+        Words::from_names(names)
+    }
+}
+
+/// The members of object type `name` (variants' members included), each
+/// with its own members when it is an object too.
+fn members(types: &HashMap<&str, &SchemaInfo>, name: &str, depth: usize) -> Members {
+    let mut out = Members::default();
+    let Some(ty) = types.get(name) else {
+        return out;
+    };
+    if ty.meta_type != "object" || depth == 0 {
+        return out;
+    }
+    for m in ty
+        .rest
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(member) = m["name"].as_str() else {
+            continue;
+        };
+        let nested = m["type"]
+            .as_str()
+            .map(|t| members(types, t, depth - 1))
+            .unwrap_or_default();
+        out.0.entry(member.to_owned()).or_insert(nested);
+    }
+    for v in ty
+        .rest
+        .get("variants")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = v["type"].as_str() {
+            for (k, nested) in members(types, t, depth).0 {
+                out.0.entry(k).or_insert(nested);
+            }
+        }
+    }
+    out
+}
+
+/// `transaction`'s actions: `actions` is an array of a union whose tag
+/// `type` names the action and whose variants carry a `data` member.
+fn transaction_actions(
+    types: &HashMap<&str, &SchemaInfo>,
+    command: &SchemaInfo,
+) -> BTreeMap<String, Members> {
+    let mut out = BTreeMap::new();
+    let find = |name: &str| types.get(name).copied();
+    let Some(args) = command
+        .rest
+        .get("arg-type")
+        .and_then(Value::as_str)
+        .and_then(find)
+    else {
+        return out;
+    };
+    let element = args
+        .rest
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == "actions")
+        .and_then(|m| m["type"].as_str())
+        .and_then(find)
+        .and_then(|array| array.rest.get("element-type"))
+        .and_then(Value::as_str)
+        .and_then(find);
+    let Some(element) = element else {
+        return out;
+    };
+    for v in element
+        .rest
+        .get("variants")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (Some(case), Some(wrapper)) = (v["case"].as_str(), v["type"].as_str()) else {
+            continue;
+        };
+        let data = members(types, wrapper, MAX_DEPTH)
+            .0
+            .remove("data")
+            .unwrap_or_default();
+        out.insert(case.to_owned(), data);
+    }
+    out
+}
+
+/// Parses `query-qmp-schema`'s reply.
+pub(crate) fn schema_entries(value: Value) -> Vec<SchemaInfo> {
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// The line editor's helper: completion only (no hints, colours or
+/// validation).
+#[derive(Debug, Default)]
+pub(crate) struct ShellHelper {
+    pub(crate) words: Words,
+    /// Whether a `transaction(` block is open: lines name actions then.
+    pub(crate) in_transaction: bool,
+    /// HMP mode: only the first word is completed.
+    pub(crate) hmp: bool,
+}
+
+impl ShellHelper {
+    /// Candidates for the word ending at `pos`: its start and the names.
+    pub(crate) fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<Pair>) {
+        let before = &line[..pos];
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let word = &before[start..];
+        let mut prior: Vec<&str> = before[..start].split_whitespace().collect();
+        let mut table = &self.words.commands;
+        if self.in_transaction || prior.first() == Some(&"transaction(") {
+            if prior.first() == Some(&"transaction(") {
+                prior.remove(0);
+            }
+            if prior.first() == Some(&")") {
+                return (start, Vec::new());
+            }
+            table = &self.words.actions;
+        }
+        if prior.is_empty() {
+            let mut names: Vec<Pair> = table
+                .keys()
+                .filter(|n| n.starts_with(word))
+                .map(|n| Pair {
+                    display: n.clone(),
+                    replacement: format!("{n} "),
+                })
+                .collect();
+            if !self.hmp
+                && !self.in_transaction
+                && table.contains_key("transaction")
+                && "transaction(".starts_with(word)
+            {
+                names.push(Pair {
+                    display: "transaction(".into(),
+                    replacement: "transaction(".into(),
+                });
+            }
+            return (start, names);
+        }
+        if self.hmp || word.contains('=') {
+            return (start, Vec::new());
+        }
+        let Some(mut members) = table.get(prior[0]) else {
+            return (start, Vec::new());
+        };
+        // `a.b.c`: follow `a` and `b`, complete `c`.
+        let (path, last) = match word.rfind('.') {
+            Some(i) => (&word[..=i], &word[i + 1..]),
+            None => ("", word),
+        };
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            match members.0.get(part) {
+                Some(m) => members = m,
+                None => return (start, Vec::new()),
+            }
+        }
+        let names = members
+            .0
+            .iter()
+            .filter(|(n, _)| n.starts_with(last))
+            .map(|(n, nested)| Pair {
+                display: n.clone(),
+                replacement: if nested.0.is_empty() {
+                    format!("{path}{n}=")
+                } else {
+                    format!("{path}{n}.")
+                },
+            })
+            .collect();
+        (start, names)
+    }
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        Ok(self.candidates(line, pos))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ShellHelper {}
+
+impl Validator for ShellHelper {}
+
+impl Helper for ShellHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qmp_std::serde_json::json;
+
+    /// A schema shaped like QEMU's (names masked as numbers).
+    fn schema() -> Vec<SchemaInfo> {
+        schema_entries(json!([
+            {"name": "query-status", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
+            {"name": "query-stats", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "blockdev-add", "meta-type": "command", "arg-type": "2", "ret-type": "0"},
+            {"name": "2", "meta-type": "object", "tag": "driver",
+             "members": [
+                {"name": "driver", "type": "str"},
+                {"name": "node-name", "type": "str", "default": null},
+                {"name": "cache", "type": "3", "default": null}],
+             "variants": [{"case": "file", "type": "4"}]},
+            {"name": "3", "meta-type": "object", "members": [
+                {"name": "direct", "type": "bool"}, {"name": "no-flush", "type": "bool"}]},
+            {"name": "4", "meta-type": "object", "members": [{"name": "filename", "type": "str"}]},
+            {"name": "transaction", "meta-type": "command", "arg-type": "5", "ret-type": "0"},
+            {"name": "5", "meta-type": "object", "members": [
+                {"name": "actions", "type": "[6]"},
+                {"name": "properties", "type": "3", "default": null}]},
+            {"name": "[6]", "meta-type": "array", "element-type": "6"},
+            {"name": "6", "meta-type": "object", "tag": "type",
+             "members": [{"name": "type", "type": "7"}],
+             "variants": [{"case": "abort", "type": "8"}, {"case": "block-dirty-bitmap-add", "type": "9"}]},
+            {"name": "7", "meta-type": "enum", "values": ["abort", "block-dirty-bitmap-add"]},
+            {"name": "8", "meta-type": "object", "members": [{"name": "data", "type": "0"}]},
+            {"name": "9", "meta-type": "object", "members": [{"name": "data", "type": "10"}]},
+            {"name": "10", "meta-type": "object", "members": [
+                {"name": "node", "type": "str"}, {"name": "name", "type": "str"}]},
+            {"name": "STOP", "meta-type": "event", "arg-type": "0"}
+        ]))
+    }
+
+    fn helper() -> ShellHelper {
+        ShellHelper {
+            words: Words::from_schema(&schema()),
+            ..ShellHelper::default()
+        }
+    }
+
+    fn complete(h: &ShellHelper, line: &str) -> (usize, Vec<String>) {
+        let (start, pairs) = h.candidates(line, line.len());
+        (start, pairs.into_iter().map(|p| p.replacement).collect())
+    }
+
+    #[test]
+    fn command_names() {
+        let h = helper();
+        assert_eq!(
+            complete(&h, "query-sta"),
+            (0, vec!["query-stats ".into(), "query-status ".into()])
+        );
+        assert_eq!(complete(&h, "STOP").1, Vec::<String>::new());
+        assert_eq!(complete(&h, "trans").1, ["transaction ", "transaction("]);
+    }
+
+    #[test]
+    fn argument_names_nested_and_from_variants() {
+        let h = helper();
+        assert_eq!(
+            complete(&h, "blockdev-add "),
+            (
+                13,
+                vec![
+                    "cache.".into(),
+                    "driver=".into(),
+                    "filename=".into(),
+                    "node-name=".into()
+                ]
+            )
+        );
+        assert_eq!(
+            complete(&h, "blockdev-add driver=file no").1,
+            ["node-name="]
+        );
+        assert_eq!(
+            complete(&h, "blockdev-add cache.").1,
+            ["cache.direct=", "cache.no-flush="]
+        );
+        assert_eq!(complete(&h, "blockdev-add cache.di").1, ["cache.direct="]);
+        assert!(complete(&h, "blockdev-add driver=fi").1.is_empty());
+        assert!(complete(&h, "no-such-command a").1.is_empty());
+    }
+
+    #[test]
+    fn transaction_actions_and_their_data() {
+        let mut h = helper();
+        assert_eq!(
+            complete(&h, "transaction( block-dirty-bitmap-add n").1,
+            ["name=", "node="]
+        );
+        h.in_transaction = true;
+        assert_eq!(complete(&h, "ab").1, ["abort "]);
+        assert_eq!(complete(&h, "block-dirty-bitmap-add na").1, ["name="]);
+        assert!(complete(&h, ") ").1.is_empty());
+    }
+
+    #[test]
+    fn names_from_the_agent_and_hmp() {
+        let w = Words::from_guest_info(&json!({"supported_commands": [
+            {"name": "guest-ping", "enabled": true},
+            {"name": "guest-exec", "enabled": false}]}));
+        assert_eq!(w.commands.keys().collect::<Vec<_>>(), ["guest-ping"]);
+        let w = Words::from_hmp_help(
+            "announce_self [interfaces] [id] -- Trigger GARP/RARP announcements\r\n\
+             c|cont  -- resume emulation\r\ninfo [subcommand] -- show various information\r\n",
+        );
+        assert_eq!(
+            w.commands.keys().collect::<Vec<_>>(),
+            ["announce_self", "c", "cont", "info"]
+        );
+    }
+}

@@ -9,8 +9,6 @@
 //! README for the command syntax and the exit statuses.
 
 #![forbid(unsafe_code)]
-// The interactive mode, next, uses the rest of the connection's API.
-#![allow(dead_code)]
 
 mod batch;
 mod cli;
