@@ -1,0 +1,580 @@
+//! `qmp-bench`: how much the clients add to what QEMU itself costs.
+//!
+//! Every scenario starts its own `qemu-system-x86_64 -machine none
+//! -nodefaults -display none -S` with one QMP monitor per client, and
+//! measures in the same run a raw baseline (a hand-written loop on a Unix
+//! socket with precomputed requests that only counts message ends: the
+//! ceiling) and the clients, in interleaved rounds whose order rotates;
+//! the figures are medians over the rounds, and each ratio is a client's
+//! rate divided by the raw rate of the same round.
+//!
+//! ```text
+//! cargo run --release -p tests --bin qmp-bench [-- --quick] [-- --json]
+//! ```
+
+mod clients;
+mod fanout;
+mod flood;
+mod measure;
+mod qemu;
+mod raw;
+
+use std::process::{Command, ExitCode, Stdio};
+
+use clap::{Parser, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::clients::{Placement, SmolClient, StdClient};
+use crate::measure::{Result, Sample, measure, median};
+use crate::qemu::Qemu;
+use crate::raw::Raw;
+
+/// The command every round-trip scenario repeats.
+const QUERY_STATUS: &str = "query-status";
+/// The large reply.
+const SCHEMA: &str = "query-qmp-schema";
+/// Calls in flight in the pipelined scenario: QEMU's own queue limit with `oob`.
+const WINDOW: u64 = 8;
+
+/// End-to-end figures against a real QEMU, each next to a raw-socket
+/// baseline measured in the same run.
+#[derive(Parser, Debug)]
+#[command(name = "qmp-bench")]
+struct Args {
+    /// Print one JSON object with every figure on stdout (the table goes
+    /// to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Every scenario, small enough to finish in under a minute.
+    #[arg(long, conflicts_with = "smoke")]
+    quick: bool,
+    /// Trivial sizes (10 calls, 2 rounds, 2 instances): proves every
+    /// scenario still runs, measures nothing worth reading.
+    #[arg(long)]
+    smoke: bool,
+    /// Interleaved rounds per scenario [default: 7; --quick 3].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Serial calls per client per round [default: 4000; --quick 1000].
+    #[arg(long)]
+    serial: Option<u64>,
+    /// Pipelined calls per client per round [default: 8000; --quick 2000].
+    #[arg(long)]
+    pipelined: Option<u64>,
+    /// `query-qmp-schema` calls per client per round [default: 15; --quick 5].
+    #[arg(long)]
+    schema: Option<u64>,
+    /// Events in the flood [default: 1000000; --quick 200000].
+    #[arg(long)]
+    events: Option<u64>,
+    /// Fan-out: QEMU instances driven at once [default: 50].
+    #[arg(long)]
+    instances: Option<usize>,
+    /// Fan-out: calls per instance [default: 1000; --quick 100].
+    #[arg(long)]
+    calls: Option<u64>,
+    /// Internal: run one isolated scenario and print its figures as JSON.
+    #[arg(long, hide = true, value_enum)]
+    child: Option<Child>,
+}
+
+/// The scenarios that run in a process of their own.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Child {
+    FloodStd,
+    FloodSmol,
+    Fanout,
+}
+
+/// How big each scenario is.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    rounds: usize,
+    serial: u64,
+    pipelined: u64,
+    schema: u64,
+    events: u64,
+    instances: usize,
+    calls: u64,
+}
+
+impl Sizes {
+    fn from(args: &Args) -> Sizes {
+        let base = if args.smoke {
+            Sizes {
+                rounds: 2,
+                serial: 10,
+                pipelined: 10,
+                schema: 2,
+                events: 10_000,
+                instances: 2,
+                calls: 10,
+            }
+        } else if args.quick {
+            Sizes {
+                rounds: 3,
+                serial: 1000,
+                pipelined: 2000,
+                schema: 5,
+                events: 200_000,
+                instances: 50,
+                calls: 100,
+            }
+        } else {
+            Sizes {
+                rounds: 7,
+                serial: 4000,
+                pipelined: 8000,
+                schema: 15,
+                events: 1_000_000,
+                instances: 50,
+                calls: 1000,
+            }
+        };
+        Sizes {
+            rounds: args.rounds.unwrap_or(base.rounds).max(1),
+            serial: args.serial.unwrap_or(base.serial).max(1),
+            pipelined: args.pipelined.unwrap_or(base.pipelined).max(1),
+            schema: args.schema.unwrap_or(base.schema).max(1),
+            events: args.events.unwrap_or(base.events),
+            instances: args.instances.unwrap_or(base.instances).max(1),
+            calls: args.calls.unwrap_or(base.calls).max(1),
+        }
+    }
+}
+
+/// Every figure, and the table's rows.
+#[derive(Default)]
+struct Report {
+    figures: Map<String, Value>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Report {
+    fn set(&mut self, key: &str, value: impl Into<Value>) {
+        self.figures.insert(key.to_owned(), value.into());
+    }
+
+    fn get(&self, key: &str) -> f64 {
+        self.figures
+            .get(key)
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN)
+    }
+
+    fn row(&mut self, cells: &[String]) {
+        self.rows.push(cells.to_vec());
+    }
+
+    fn table(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("{s:<w$}", w = widths[i]))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `{"execute":NAME,"id":1}`, as the raw baseline sends it every time.
+fn raw_request(name: &str) -> Vec<u8> {
+    format!("{{\"execute\":\"{name}\",\"id\":1}}").into_bytes()
+}
+
+fn progress(what: &str) {
+    eprintln!("qmp-bench: {what}");
+}
+
+/// A number with thousands separators.
+fn thousands(x: f64) -> String {
+    let n = x.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn rate_cell(rate: f64, ratio: Option<f64>) -> String {
+    match ratio {
+        Some(r) => format!("{}/s ({r:.2})", thousands(rate)),
+        None => format!("{}/s", thousands(rate)),
+    }
+}
+
+/// Samples of the clients of one scenario, one `Vec` per client, in rounds.
+struct Rounds {
+    samples: Vec<Vec<Sample>>,
+}
+
+impl Rounds {
+    /// Runs `rounds` rounds; in each, `run(client)` for every client, the
+    /// order rotating from round to round so that drift and warm-up hit
+    /// every client alike.
+    fn run(
+        clients: usize,
+        rounds: usize,
+        what: &str,
+        mut run: impl FnMut(usize) -> Result<Sample>,
+    ) -> Result<Rounds> {
+        let mut samples = vec![Vec::with_capacity(rounds); clients];
+        for round in 0..rounds {
+            progress(&format!("{what}: round {}/{rounds}", round + 1));
+            for k in 0..clients {
+                let who = (round + k) % clients;
+                samples[who].push(run(who)?);
+            }
+        }
+        Ok(Rounds { samples })
+    }
+
+    fn rate(&self, who: usize) -> f64 {
+        median(self.samples[who].iter().map(Sample::rate))
+    }
+
+    fn ms(&self, who: usize) -> f64 {
+        median(self.samples[who].iter().map(Sample::ms_per_call))
+    }
+
+    fn cpu_us(&self, who: usize) -> f64 {
+        median(self.samples[who].iter().map(Sample::cpu_us_per_call))
+    }
+
+    /// The median over rounds of `who`'s rate over the raw client's
+    /// (client 0) in the same round.
+    fn ratio(&self, who: usize) -> f64 {
+        median(
+            self.samples[who]
+                .iter()
+                .zip(&self.samples[0])
+                .map(|(c, raw)| c.rate() / raw.rate()),
+        )
+    }
+}
+
+/// Serial round trips: raw, qmp-std, qmp-smol on one thread, and
+/// qmp-smol with its driver on smol's global executor.
+fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
+    let qemu = Qemu::start(4)?;
+    let mut raw = Raw::connect(&qemu.sockets[0])?;
+    let mut std = StdClient::connect(&qemu.sockets[1])?;
+    let smol = SmolClient::connect(&qemu.sockets[2], Placement::SameThread)?;
+    let spawned = SmolClient::connect(&qemu.sockets[3], Placement::Spawned)?;
+    let request = raw_request(QUERY_STATUS);
+    let n = s.serial;
+    let warm = (n / 10).max(10);
+    raw.serial(&request, warm)?;
+    std.serial(QUERY_STATUS, warm)?;
+    smol.serial(QUERY_STATUS, warm)?;
+    spawned.serial(QUERY_STATUS, warm)?;
+    let r = Rounds::run(4, s.rounds, "serial", |who| match who {
+        0 => measure(n, || raw.serial(&request, n)),
+        1 => measure(n, || std.serial(QUERY_STATUS, n)),
+        2 => measure(n, || smol.serial(QUERY_STATUS, n)),
+        _ => measure(n, || spawned.serial(QUERY_STATUS, n)),
+    })?;
+    smol.close();
+    spawned.close();
+    drop(qemu);
+
+    report.set("serial_calls", n);
+    for (i, name) in ["raw", "std", "smol", "smol_spawned"].iter().enumerate() {
+        report.set(&format!("serial_calls_per_s_{name}"), r.rate(i));
+        report.set(&format!("cpu_us_per_call_{name}"), r.cpu_us(i));
+        if i > 0 {
+            report.set(&format!("serial_ratio_{name}"), r.ratio(i));
+        }
+    }
+    report.row(&[
+        format!("serial {QUERY_STATUS}, {n} calls"),
+        rate_cell(r.rate(0), None),
+        rate_cell(r.rate(1), Some(r.ratio(1))),
+        rate_cell(r.rate(2), Some(r.ratio(2))),
+        rate_cell(r.rate(3), Some(r.ratio(3))),
+    ]);
+    let cpu = |i| format!("{:.1} µs", r.cpu_us(i));
+    report.row(&[
+        "  client CPU per call".into(),
+        cpu(0),
+        cpu(1),
+        cpu(2),
+        cpu(3),
+    ]);
+    Ok(())
+}
+
+/// `WINDOW` calls in flight: raw and qmp-smol (qmp-std makes one call at
+/// a time by design).
+fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
+    let qemu = Qemu::start(3)?;
+    let mut raw = Raw::connect(&qemu.sockets[0])?;
+    let smol = SmolClient::connect(&qemu.sockets[1], Placement::SameThread)?;
+    let spawned = SmolClient::connect(&qemu.sockets[2], Placement::Spawned)?;
+    let request = raw_request(QUERY_STATUS);
+    let n = s.pipelined;
+    let warm = (n / 10).max(10);
+    raw.pipelined(&request, warm, WINDOW)?;
+    smol.pipelined(QUERY_STATUS, warm, WINDOW)?;
+    spawned.pipelined(QUERY_STATUS, warm, WINDOW)?;
+    let r = Rounds::run(3, s.rounds, "pipelined", |who| match who {
+        0 => measure(n, || raw.pipelined(&request, n, WINDOW)),
+        1 => measure(n, || smol.pipelined(QUERY_STATUS, n, WINDOW)),
+        _ => measure(n, || spawned.pipelined(QUERY_STATUS, n, WINDOW)),
+    })?;
+    smol.close();
+    spawned.close();
+    drop(qemu);
+
+    report.set("pipelined_calls", n);
+    report.set("pipelined_window", WINDOW);
+    for (i, name) in ["raw", "smol", "smol_spawned"].iter().enumerate() {
+        report.set(&format!("pipelined_calls_per_s_{name}"), r.rate(i));
+        report.set(&format!("cpu_us_per_call_pipelined_{name}"), r.cpu_us(i));
+        if i > 0 {
+            report.set(&format!("pipelined_ratio_{name}"), r.ratio(i));
+        }
+    }
+    report.row(&[
+        format!("pipelined, {WINDOW} in flight, {n} calls"),
+        rate_cell(r.rate(0), None),
+        "-".into(),
+        rate_cell(r.rate(1), Some(r.ratio(1))),
+        rate_cell(r.rate(2), Some(r.ratio(2))),
+    ]);
+    let cpu = |i| format!("{:.1} µs", r.cpu_us(i));
+    report.row(&[
+        "  client CPU per call".into(),
+        cpu(0),
+        "-".into(),
+        cpu(1),
+        cpu(2),
+    ]);
+    Ok(())
+}
+
+/// The large reply: `query-qmp-schema`, one call at a time.
+fn schema(s: &Sizes, report: &mut Report) -> Result<()> {
+    let qemu = Qemu::start(3)?;
+    let mut raw = Raw::connect(&qemu.sockets[0])?;
+    let mut std = StdClient::connect(&qemu.sockets[1])?;
+    let smol = SmolClient::connect(&qemu.sockets[2], Placement::SameThread)?;
+    let request = raw_request(SCHEMA);
+    let n = s.schema;
+    let before = raw.bytes_read();
+    raw.serial(&request, 1)?;
+    let reply_bytes = raw.bytes_read() - before;
+    std.serial(SCHEMA, 1)?;
+    smol.serial(SCHEMA, 1)?;
+    let r = Rounds::run(3, s.rounds, "schema", |who| match who {
+        0 => measure(n, || raw.serial(&request, n)),
+        1 => measure(n, || std.serial(SCHEMA, n)),
+        _ => measure(n, || smol.serial(SCHEMA, n)),
+    })?;
+    smol.close();
+    drop(qemu);
+
+    report.set("schema_calls", n);
+    report.set("schema_reply_bytes", reply_bytes);
+    for (i, name) in ["raw", "std", "smol"].iter().enumerate() {
+        report.set(&format!("schema_ms_per_call_{name}"), r.ms(i));
+        report.set(&format!("cpu_us_per_schema_{name}"), r.cpu_us(i));
+        if i > 0 {
+            report.set(&format!("schema_ratio_{name}"), r.ratio(i));
+        }
+    }
+    let ms = |i: usize, ratio: bool| {
+        if ratio {
+            format!("{:.1} ms ({:.2})", r.ms(i), r.ratio(i))
+        } else {
+            format!("{:.1} ms", r.ms(i))
+        }
+    };
+    report.row(&[
+        format!(
+            "{SCHEMA} ({} KB), {n} calls",
+            thousands(reply_bytes as f64 / 1000.0)
+        ),
+        ms(0, false),
+        ms(1, true),
+        ms(2, true),
+        "-".into(),
+    ]);
+    let cpu = |i| format!("{:.2} ms", r.cpu_us(i) / 1000.0);
+    report.row(&[
+        "  client CPU per call".into(),
+        cpu(0),
+        cpu(1),
+        cpu(2),
+        "-".into(),
+    ]);
+    Ok(())
+}
+
+/// Runs one isolated scenario in a child process and returns its figures.
+fn run_child(args: &[String]) -> Result<Map<String, Value>> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("qmp-bench {} failed ({})", args.join(" "), out.status).into());
+    }
+    match serde_json::from_slice(&out.stdout)? {
+        Value::Object(m) => Ok(m),
+        other => Err(format!("qmp-bench {}: not an object: {other}", args.join(" ")).into()),
+    }
+}
+
+fn flood(s: &Sizes, report: &mut Report) -> Result<()> {
+    let mut cells = vec![
+        format!(
+            "event flood, {} events, peak RSS",
+            thousands(s.events as f64)
+        ),
+        "-".into(),
+    ];
+    let mut peak = 0f64;
+    for (client, name) in [("flood-std", "std"), ("flood-smol", "smol")] {
+        progress(&format!("event flood: {name}"));
+        let f = run_child(&[
+            "--child".into(),
+            client.into(),
+            "--events".into(),
+            s.events.to_string(),
+        ])?;
+        let kib = |k: &str| f.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let mib = kib("peak_rss_kib") / 1024.0;
+        let increase = (kib("peak_rss_kib") - kib("baseline_rss_kib")) / 1024.0;
+        peak = peak.max(mib);
+        report.set(&format!("event_flood_peak_rss_mib_{name}"), mib);
+        report.set(&format!("event_flood_rss_increase_mib_{name}"), increase);
+        report.set(
+            &format!("event_flood_events_per_s_{name}"),
+            kib("events_per_s"),
+        );
+        report.set(&format!("event_flood_lost_{name}"), kib("events_lost"));
+        cells.push(format!("{mib:.1} MiB (+{increase:.1})"));
+    }
+    report.set("event_flood_events", s.events);
+    report.set("event_flood_peak_rss_mib", peak);
+    cells.push("-".into());
+    report.row(&cells);
+    Ok(())
+}
+
+fn fanout(s: &Sizes, report: &mut Report) -> Result<()> {
+    progress(&format!(
+        "fan-out: {} instances × {} calls",
+        s.instances, s.calls
+    ));
+    let f = run_child(&[
+        "--child".into(),
+        "fanout".into(),
+        "--instances".into(),
+        s.instances.to_string(),
+        "--calls".into(),
+        s.calls.to_string(),
+    ])?;
+    report.figures.extend(f);
+    report.row(&[
+        format!(
+            "fan-out, {} QEMUs × {} calls, one thread",
+            s.instances, s.calls
+        ),
+        "-".into(),
+        "-".into(),
+        format!(
+            "{}/s, {} errors, {:.0} KiB RSS per connection",
+            thousands(report.get("fanout_calls_per_s")),
+            report.get("fanout_errors"),
+            report.get("fanout_rss_kib_per_connection")
+        ),
+        "-".into(),
+    ]);
+    Ok(())
+}
+
+fn bench(args: &Args) -> Result<Report> {
+    let s = Sizes::from(args);
+    let mut report = Report::default();
+    report.set("rounds", s.rounds);
+    report.row(&[
+        format!("scenario (medians of {} interleaved rounds)", s.rounds),
+        "raw socket".into(),
+        "qmp-std".into(),
+        "qmp-smol".into(),
+        "qmp-smol, spawned driver".into(),
+    ]);
+    serial(&s, &mut report)?;
+    pipelined(&s, &mut report)?;
+    schema(&s, &mut report)?;
+    flood(&s, &mut report)?;
+    fanout(&s, &mut report)?;
+    Ok(report)
+}
+
+fn child(kind: Child, args: &Args) -> Result<Value> {
+    let s = Sizes::from(args);
+    match kind {
+        Child::FloodStd => flood::child(flood::Client::Std, s.events),
+        Child::FloodSmol => flood::child(flood::Client::Smol, s.events),
+        Child::Fanout => fanout::child(s.instances, s.calls),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(kind) = args.child {
+        return match child(kind, &args) {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("qmp-bench --child {kind:?}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match bench(&args) {
+        Ok(report) => {
+            let table = report.table();
+            if args.json {
+                eprint!("{table}");
+                println!("{}", json!(report.figures));
+            } else {
+                print!("{table}");
+                println!(
+                    "ratio = the client's rate / the raw socket's in the same round; CPU = this process's user+sys time (getrusage), QEMU excluded"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qmp-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

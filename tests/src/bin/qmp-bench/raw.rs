@@ -1,0 +1,131 @@
+//! The ceiling: a minimal hand-written client on a blocking Unix socket.
+//!
+//! It writes precomputed request bytes and counts message ends (QEMU ends
+//! every message with CRLF and, without `pretty=on`, puts no newline
+//! inside one) in what it reads. It parses no JSON and allocates nothing
+//! per call: whatever a real client costs beyond it is the client's own.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::measure::Result;
+
+/// The negotiation every client does: `oob`, as the clients enable it.
+const CAPABILITIES: &[u8] =
+    b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}";
+
+/// A raw QMP connection past negotiation.
+pub(crate) struct Raw {
+    sock: UnixStream,
+    buf: Box<[u8]>,
+    /// Bytes read since the handshake.
+    read: u64,
+}
+
+impl Raw {
+    /// Connects (retrying while the socket is not listening yet), reads the
+    /// greeting and negotiates `oob`.
+    pub(crate) fn connect(path: &Path) -> Result<Raw> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let sock = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => {
+                    return Err(format!("raw: cannot connect to {}: {e}", path.display()).into());
+                }
+            }
+        };
+        let mut raw = Raw {
+            sock,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            read: 0,
+        };
+        let greeting = raw.read_message()?;
+        if !greeting.contains("\"oob\"") {
+            return Err(format!("raw: QEMU does not offer oob: {greeting}").into());
+        }
+        raw.sock.write_all(CAPABILITIES)?;
+        let reply = raw.read_message()?;
+        if !reply.starts_with("{\"return\"") {
+            return Err(format!("raw: qmp_capabilities failed: {reply}").into());
+        }
+        Ok(raw)
+    }
+
+    /// Reads one whole message (only used during the handshake, where
+    /// nothing else can arrive).
+    fn read_message(&mut self) -> Result<String> {
+        let mut msg = Vec::new();
+        while !msg.ends_with(b"\n") {
+            let n = self.sock.read(&mut self.buf)?;
+            if n == 0 {
+                return Err("raw: QEMU closed the connection".into());
+            }
+            msg.extend_from_slice(&self.buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&msg).into_owned())
+    }
+
+    /// One read; returns how many messages ended in it.
+    fn read_ends(&mut self) -> Result<u64> {
+        let n = self.sock.read(&mut self.buf)?;
+        if n == 0 {
+            return Err("raw: QEMU closed the connection".into());
+        }
+        self.read += n as u64;
+        Ok(self.buf[..n].iter().filter(|&&b| b == b'\n').count() as u64)
+    }
+
+    /// Bytes read since the handshake.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// `n` round trips of `request`, one after another.
+    pub(crate) fn serial(&mut self, request: &[u8], n: u64) -> Result<()> {
+        for _ in 0..n {
+            self.sock.write_all(request)?;
+            let mut ends = 0;
+            while ends == 0 {
+                ends = self.read_ends()?;
+            }
+            if ends != 1 {
+                return Err(format!("raw: {ends} messages for one request").into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` round trips of `request` with up to `window` in flight: a new
+    /// request goes out as soon as a reply comes back.
+    pub(crate) fn pipelined(&mut self, request: &[u8], n: u64, window: u64) -> Result<()> {
+        let batch = request.repeat(window as usize);
+        let len = request.len();
+        let first = window.min(n);
+        self.sock.write_all(&batch[..first as usize * len])?;
+        let (mut sent, mut done) = (first, 0);
+        while done < n {
+            let ends = self.read_ends()?;
+            done += ends;
+            let more = ends.min(n - sent);
+            if more > 0 {
+                self.sock.write_all(&batch[..more as usize * len])?;
+                sent += more;
+            }
+        }
+        if done != n {
+            return Err(format!("raw: {done} replies for {n} requests").into());
+        }
+        Ok(())
+    }
+}
