@@ -56,7 +56,7 @@ pub(crate) struct Args {
     pub(crate) events: bool,
 
     /// Speak the guest agent protocol (with resync) instead of QMP.
-    #[arg(long, conflicts_with_all = ["launch", "hmp", "skip_negotiation"])]
+    #[arg(long, conflicts_with_all = ["launch", "hmp", "skip_negotiation", "events"])]
     pub(crate) agent: bool,
 
     /// Do not send qmp_capabilities (type it yourself).
@@ -145,6 +145,7 @@ mod tests {
         assert!(parse(&["/tmp/q.sock", "--launch"]).is_err());
         assert!(parse(&["/tmp/q.sock", "--", "-S"]).is_err());
         assert!(parse(&["--launch", "--agent"]).is_err());
+        assert!(parse(&["x", "--agent", "--events"]).is_err());
         assert!(parse(&["x", "--timeout", "0"]).is_err());
         assert!(parse(&["x", "--timeout", "soon"]).is_err());
     }

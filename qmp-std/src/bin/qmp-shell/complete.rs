@@ -69,17 +69,26 @@ impl Words {
         Words::from_names(names)
     }
 
-    /// From HMP's `help` text: the first word of each line, aliases
-    /// (`name|alias`) included.
-    pub(crate) fn from_hmp_help(text: &str) -> Words {
-        let names = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .flat_map(|w| w.split('|'))
-            .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_alphanumeric() || "_-".contains(c)))
-            .map(str::to_owned);
-        Words::from_names(names)
+    /// From HMP's `help` text (the first word of each line, aliases
+    /// `name|alias` included) and `help info` (the word after `info`).
+    pub(crate) fn from_hmp_help(help: &str, info_help: &str) -> Words {
+        let mut words = Words::from_names(hmp_names(help, 0));
+        if let Some(info) = words.commands.get_mut("info") {
+            info.0 = hmp_names(info_help, 1)
+                .map(|n| (n, Members::default()))
+                .collect();
+        }
+        words
     }
+}
+
+/// The `word`-th word of each line of an HMP help text, split at `|`.
+fn hmp_names(text: &str, word: usize) -> impl Iterator<Item = String> + '_ {
+    text.lines()
+        .filter_map(move |l| l.split_whitespace().nth(word))
+        .flat_map(|w| w.split('|'))
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_alphanumeric() || "_-".contains(c)))
+        .map(str::to_owned)
 }
 
 /// The members of object type `name` (variants' members included), each
@@ -232,7 +241,23 @@ impl ShellHelper {
             }
             return (start, names);
         }
-        if self.hmp || word.contains('=') {
+        if self.hmp {
+            // `info` subcommands; nothing else has named arguments.
+            let names = match (prior.as_slice(), table.get(prior[0])) {
+                ([_], Some(subs)) => subs
+                    .0
+                    .keys()
+                    .filter(|n| n.starts_with(word))
+                    .map(|n| Pair {
+                        display: n.clone(),
+                        replacement: format!("{n} "),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            return (start, names);
+        }
+        if word.contains('=') {
             return (start, Vec::new());
         }
         let Some(mut members) = table.get(prior[0]) else {
@@ -400,10 +425,21 @@ mod tests {
         let w = Words::from_hmp_help(
             "announce_self [interfaces] [id] -- Trigger GARP/RARP announcements\r\n\
              c|cont  -- resume emulation\r\ninfo [subcommand] -- show various information\r\n",
+            "info status  -- show the VM status\r\ninfo version  -- show the version\r\n",
         );
         assert_eq!(
             w.commands.keys().collect::<Vec<_>>(),
             ["announce_self", "c", "cont", "info"]
         );
+        let h = ShellHelper {
+            words: w,
+            hmp: true,
+            ..ShellHelper::default()
+        };
+        assert_eq!(complete(&h, "co").1, ["cont "]);
+        assert_eq!(complete(&h, "info st").1, ["status "]);
+        assert_eq!(complete(&h, "info ").1, ["status ", "version "]);
+        assert!(complete(&h, "info status x").1.is_empty());
+        assert!(complete(&h, "cont x").1.is_empty());
     }
 }

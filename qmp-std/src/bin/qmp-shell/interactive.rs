@@ -332,12 +332,15 @@ fn load_words(link: &mut Link, args: &Args) -> Words {
     let found = if link.is_agent() {
         ask(link, "guest-info", None).map(|info| Words::from_guest_info(&info))
     } else if args.hmp {
-        ask(
-            link,
-            "human-monitor-command",
-            Some(json!({"command-line": "help"})),
-        )
-        .map(|help| Words::from_hmp_help(help.as_str().unwrap_or_default()))
+        let mut help = |line: &str| {
+            ask(
+                link,
+                "human-monitor-command",
+                Some(json!({ "command-line": line })),
+            )
+            .map(|text| text.as_str().unwrap_or_default().to_owned())
+        };
+        help("help").and_then(|all| Ok(Words::from_hmp_help(&all, &help("help info")?)))
     } else if args.skip_negotiation {
         // Nothing but qmp_capabilities runs before negotiation.
         Ok(Words::from_names(["qmp_capabilities".to_owned()]))
