@@ -12,7 +12,13 @@ fn transcript(dir: &Path, name: &str) -> Vec<(bool, Vec<u8>)> {
     let text = std::fs::read_to_string(dir.join(name)).expect(name);
     let steps: Vec<serde_json::Map<String, Value>> = serde_json::from_str(&text).unwrap();
     // Transcripts store bytes as latin-1 text so that 0xFF survives.
-    let bytes = |v: &Value| v.as_str().unwrap().chars().map(|c| c as u32 as u8).collect();
+    let bytes = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .chars()
+            .map(|c| c as u32 as u8)
+            .collect()
+    };
     steps
         .iter()
         .map(|s| match (s.get("send"), s.get("recv")) {
@@ -24,7 +30,11 @@ fn transcript(dir: &Path, name: &str) -> Vec<(bool, Vec<u8>)> {
 }
 
 fn server_bytes(steps: &[(bool, Vec<u8>)]) -> Vec<u8> {
-    steps.iter().filter(|s| !s.0).flat_map(|s| s.1.clone()).collect()
+    steps
+        .iter()
+        .filter(|s| !s.0)
+        .flat_map(|s| s.1.clone())
+        .collect()
 }
 
 /// The command each request the client sent runs, as an index in NAMES

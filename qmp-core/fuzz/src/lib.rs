@@ -377,9 +377,9 @@ impl Harness {
                 let id = 1_000_000 + u64::from(*n);
                 self.feed(format!("{{\"return\": 1, \"id\": {id}}}\n").as_bytes());
             }
-            Op::IdlessError => {
-                self.feed(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n")
-            }
+            Op::IdlessError => self.feed(
+                b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+            ),
             Op::Event(n) => {
                 let e = format!(
                     "{{\"event\": \"E{n}\", \"data\": {{\"n\": {n}}}, \"timestamp\": {{\"seconds\": 1, \"microseconds\": 2}}}}\r\n"
