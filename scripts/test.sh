@@ -32,6 +32,13 @@ if [ -z "$text" ] || [ "$text" -ge 262144 ]; then
     echo "error: firmware-agent .text is over its 256 KiB budget" >&2
     exit 1
 fi
+# Fuzzing, briefly (10 s per target): only where nightly and cargo-fuzz
+# are installed; scripts/fuzz.sh SECONDS runs it for longer.
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+    step scripts/fuzz.sh 10
+else
+    echo "(fuzz targets skipped: no nightly toolchain with cargo-fuzz)"
+fi
 
 echo
 echo "all checks passed"
