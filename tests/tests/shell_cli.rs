@@ -8,9 +8,10 @@ mod shell_common;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
+use qmp_std::{Options, Qmp};
 use serde_json::{Value, json};
 use shell_common::{run, run_with, shell};
-use tests::{AgentServer, TempDir};
+use tests::{AgentServer, QemuServer, TempDir};
 
 #[test]
 fn a_query_prints_one_line_of_json_and_exits_0() {
@@ -117,6 +118,62 @@ fn events_end_when_the_connection_closes() {
         "QEMU announces its exit: {r:#?}"
     );
     assert!(r.took < Duration::from_secs(4), "{r:#?}");
+}
+
+#[test]
+fn events_from_a_unix_socket_address_line_by_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = TempDir::new("shell-events");
+    let side = dir.join("side.sock");
+    let side_arg = format!("unix:{},server=on,wait=off", side.display());
+    let server = QemuServer::start(&["-qmp", &side_arg]);
+    let address = server.socket.to_str().unwrap();
+    let mut child = shell(&[address, "-c", "query-status", "--events", "--timeout", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start qmp-shell");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || {
+        let line = lines.next().expect("a line").expect("read stdout");
+        serde_json::from_str::<Value>(&line).expect("a JSON line")
+    };
+    // The first result says the shell is connected: every event from now
+    // on reaches it (QEMU sends events to every monitor).
+    assert_eq!(next()["status"], "prelaunch");
+    let options = Options::new()
+        .socket_wait(Duration::from_secs(10))
+        .timeout(Duration::from_secs(10));
+    let mut qmp = Qmp::connect_unix(&side, options).expect("connect to the second monitor");
+    qmp.execute("cont", None).expect("cont");
+    // Printed (and flushed) as it comes, not when the shell exits.
+    assert_eq!(next()["event"], "RESUME");
+    qmp.execute("stop", None).expect("stop");
+    assert_eq!(next()["event"], "STOP");
+    qmp.disconnect();
+    let status = tests::within(Duration::from_secs(10), "qmp-shell --events", move || {
+        child.wait()
+    })
+    .expect("wait for qmp-shell");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_tcp_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let tcp = format!("tcp:127.0.0.1:{port},server=on,wait=off");
+    let _server = QemuServer::start(&["-qmp", &tcp]);
+    let address = format!("127.0.0.1:{port}");
+    let r = run(&[&address, "-c", "query-status"]);
+    assert_eq!(r.code(), 0, "{r:#?}");
+    // QemuServer starts QEMU with -S.
+    assert_eq!(r.json_lines()[0]["status"], "prelaunch", "{r:#?}");
 }
 
 #[test]
