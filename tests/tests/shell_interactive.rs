@@ -23,6 +23,10 @@ const PROMPT: &str = "(QEMU) ";
 /// `history`; output is read with escape sequences removed, and every
 /// wait gives up after 10 s.
 fn spawn(args: &[&str], history: &Path) -> PtySession {
+    spawn_with_prompt(args, history, PROMPT)
+}
+
+fn spawn_with_prompt(args: &[&str], history: &Path, prompt: &str) -> PtySession {
     let mut cmd = Command::new(qmp_shell());
     cmd.args(args)
         .env("QMP_SHELL_HISTFILE", history)
@@ -32,8 +36,8 @@ fn spawn(args: &[&str], history: &Path) -> PtySession {
         .timeout_ms(Some(10_000))
         .strip_ansi_escape_codes(true);
     let mut p = spawn_with_options(cmd, options).expect("start qmp-shell on a pty");
-    expect(&mut p, "Connected to QEMU");
-    expect(&mut p, PROMPT);
+    expect(&mut p, "Connected to ");
+    expect(&mut p, prompt);
     p
 }
 
@@ -182,4 +186,43 @@ fn transactions_errors_and_quit() {
     expect(&mut p, "The connection closed");
     p.exp_eof().expect("the shell leaves after quit");
     assert_exited_0(&p);
+}
+
+#[test]
+fn negotiating_by_hand_then_completing_everything() {
+    let dir = TempDir::new("shell-negotiate");
+    let mut p = spawn(&["--launch", "-N"], &dir.join("history"));
+    send(&mut p, "query-status\r");
+    expect(&mut p, "CommandNotFound");
+    expect(&mut p, PROMPT);
+    send(&mut p, "qmp_cap\t");
+    expect(&mut p, "qmp_capabilities");
+    send(&mut p, "\r");
+    expect(&mut p, "{}");
+    expect(&mut p, PROMPT);
+    send(&mut p, "query-statu\t\r");
+    expect(&mut p, "\"status\": \"running\"");
+    expect(&mut p, PROMPT);
+    leave(p);
+}
+
+#[test]
+fn hmp_mode_completes_and_prints_text() {
+    let dir = TempDir::new("shell-hmp");
+    let mut p = spawn_with_prompt(&["--launch", "-H"], &dir.join("history"), "(HMP) ");
+    send(&mut p, "info versi\t");
+    expect(&mut p, "info version");
+    send(&mut p, "\r");
+    // The text HMP printed, e.g. `7.2.22Debian ...`: a dotted version.
+    let version = expect(&mut p, "(HMP) ");
+    let dotted = version
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .any(|w| w.split('.').filter(|n| !n.is_empty()).count() >= 3);
+    assert!(dotted, "{version:?}");
+    send(&mut p, "stop\r");
+    expect(&mut p, "\"event\":\"STOP\"");
+    send(&mut p, "info status\r");
+    expect(&mut p, "VM status: paused");
+    expect(&mut p, "(HMP) ");
+    leave(p);
 }

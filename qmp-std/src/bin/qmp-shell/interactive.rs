@@ -161,7 +161,15 @@ pub(crate) fn run(mut link: Link, args: &Args) -> Status {
         }
         match parser.feed(&line) {
             Ok(Parsed::Nothing) => {}
-            Ok(Parsed::Request(value)) => session.run(&value),
+            Ok(Parsed::Request(value)) => {
+                if session.run(&value) == Ran::Negotiated
+                    && let Some(h) = editor.helper_mut()
+                {
+                    // After `-N` and a typed qmp_capabilities, every
+                    // command can run: complete them all.
+                    h.words = session.schema_words().unwrap_or_default();
+                }
+            }
             Err(e) => eprintln!("syntax error: {e}"),
         }
     }
@@ -189,22 +197,34 @@ impl Session<'_> {
         lock(&self.closed).reason.clone()
     }
 
-    fn run(&mut self, value: &Value) {
+    /// Has the worker run `request`; `None` once it is gone.
+    fn call(&self, request: Request) -> Option<Answer> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs.send(Job { request, reply }).ok()?;
+        answer.recv().ok()
+    }
+
+    /// Completion words from the schema, asked now.
+    fn schema_words(&self) -> Option<Words> {
+        let answer = self.call(Request::new("query-qmp-schema"))?;
+        Some(Words::from_schema(&schema_entries(answer.result.ok()?)))
+    }
+
+    /// Runs a request and prints its result, then the events that came
+    /// meanwhile.
+    fn run(&mut self, value: &Value) -> Ran {
         let request = match to_request(value) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("syntax error: {e}");
-                return;
+                return Ran::Other;
             }
         };
         let is_quit = request.name() == "quit";
+        let negotiates = request.name() == "qmp_capabilities" && self.args.skip_negotiation;
         lock(&self.closed).expected = is_quit;
-        let (reply, answer) = mpsc::channel();
-        if self.jobs.send(Job { request, reply }).is_err() {
-            return;
-        }
-        let Ok(answer) = answer.recv() else {
-            return;
+        let Some(answer) = self.call(request) else {
+            return Ran::Other;
         };
         match &answer.result {
             Ok(result) => {
@@ -226,7 +246,20 @@ impl Session<'_> {
                 thread::sleep(Duration::from_millis(10));
             }
         }
+        if negotiates && answer.result.is_ok() {
+            Ran::Negotiated
+        } else {
+            Ran::Other
+        }
     }
+}
+
+/// What running a command changed.
+#[derive(Debug, PartialEq, Eq)]
+enum Ran {
+    /// `qmp_capabilities` succeeded after `-N`.
+    Negotiated,
+    Other,
 }
 
 /// The worker: owns the connection until the editor hangs up, then hands
