@@ -51,7 +51,8 @@ struct Ending {
     expected: bool,
 }
 
-type Closed = Arc<Mutex<Ending>>;
+/// [`Ending`], shared by the editor and the worker.
+type SharedEnding = Arc<Mutex<Ending>>;
 
 /// Where the worker prints events: above the prompt, or plainly when
 /// the output is not a terminal.
@@ -110,7 +111,7 @@ pub(crate) fn run(mut link: Link, args: &Args) -> Status {
         Err(_) => Printer::Plain,
     };
 
-    let closed: Closed = Arc::new(Mutex::new(Ending::default()));
+    let closed: SharedEnding = Arc::new(Mutex::new(Ending::default()));
     let (jobs, job_rx) = mpsc::channel::<Job>();
     let worker = {
         let closed = Arc::clone(&closed);
@@ -188,7 +189,7 @@ pub(crate) fn run(mut link: Link, args: &Args) -> Status {
 /// The editor's side: sends commands to the worker and prints results.
 struct Session<'a> {
     jobs: Sender<Job>,
-    closed: Closed,
+    closed: SharedEnding,
     args: &'a Args,
 }
 
@@ -268,7 +269,7 @@ fn work(
     mut link: Link,
     jobs: Receiver<Job>,
     mut printer: Printer,
-    closed: Closed,
+    closed: SharedEnding,
     timeout: Duration,
     pretty: bool,
 ) -> Link {
