@@ -95,6 +95,7 @@ impl Framer {
     ///
     /// Returns `None` once `input` is used up without completing a frame;
     /// the partial message is kept for the next call.
+    #[inline]
     pub(crate) fn next<'s, 'a: 's>(
         &'s mut self,
         input: &mut &'a [u8],
