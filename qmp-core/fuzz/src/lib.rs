@@ -435,20 +435,17 @@ impl Harness {
                     r = r.with_fds();
                 }
                 self.request_bytes += name.len() + 64;
-                match self.client.execute(self.now, r) {
-                    Ok(id) => {
-                        assert!(!self.submitted.contains(&id), "id {id} reused");
-                        assert!(!self.closed, "a closed session took a request");
-                        self.submitted.push(id);
-                        if let Some(ms) = timeout_ms {
-                            self.deadlines
-                                .insert(id, self.now + Duration::from_millis(u64::from(*ms)));
-                        }
-                        if *fds {
-                            self.with_fds.insert(id);
-                        }
+                if let Ok(id) = self.client.execute(self.now, r) {
+                    assert!(!self.submitted.contains(&id), "id {id} reused");
+                    assert!(!self.closed, "a closed session took a request");
+                    self.submitted.push(id);
+                    if let Some(ms) = timeout_ms {
+                        self.deadlines
+                            .insert(id, self.now + Duration::from_millis(u64::from(*ms)));
                     }
-                    Err(_) => {}
+                    if *fds {
+                        self.with_fds.insert(id);
+                    }
                 }
             }
             Op::Cancel(n) => {
