@@ -129,7 +129,11 @@ impl Framer {
             }
             let start = self.offset + i as u64;
             let window = &data[i..data.len().min(i + self.limit)];
-            if let Some(len) = fast(window, start) {
+            // A window of a few bytes rarely holds a whole message, and a
+            // failed attempt costs more than scanning them.
+            if window.len() >= 16
+                && let Some(len) = fast(window, start)
+            {
                 self.consume(input, i + len);
                 return Some(Ok(Frame::Taken));
             }
@@ -178,6 +182,37 @@ impl Framer {
                 None
             }
         }
+    }
+
+    /// Takes one byte of a message already begun when it neither ends the
+    /// message nor passes the limit, and returns whether it did; otherwise
+    /// changes nothing. Byte-at-a-time input (a UART interrupt per byte)
+    /// costs a few instructions per byte this way.
+    #[inline]
+    pub(crate) fn take_inner_byte(&mut self, b: u8) -> bool {
+        if !self.in_message || self.buf.len() >= self.limit {
+            return false;
+        }
+        if self.in_string {
+            if self.escape {
+                self.escape = false;
+            } else if b == b'\\' {
+                self.escape = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => self.in_string = true,
+                b'{' => self.depth += 1,
+                b'}' if self.depth == 1 => return false,
+                b'}' => self.depth -= 1,
+                _ => {}
+            }
+        }
+        self.buf.push(b);
+        self.offset += 1;
+        true
     }
 
     /// Discards input up to and including the next 0xFF byte, dropping any

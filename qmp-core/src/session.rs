@@ -254,6 +254,12 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             return Err(reason.clone());
         }
         self.stats.bytes_received += data.len() as u64;
+        if let [byte] = data
+            && self.sync.is_none()
+            && self.framer.take_inner_byte(*byte)
+        {
+            return Ok(());
+        }
         let mut rest = data;
         while self.close_reason.is_none() {
             if let Some(sync) = &mut self.sync
