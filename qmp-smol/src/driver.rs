@@ -89,6 +89,10 @@ struct Core {
     clock: Clock,
     buf: Box<[u8]>,
     eof: bool,
+    /// The socket may have bytes to read. Cleared by a read that did not
+    /// fill the buffer, set again by the reactor: waiting for readiness
+    /// instead of reading until `EAGAIN` saves a system call per turn.
+    readable: bool,
     timer: Timer,
     timer_at: Option<Instant>,
     /// Descriptors to send with their request's first byte.
@@ -110,6 +114,7 @@ impl Core {
             clock,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
             eof: false,
+            readable: true,
             timer: Timer::never(),
             timer_at: None,
             fds: HashMap::new(),
@@ -126,6 +131,13 @@ impl Core {
         if self.eof || self.engine.runstate() == Runstate::Closed {
             return Ok(false);
         }
+        if !self.readable {
+            match self.io.poll_readable(cx) {
+                Poll::Ready(Ok(())) => self.readable = true,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(false),
+            }
+        }
         match self.io.poll_read(cx, &mut self.buf) {
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
@@ -133,13 +145,23 @@ impl Core {
                 Ok(true)
             }
             Poll::Ready(Ok(n)) => {
+                // A short read most likely emptied the socket: wait for the
+                // reactor rather than try again. When more was there after
+                // all, epoll reports it as soon as interest is registered.
+                if n < self.buf.len() {
+                    self.readable = false;
+                }
                 // A fatal input is reported again by `Output::Closed`.
                 let _ = self.engine.handle_input(self.clock.now(), &self.buf[..n]);
                 Ok(true)
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
             Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Ok(false),
+            Poll::Pending => {
+                // `poll_read` registered for readiness already.
+                self.readable = false;
+                Ok(false)
+            }
         }
     }
 

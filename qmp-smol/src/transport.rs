@@ -32,6 +32,16 @@ impl Transport {
         }
     }
 
+    /// Ready once the socket may have bytes to read, without a system call
+    /// while it is known to have none. Other streams are always "ready":
+    /// their `poll_read` does the waiting.
+    pub(crate) fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Transport::Unix(s) => s.poll_readable(cx),
+            Transport::Other(..) => Poll::Ready(Ok(())),
+        }
+    }
+
     pub(crate) fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
