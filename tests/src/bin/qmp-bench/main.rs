@@ -73,9 +73,37 @@ struct Args {
     /// Fan-out: calls per instance [default: 1000; --quick 100].
     #[arg(long)]
     calls: Option<u64>,
+    /// Run only these scenarios (repeatable; default: all). The JSON then
+    /// lacks the other scenarios' figures.
+    #[arg(long, value_enum)]
+    only: Vec<Scenario>,
+    /// Run only this client's serial loop (`--serial` calls, `--rounds`
+    /// times) and print its rate and CPU per call: a quiet process to put
+    /// under perf or strace. No baseline, no ratios.
+    #[arg(long, value_enum)]
+    profile: Option<Profiled>,
     /// Internal: run one isolated scenario and print its figures as JSON.
     #[arg(long, hide = true, value_enum)]
     child: Option<Child>,
+}
+
+/// The scenarios, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Serial,
+    Pipelined,
+    Schema,
+    Flood,
+    Fanout,
+}
+
+/// The clients `--profile` can run alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Profiled {
+    Raw,
+    Std,
+    Smol,
+    SmolSpawned,
 }
 
 /// The scenarios that run in a process of their own.
@@ -516,6 +544,9 @@ fn fanout(s: &Sizes, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// A scenario's body.
+type ScenarioFn = fn(&Sizes, &mut Report) -> Result<()>;
+
 fn bench(args: &Args) -> Result<Report> {
     let s = Sizes::from(args);
     let mut report = Report::default();
@@ -527,12 +558,57 @@ fn bench(args: &Args) -> Result<Report> {
         "qmp-smol".into(),
         "qmp-smol, spawned driver".into(),
     ]);
-    serial(&s, &mut report)?;
-    pipelined(&s, &mut report)?;
-    schema(&s, &mut report)?;
-    flood(&s, &mut report)?;
-    fanout(&s, &mut report)?;
+    let wanted = |x| args.only.is_empty() || args.only.contains(&x);
+    let scenarios: [(Scenario, ScenarioFn); 5] = [
+        (Scenario::Serial, serial),
+        (Scenario::Pipelined, pipelined),
+        (Scenario::Schema, schema),
+        (Scenario::Flood, flood),
+        (Scenario::Fanout, fanout),
+    ];
+    for (scenario, run) in scenarios {
+        if wanted(scenario) {
+            run(&s, &mut report)?;
+        }
+    }
     Ok(report)
+}
+
+/// `--profile`: one client's serial loop, alone.
+fn profile(who: Profiled, args: &Args) -> Result<()> {
+    let s = Sizes::from(args);
+    let qemu = Qemu::start(1)?;
+    let path = &qemu.sockets[0];
+    let n = s.serial;
+    let mut run: Box<dyn FnMut() -> Result<()>> = match who {
+        Profiled::Raw => {
+            let mut raw = Raw::connect(path)?;
+            let request = raw_request(QUERY_STATUS);
+            Box::new(move || raw.serial(&request, n))
+        }
+        Profiled::Std => {
+            let mut c = StdClient::connect(path)?;
+            Box::new(move || c.serial(QUERY_STATUS, n))
+        }
+        Profiled::Smol | Profiled::SmolSpawned => {
+            let placement = if who == Profiled::Smol {
+                Placement::SameThread
+            } else {
+                Placement::Spawned
+            };
+            let c = SmolClient::connect(path, placement)?;
+            Box::new(move || c.serial(QUERY_STATUS, n))
+        }
+    };
+    for _ in 0..s.rounds {
+        let sample = measure(n, &mut run)?;
+        println!(
+            "{who:?}: {}/s, {:.1} µs CPU per call",
+            thousands(sample.rate()),
+            sample.cpu_us_per_call()
+        );
+    }
+    Ok(())
 }
 
 fn child(kind: Child, args: &Args) -> Result<Value> {
@@ -554,6 +630,15 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("qmp-bench --child {kind:?}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(who) = args.profile {
+        return match profile(who, &args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("qmp-bench --profile: {e}");
                 ExitCode::FAILURE
             }
         };
