@@ -11,9 +11,10 @@
 //! subscriber that keeps up and one that is slow on purpose see the same
 //! events: the slow one's lag must account for every event it missed.
 //!
-//! What must hold: no call hangs, no reply is wrong or unexpected, no
-//! event is lost beyond the reported lag, and the process's resident
-//! memory is flat from the first minute to the last.
+//! What must hold: no call hangs, no reply is wrong, no reply is unknown
+//! except the one QEMU may hand a new client from the last one (see the
+//! end of the test), no event is lost beyond the reported lag, and the
+//! process's resident memory is flat from the first minute to the last.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -487,7 +488,17 @@ fn soak() {
             println!("soak: PROBLEM {p}");
         }
         assert!(problems.is_empty(), "{} problems", t.get("problems"));
-        assert_eq!(t.get("unknown replies"), 0, "replies nobody asked for");
+        // QEMU finishes the command it was running when a client left and
+        // writes that reply to the next client, after the greeting and
+        // before the reply to `qmp_capabilities`: at most one per
+        // reconnect, never matched (every request of the new session
+        // still waits for the negotiation then). Any other is a fault.
+        assert!(
+            t.get("unknown replies") <= t.get("reconnects"),
+            "{} replies nobody asked for in {} reconnects",
+            t.get("unknown replies"),
+            t.get("reconnects")
+        );
         assert!(t.get("replies") > 0 && t.get("run-state events seen") > 0);
         assert_eq!(
             t.get("events (slow subscriber)") + t.get("lagged (slow subscriber)"),
