@@ -59,6 +59,8 @@ pub(crate) struct Conn<S> {
     ready: bool,
     failure: Option<Failure>,
     write_timeout: Option<Duration>,
+    /// The read timeout last set on the stream (`None`: not set yet).
+    read_timeout: Option<Option<Duration>>,
     /// "QMP" or "QGA", for logs.
     label: &'static str,
 }
@@ -77,6 +79,7 @@ impl<S: Stream> Conn<S> {
             ready: false,
             failure: None,
             write_timeout: None,
+            read_timeout: None,
             label,
         }
     }
@@ -365,6 +368,29 @@ impl<S: Stream> Conn<S> {
         Ok(())
     }
 
+    /// Bounds the next read by `wait` (`None`: until data comes).
+    ///
+    /// The stream's timeout is left alone when it is no longer than `wait`
+    /// and at least half of it: a read that gives up early just comes
+    /// round again with what is left. A new one is set to three quarters
+    /// of `wait`, so the calls that follow, each waiting a little less
+    /// than the one before, keep it. Setting it for every read cost a
+    /// system call per call.
+    fn read_within(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        let keep = match (self.read_timeout, wait) {
+            (Some(None), None) => true,
+            (Some(Some(current)), Some(wait)) => current <= wait && current * 2 >= wait,
+            _ => false,
+        };
+        if !keep {
+            // `wait` is at least 1 ms (see `run`), so this never exceeds it.
+            let t = wait.map(|w| (w * 3 / 4).max(Duration::from_millis(1)).min(w));
+            self.stream.set_read_timeout(t)?;
+            self.read_timeout = Some(t);
+        }
+        Ok(())
+    }
+
     /// One read, bounded by `wait`, fed to the engine. Returns whether
     /// bytes came.
     fn read_once(&mut self, wait: Wait) -> Result<bool, Error> {
@@ -372,11 +398,13 @@ impl<S: Stream> Conn<S> {
         match wait {
             Wait::Poll => match self.stream.set_nonblocking(true) {
                 Ok(()) => nonblocking = true,
-                Err(_) => self
-                    .stream
-                    .set_read_timeout(Some(Duration::from_millis(1)))?,
+                Err(_) => {
+                    let t = Some(Duration::from_millis(1));
+                    self.stream.set_read_timeout(t)?;
+                    self.read_timeout = Some(t);
+                }
             },
-            Wait::For(t) => self.stream.set_read_timeout(t)?,
+            Wait::For(t) => self.read_within(t)?,
         }
         let result = self.stream.read(&mut self.buf);
         if nonblocking {
