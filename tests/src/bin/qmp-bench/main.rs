@@ -20,6 +20,7 @@ mod qemu;
 mod raw;
 
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use serde_json::{Map, Value, json};
@@ -35,6 +36,8 @@ const QUERY_STATUS: &str = "query-status";
 const SCHEMA: &str = "query-qmp-schema";
 /// Calls in flight in the pipelined scenario: QEMU's own queue limit with `oob`.
 const WINDOW: u64 = 8;
+/// Turns per round: how often the clients of a scenario alternate.
+const BLOCKS: u64 = 20;
 
 /// End-to-end figures against a real QEMU, each next to a raw-socket
 /// baseline measured in the same run.
@@ -82,6 +85,9 @@ struct Args {
     /// under perf or strace. No baseline, no ratios.
     #[arg(long, value_enum)]
     profile: Option<Profiled>,
+    /// The command `--profile` repeats.
+    #[arg(long, default_value = QUERY_STATUS)]
+    command: String,
     /// Internal: run one isolated scenario and print its figures as JSON.
     #[arg(long, hide = true, value_enum)]
     child: Option<Child>,
@@ -256,21 +262,33 @@ struct Rounds {
 }
 
 impl Rounds {
-    /// Runs `rounds` rounds; in each, `run(client)` for every client, the
-    /// order rotating from round to round so that drift and warm-up hit
-    /// every client alike.
+    /// Runs `rounds` rounds of `calls` calls per client. A round is cut
+    /// into up to [`BLOCKS`] blocks, and in each block every client makes
+    /// its share of the calls, `run(client, calls)`, the order rotating
+    /// from block to block: the clients take turns every few tens of
+    /// milliseconds, so a burst of load from elsewhere on the machine hits
+    /// them all alike. A round's figure for a client sums its blocks.
     fn run(
         clients: usize,
         rounds: usize,
+        calls: u64,
         what: &str,
-        mut run: impl FnMut(usize) -> Result<Sample>,
+        mut run: impl FnMut(usize, u64) -> Result<Sample>,
     ) -> Result<Rounds> {
+        let blocks = BLOCKS.min(calls).max(1);
         let mut samples = vec![Vec::with_capacity(rounds); clients];
         for round in 0..rounds {
             progress(&format!("{what}: round {}/{rounds}", round + 1));
-            for k in 0..clients {
-                let who = (round + k) % clients;
-                samples[who].push(run(who)?);
+            let mut sums = vec![Sample::default(); clients];
+            for block in 0..blocks {
+                let share = calls / blocks + u64::from(block < calls % blocks);
+                for k in 0..clients {
+                    let who = (round + block as usize + k) % clients;
+                    sums[who] += run(who, share)?;
+                }
+            }
+            for (who, sum) in sums.into_iter().enumerate() {
+                samples[who].push(sum);
             }
         }
         Ok(Rounds { samples })
@@ -288,6 +306,15 @@ impl Rounds {
         median(self.samples[who].iter().map(Sample::cpu_us_per_call))
     }
 
+    fn user_us(&self, who: usize) -> f64 {
+        median(self.samples[who].iter().map(Sample::user_us_per_call))
+    }
+
+    /// "CPU µs (user µs)" per call.
+    fn cpu_cell(&self, who: usize) -> String {
+        format!("{:.1} µs (user {:.1})", self.cpu_us(who), self.user_us(who))
+    }
+
     /// The median over rounds of `who`'s rate over the raw client's
     /// (client 0) in the same round.
     fn ratio(&self, who: usize) -> f64 {
@@ -300,14 +327,19 @@ impl Rounds {
     }
 }
 
-/// Serial round trips: raw, qmp-std, qmp-smol on one thread, and
-/// qmp-smol with its driver on smol's global executor.
+/// Serial round trips: raw, qmp-std, qmp-smol on one thread, qmp-smol
+/// with its driver on smol's global executor; and two variants of raw
+/// that tell where a client's time goes: one whose reads have a timeout,
+/// one that decodes each reply.
 fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
-    let qemu = Qemu::start(4)?;
+    let qemu = Qemu::start(6)?;
     let mut raw = Raw::connect(&qemu.sockets[0])?;
     let mut std = StdClient::connect(&qemu.sockets[1])?;
     let smol = SmolClient::connect(&qemu.sockets[2], Placement::SameThread)?;
     let spawned = SmolClient::connect(&qemu.sockets[3], Placement::Spawned)?;
+    let mut timed = Raw::connect(&qemu.sockets[4])?;
+    timed.set_read_timeout(Duration::from_secs(30))?;
+    let mut decoding = Raw::connect(&qemu.sockets[5])?;
     let request = raw_request(QUERY_STATUS);
     let n = s.serial;
     let warm = (n / 10).max(10);
@@ -315,20 +347,33 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
     std.serial(QUERY_STATUS, warm)?;
     smol.serial(QUERY_STATUS, warm)?;
     spawned.serial(QUERY_STATUS, warm)?;
-    let r = Rounds::run(4, s.rounds, "serial", |who| match who {
+    timed.serial(&request, warm)?;
+    decoding.serial_decoding(&request, warm)?;
+    let r = Rounds::run(6, s.rounds, n, "serial", |who, n| match who {
         0 => measure(n, || raw.serial(&request, n)),
         1 => measure(n, || std.serial(QUERY_STATUS, n)),
         2 => measure(n, || smol.serial(QUERY_STATUS, n)),
-        _ => measure(n, || spawned.serial(QUERY_STATUS, n)),
+        3 => measure(n, || spawned.serial(QUERY_STATUS, n)),
+        4 => measure(n, || timed.serial(&request, n)),
+        _ => measure(n, || decoding.serial_decoding(&request, n)),
     })?;
     smol.close();
     spawned.close();
     drop(qemu);
 
     report.set("serial_calls", n);
-    for (i, name) in ["raw", "std", "smol", "smol_spawned"].iter().enumerate() {
+    let names = [
+        "raw",
+        "std",
+        "smol",
+        "smol_spawned",
+        "raw_timeout",
+        "raw_decode",
+    ];
+    for (i, name) in names.iter().enumerate() {
         report.set(&format!("serial_calls_per_s_{name}"), r.rate(i));
         report.set(&format!("cpu_us_per_call_{name}"), r.cpu_us(i));
+        report.set(&format!("user_us_per_call_{name}"), r.user_us(i));
         if i > 0 {
             report.set(&format!("serial_ratio_{name}"), r.ratio(i));
         }
@@ -340,7 +385,7 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
         rate_cell(r.rate(2), Some(r.ratio(2))),
         rate_cell(r.rate(3), Some(r.ratio(3))),
     ]);
-    let cpu = |i| format!("{:.1} µs", r.cpu_us(i));
+    let cpu = |i| r.cpu_cell(i);
     report.row(&[
         "  client CPU per call".into(),
         cpu(0),
@@ -348,6 +393,16 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
         cpu(2),
         cpu(3),
     ]);
+    report.row(&[
+        "  raw with a read timeout (SO_RCVTIMEO)".into(),
+        rate_cell(r.rate(4), Some(r.ratio(4))),
+    ]);
+    report.row(&["    its CPU per call".into(), cpu(4)]);
+    report.row(&[
+        "  raw decoding each reply (serde_json)".into(),
+        rate_cell(r.rate(5), Some(r.ratio(5))),
+    ]);
+    report.row(&["    its CPU per call".into(), cpu(5)]);
     Ok(())
 }
 
@@ -364,7 +419,7 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
     raw.pipelined(&request, warm, WINDOW)?;
     smol.pipelined(QUERY_STATUS, warm, WINDOW)?;
     spawned.pipelined(QUERY_STATUS, warm, WINDOW)?;
-    let r = Rounds::run(3, s.rounds, "pipelined", |who| match who {
+    let r = Rounds::run(3, s.rounds, n, "pipelined", |who, n| match who {
         0 => measure(n, || raw.pipelined(&request, n, WINDOW)),
         1 => measure(n, || smol.pipelined(QUERY_STATUS, n, WINDOW)),
         _ => measure(n, || spawned.pipelined(QUERY_STATUS, n, WINDOW)),
@@ -378,6 +433,7 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
     for (i, name) in ["raw", "smol", "smol_spawned"].iter().enumerate() {
         report.set(&format!("pipelined_calls_per_s_{name}"), r.rate(i));
         report.set(&format!("cpu_us_per_call_pipelined_{name}"), r.cpu_us(i));
+        report.set(&format!("user_us_per_call_pipelined_{name}"), r.user_us(i));
         if i > 0 {
             report.set(&format!("pipelined_ratio_{name}"), r.ratio(i));
         }
@@ -389,7 +445,7 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
         rate_cell(r.rate(1), Some(r.ratio(1))),
         rate_cell(r.rate(2), Some(r.ratio(2))),
     ]);
-    let cpu = |i| format!("{:.1} µs", r.cpu_us(i));
+    let cpu = |i| r.cpu_cell(i);
     report.row(&[
         "  client CPU per call".into(),
         cpu(0),
@@ -413,7 +469,7 @@ fn schema(s: &Sizes, report: &mut Report) -> Result<()> {
     let reply_bytes = raw.bytes_read() - before;
     std.serial(SCHEMA, 1)?;
     smol.serial(SCHEMA, 1)?;
-    let r = Rounds::run(3, s.rounds, "schema", |who| match who {
+    let r = Rounds::run(3, s.rounds, n, "schema", |who, n| match who {
         0 => measure(n, || raw.serial(&request, n)),
         1 => measure(n, || std.serial(SCHEMA, n)),
         _ => measure(n, || smol.serial(SCHEMA, n)),
@@ -580,15 +636,16 @@ fn profile(who: Profiled, args: &Args) -> Result<()> {
     let qemu = Qemu::start(1)?;
     let path = &qemu.sockets[0];
     let n = s.serial;
+    let command = args.command.clone();
     let mut run: Box<dyn FnMut() -> Result<()>> = match who {
         Profiled::Raw => {
             let mut raw = Raw::connect(path)?;
-            let request = raw_request(QUERY_STATUS);
+            let request = raw_request(&command);
             Box::new(move || raw.serial(&request, n))
         }
         Profiled::Std => {
             let mut c = StdClient::connect(path)?;
-            Box::new(move || c.serial(QUERY_STATUS, n))
+            Box::new(move || c.serial(&command, n))
         }
         Profiled::Smol | Profiled::SmolSpawned => {
             let placement = if who == Profiled::Smol {
@@ -597,15 +654,16 @@ fn profile(who: Profiled, args: &Args) -> Result<()> {
                 Placement::Spawned
             };
             let c = SmolClient::connect(path, placement)?;
-            Box::new(move || c.serial(QUERY_STATUS, n))
+            Box::new(move || c.serial(&command, n))
         }
     };
     for _ in 0..s.rounds {
         let sample = measure(n, &mut run)?;
         println!(
-            "{who:?}: {}/s, {:.1} µs CPU per call",
+            "{who:?}: {}/s, {:.1} µs CPU per call (user {:.1})",
             thousands(sample.rate()),
-            sample.cpu_us_per_call()
+            sample.cpu_us_per_call(),
+            sample.user_us_per_call()
         );
     }
     Ok(())

@@ -11,13 +11,13 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Result with [`BoxError`].
 pub(crate) type Result<T> = std::result::Result<T, BoxError>;
 
-/// User plus system CPU time of this process, all threads
+/// User and system CPU time of this process, all threads
 /// (`getrusage(RUSAGE_SELF)`). Child processes, QEMU among them, are not
 /// counted: they are in `RUSAGE_CHILDREN`.
-pub(crate) fn cpu_time() -> Duration {
+pub(crate) fn cpu_times() -> (Duration, Duration) {
     match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(u) => timeval(u.user_time()) + timeval(u.system_time()),
-        Err(_) => Duration::ZERO,
+        Ok(u) => (timeval(u.user_time()), timeval(u.system_time())),
+        Err(_) => (Duration::ZERO, Duration::ZERO),
     }
 }
 
@@ -27,15 +27,26 @@ fn timeval(tv: nix::sys::time::TimeVal) -> Duration {
     Duration::from_secs(secs) + Duration::from_micros(micros)
 }
 
-/// One timed run of `calls` calls.
-#[derive(Clone, Copy, Debug)]
+/// One timed run of `calls` calls (or the sum of several).
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Sample {
     /// Wall-clock time of the run.
     pub(crate) wall: Duration,
-    /// This process's CPU time during the run.
+    /// This process's CPU time during the run (user + system).
     pub(crate) cpu: Duration,
+    /// The user part of it: the code's own work, without the kernel's.
+    pub(crate) user: Duration,
     /// How many calls it made.
     pub(crate) calls: u64,
+}
+
+impl std::ops::AddAssign for Sample {
+    fn add_assign(&mut self, other: Sample) {
+        self.wall += other.wall;
+        self.cpu += other.cpu;
+        self.user += other.user;
+        self.calls += other.calls;
+    }
 }
 
 impl Sample {
@@ -49,6 +60,11 @@ impl Sample {
         self.cpu.as_secs_f64() * 1e6 / self.calls.max(1) as f64
     }
 
+    /// Microseconds of this process's user-mode CPU per call.
+    pub(crate) fn user_us_per_call(&self) -> f64 {
+        self.user.as_secs_f64() * 1e6 / self.calls.max(1) as f64
+    }
+
     /// Milliseconds of wall time per call.
     pub(crate) fn ms_per_call(&self) -> f64 {
         self.wall.as_secs_f64() * 1e3 / self.calls.max(1) as f64
@@ -57,13 +73,16 @@ impl Sample {
 
 /// Runs `f`, which makes `calls` calls, and times it.
 pub(crate) fn measure(calls: u64, f: impl FnOnce() -> Result<()>) -> Result<Sample> {
-    let cpu = cpu_time();
+    let (user, sys) = cpu_times();
     let start = Instant::now();
     f()?;
     let wall = start.elapsed();
+    let (user_after, sys_after) = cpu_times();
+    let user = user_after.saturating_sub(user);
     Ok(Sample {
         wall,
-        cpu: cpu_time().saturating_sub(cpu),
+        cpu: user + sys_after.saturating_sub(sys),
+        user,
         calls,
     })
 }
@@ -118,6 +137,10 @@ mod tests {
     fn reads_its_own_memory_and_cpu() {
         assert!(rss_kib().unwrap() > 0);
         assert!(peak_rss_kib().unwrap() >= rss_kib().unwrap() / 2);
+        let cpu_time = || {
+            let (user, sys) = cpu_times();
+            user + sys
+        };
         let before = cpu_time();
         let mut x = 0u64;
         for i in 0..5_000_000u64 {
