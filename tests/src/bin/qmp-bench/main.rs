@@ -26,7 +26,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::clients::{Placement, SmolClient, StdClient};
-use crate::measure::{Result, Sample, measure, median};
+use crate::measure::{Result, Sample, measure, measure_with, median};
 use crate::qemu::Qemu;
 use crate::raw::Raw;
 
@@ -310,6 +310,10 @@ impl Rounds {
         median(self.samples[who].iter().map(Sample::user_us_per_call))
     }
 
+    fn server_us(&self, who: usize) -> f64 {
+        median(self.samples[who].iter().map(Sample::server_us_per_call))
+    }
+
     /// "CPU µs (user µs)" per call.
     fn cpu_cell(&self, who: usize) -> String {
         format!("{:.1} µs (user {:.1})", self.cpu_us(who), self.user_us(who))
@@ -350,12 +354,16 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
     timed.serial(&request, warm)?;
     decoding.serial_decoding(&request, warm)?;
     let r = Rounds::run(6, s.rounds, n, "serial", |who, n| match who {
-        0 => measure(n, || raw.serial(&request, n)),
-        1 => measure(n, || std.serial(QUERY_STATUS, n)),
-        2 => measure(n, || smol.serial(QUERY_STATUS, n)),
-        3 => measure(n, || spawned.serial(QUERY_STATUS, n)),
-        4 => measure(n, || timed.serial(&request, n)),
-        _ => measure(n, || decoding.serial_decoding(&request, n)),
+        0 => measure_with(|| qemu.cpu_time(), n, || raw.serial(&request, n)),
+        1 => measure_with(|| qemu.cpu_time(), n, || std.serial(QUERY_STATUS, n)),
+        2 => measure_with(|| qemu.cpu_time(), n, || smol.serial(QUERY_STATUS, n)),
+        3 => measure_with(|| qemu.cpu_time(), n, || spawned.serial(QUERY_STATUS, n)),
+        4 => measure_with(|| qemu.cpu_time(), n, || timed.serial(&request, n)),
+        _ => measure_with(
+            || qemu.cpu_time(),
+            n,
+            || decoding.serial_decoding(&request, n),
+        ),
     })?;
     smol.close();
     spawned.close();
@@ -374,6 +382,7 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
         report.set(&format!("serial_calls_per_s_{name}"), r.rate(i));
         report.set(&format!("cpu_us_per_call_{name}"), r.cpu_us(i));
         report.set(&format!("user_us_per_call_{name}"), r.user_us(i));
+        report.set(&format!("qemu_cpu_us_per_call_{name}"), r.server_us(i));
         if i > 0 {
             report.set(&format!("serial_ratio_{name}"), r.ratio(i));
         }
@@ -393,16 +402,30 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
         cpu(2),
         cpu(3),
     ]);
+    let qemu_cpu = |i| format!("{:.1} µs", r.server_us(i));
+    report.row(&[
+        "  QEMU's CPU per call".into(),
+        qemu_cpu(0),
+        qemu_cpu(1),
+        qemu_cpu(2),
+        qemu_cpu(3),
+    ]);
     report.row(&[
         "  raw with a read timeout (SO_RCVTIMEO)".into(),
         rate_cell(r.rate(4), Some(r.ratio(4))),
     ]);
-    report.row(&["    its CPU per call".into(), cpu(4)]);
+    report.row(&[
+        "    its CPU, QEMU's CPU per call".into(),
+        format!("{}; {}", cpu(4), qemu_cpu(4)),
+    ]);
     report.row(&[
         "  raw decoding each reply (serde_json)".into(),
         rate_cell(r.rate(5), Some(r.ratio(5))),
     ]);
-    report.row(&["    its CPU per call".into(), cpu(5)]);
+    report.row(&[
+        "    its CPU, QEMU's CPU per call".into(),
+        format!("{}; {}", cpu(5), qemu_cpu(5)),
+    ]);
     Ok(())
 }
 
@@ -420,9 +443,17 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
     smol.pipelined(QUERY_STATUS, warm, WINDOW)?;
     spawned.pipelined(QUERY_STATUS, warm, WINDOW)?;
     let r = Rounds::run(3, s.rounds, n, "pipelined", |who, n| match who {
-        0 => measure(n, || raw.pipelined(&request, n, WINDOW)),
-        1 => measure(n, || smol.pipelined(QUERY_STATUS, n, WINDOW)),
-        _ => measure(n, || spawned.pipelined(QUERY_STATUS, n, WINDOW)),
+        0 => measure_with(|| qemu.cpu_time(), n, || raw.pipelined(&request, n, WINDOW)),
+        1 => measure_with(
+            || qemu.cpu_time(),
+            n,
+            || smol.pipelined(QUERY_STATUS, n, WINDOW),
+        ),
+        _ => measure_with(
+            || qemu.cpu_time(),
+            n,
+            || spawned.pipelined(QUERY_STATUS, n, WINDOW),
+        ),
     })?;
     smol.close();
     spawned.close();
@@ -434,6 +465,10 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
         report.set(&format!("pipelined_calls_per_s_{name}"), r.rate(i));
         report.set(&format!("cpu_us_per_call_pipelined_{name}"), r.cpu_us(i));
         report.set(&format!("user_us_per_call_pipelined_{name}"), r.user_us(i));
+        report.set(
+            &format!("qemu_cpu_us_per_call_pipelined_{name}"),
+            r.server_us(i),
+        );
         if i > 0 {
             report.set(&format!("pipelined_ratio_{name}"), r.ratio(i));
         }
@@ -453,6 +488,14 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
         cpu(1),
         cpu(2),
     ]);
+    let qemu_cpu = |i| format!("{:.1} µs", r.server_us(i));
+    report.row(&[
+        "  QEMU's CPU per call".into(),
+        qemu_cpu(0),
+        "-".into(),
+        qemu_cpu(1),
+        qemu_cpu(2),
+    ]);
     Ok(())
 }
 
@@ -470,9 +513,9 @@ fn schema(s: &Sizes, report: &mut Report) -> Result<()> {
     std.serial(SCHEMA, 1)?;
     smol.serial(SCHEMA, 1)?;
     let r = Rounds::run(3, s.rounds, n, "schema", |who, n| match who {
-        0 => measure(n, || raw.serial(&request, n)),
-        1 => measure(n, || std.serial(SCHEMA, n)),
-        _ => measure(n, || smol.serial(SCHEMA, n)),
+        0 => measure_with(|| qemu.cpu_time(), n, || raw.serial(&request, n)),
+        1 => measure_with(|| qemu.cpu_time(), n, || std.serial(SCHEMA, n)),
+        _ => measure_with(|| qemu.cpu_time(), n, || smol.serial(SCHEMA, n)),
     })?;
     smol.close();
     drop(qemu);

@@ -36,6 +36,8 @@ pub(crate) struct Sample {
     pub(crate) cpu: Duration,
     /// The user part of it: the code's own work, without the kernel's.
     pub(crate) user: Duration,
+    /// QEMU's CPU time during the run, when measured.
+    pub(crate) server: Duration,
     /// How many calls it made.
     pub(crate) calls: u64,
 }
@@ -45,6 +47,7 @@ impl std::ops::AddAssign for Sample {
         self.wall += other.wall;
         self.cpu += other.cpu;
         self.user += other.user;
+        self.server += other.server;
         self.calls += other.calls;
     }
 }
@@ -65,6 +68,11 @@ impl Sample {
         self.user.as_secs_f64() * 1e6 / self.calls.max(1) as f64
     }
 
+    /// Microseconds of QEMU's CPU per call.
+    pub(crate) fn server_us_per_call(&self) -> f64 {
+        self.server.as_secs_f64() * 1e6 / self.calls.max(1) as f64
+    }
+
     /// Milliseconds of wall time per call.
     pub(crate) fn ms_per_call(&self) -> f64 {
         self.wall.as_secs_f64() * 1e3 / self.calls.max(1) as f64
@@ -83,8 +91,21 @@ pub(crate) fn measure(calls: u64, f: impl FnOnce() -> Result<()>) -> Result<Samp
         wall,
         cpu: user + sys_after.saturating_sub(sys),
         user,
+        server: Duration::ZERO,
         calls,
     })
+}
+
+/// [`measure`], also taking the CPU time `server` spent meanwhile.
+pub(crate) fn measure_with(
+    server: impl Fn() -> Duration,
+    calls: u64,
+    f: impl FnOnce() -> Result<()>,
+) -> Result<Sample> {
+    let before = server();
+    let mut sample = measure(calls, f)?;
+    sample.server = server().saturating_sub(before);
+    Ok(sample)
 }
 
 /// The median (the mean of the two middle values for an even count).

@@ -80,6 +80,20 @@ impl Qemu {
         Ok(())
     }
 
+    /// CPU time QEMU has used so far, all its threads (the first field of
+    /// `/proc/PID/task/*/schedstat`, in nanoseconds); zero if unreadable.
+    pub(crate) fn cpu_time(&self) -> Duration {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let Ok(dir) = std::fs::read_dir(tasks) else {
+            return Duration::ZERO;
+        };
+        let ns: u64 = dir
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(ns)
+    }
+
     /// Sends SIGKILL without waiting (the drop reaps it).
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
