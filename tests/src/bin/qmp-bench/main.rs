@@ -501,10 +501,11 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
 
 /// The large reply: `query-qmp-schema`, one call at a time.
 fn schema(s: &Sizes, report: &mut Report) -> Result<()> {
-    let qemu = Qemu::start(3)?;
+    let qemu = Qemu::start(4)?;
     let mut raw = Raw::connect(&qemu.sockets[0])?;
     let mut std = StdClient::connect(&qemu.sockets[1])?;
     let smol = SmolClient::connect(&qemu.sockets[2], Placement::SameThread)?;
+    let mut decoding = Raw::connect(&qemu.sockets[3])?;
     let request = raw_request(SCHEMA);
     let n = s.schema;
     let before = raw.bytes_read();
@@ -512,17 +513,23 @@ fn schema(s: &Sizes, report: &mut Report) -> Result<()> {
     let reply_bytes = raw.bytes_read() - before;
     std.serial(SCHEMA, 1)?;
     smol.serial(SCHEMA, 1)?;
-    let r = Rounds::run(3, s.rounds, n, "schema", |who, n| match who {
+    decoding.serial_decoding(&request, 1)?;
+    let r = Rounds::run(4, s.rounds, n, "schema", |who, n| match who {
         0 => measure_with(|| qemu.cpu_time(), n, || raw.serial(&request, n)),
         1 => measure_with(|| qemu.cpu_time(), n, || std.serial(SCHEMA, n)),
-        _ => measure_with(|| qemu.cpu_time(), n, || smol.serial(SCHEMA, n)),
+        2 => measure_with(|| qemu.cpu_time(), n, || smol.serial(SCHEMA, n)),
+        _ => measure_with(
+            || qemu.cpu_time(),
+            n,
+            || decoding.serial_decoding(&request, n),
+        ),
     })?;
     smol.close();
     drop(qemu);
 
     report.set("schema_calls", n);
     report.set("schema_reply_bytes", reply_bytes);
-    for (i, name) in ["raw", "std", "smol"].iter().enumerate() {
+    for (i, name) in ["raw", "std", "smol", "raw_decode"].iter().enumerate() {
         report.set(&format!("schema_ms_per_call_{name}"), r.ms(i));
         report.set(&format!("cpu_us_per_schema_{name}"), r.cpu_us(i));
         if i > 0 {
@@ -553,6 +560,10 @@ fn schema(s: &Sizes, report: &mut Report) -> Result<()> {
         cpu(1),
         cpu(2),
         "-".into(),
+    ]);
+    report.row(&[
+        "  raw decoding each reply (serde_json)".into(),
+        format!("{}, CPU {}", ms(3, true), cpu(3)),
     ]);
     Ok(())
 }
