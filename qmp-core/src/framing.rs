@@ -190,9 +190,24 @@ impl Framer {
     /// costs a few instructions per byte this way.
     #[inline]
     pub(crate) fn take_inner_byte(&mut self, b: u8) -> bool {
-        if !self.in_message || self.buf.len() >= self.limit {
+        if !self.in_message || self.buf.len() >= self.limit || self.closes(b) {
             return false;
         }
+        self.step(b);
+        self.buf.push(b);
+        self.offset += 1;
+        true
+    }
+
+    /// Whether `b` is the brace that ends the current message.
+    #[inline]
+    fn closes(&self, b: u8) -> bool {
+        b == b'}' && !self.in_string && self.depth == 1
+    }
+
+    /// Moves the scanner over one byte.
+    #[inline]
+    fn step(&mut self, b: u8) {
         if self.in_string {
             if self.escape {
                 self.escape = false;
@@ -205,14 +220,10 @@ impl Framer {
             match b {
                 b'"' => self.in_string = true,
                 b'{' => self.depth += 1,
-                b'}' if self.depth == 1 => return false,
                 b'}' => self.depth -= 1,
                 _ => {}
             }
         }
-        self.buf.push(b);
-        self.offset += 1;
-        true
     }
 
     /// Discards input up to and including the next 0xFF byte, dropping any
@@ -252,23 +263,10 @@ impl Framer {
     #[inline]
     fn scan_short(&mut self, data: &[u8]) -> Option<usize> {
         for (i, &b) in data.iter().enumerate() {
-            if self.in_string {
-                if self.escape {
-                    self.escape = false;
-                } else if b == b'\\' {
-                    self.escape = true;
-                } else if b == b'"' {
-                    self.in_string = false;
-                }
-            } else if b == b'"' {
-                self.in_string = true;
-            } else if b == b'{' {
-                self.depth += 1;
-            } else if b == b'}' {
-                self.depth -= 1;
-                if self.depth == 0 {
-                    return Some(i + 1);
-                }
+            let last = self.closes(b);
+            self.step(b);
+            if last {
+                return Some(i + 1);
             }
         }
         None
