@@ -82,8 +82,6 @@ pub enum GreetingError {
         /// Which part of the greeting is wrong, e.g. `QMP.version.qemu.major`.
         field: &'static str,
     },
-    /// The first message was not a greeting.
-    NotAGreeting,
 }
 
 impl fmt::Display for GreetingError {
@@ -91,9 +89,6 @@ impl fmt::Display for GreetingError {
         match self {
             GreetingError::Invalid { field } => {
                 write!(f, "greeting has a missing or invalid `{field}`")
-            }
-            GreetingError::NotAGreeting => {
-                f.write_str("the server's first reply came before any greeting")
             }
         }
     }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Dialect};
 use crate::deque::remove_at;
-use crate::error::{CloseReason, GreetingError, RequestError, SubmitError};
+use crate::error::{CloseReason, RequestError, SubmitError};
 use crate::event::{Event, EventQueue};
 use crate::framing::{Frame, FrameError, Framer};
 use crate::greeting::{Capability, Greeting};
@@ -663,8 +663,11 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
                 Err(_) => self.stats.unrecognized += 1,
             },
             Incoming::Event(event) => self.events.push(event),
+            // Nothing of ours is on the wire before the greeting. QEMU hands
+            // a new client the reply to a command the previous client left
+            // running; drop it like any reply nobody is waiting for.
             Incoming::Reply { .. } if self.runstate == Runstate::AwaitingGreeting => {
-                self.close_with(CloseReason::Greeting(GreetingError::NotAGreeting));
+                self.stats.unknown_replies += 1;
             }
             Incoming::Reply {
                 id: ReplyId::Number(n),
@@ -712,6 +715,12 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
                 }
                 (_, Some(_)) => self.stats.discarded_during_sync += 1,
                 (Ok(_), None) => self.stats.unknown_replies += 1,
+                // While negotiating, only our own well-formed
+                // `qmp_capabilities` is on the wire: an id-less error then
+                // is a previous client's, handed to us by QEMU.
+                (Err(_), None) if self.runstate == Runstate::Negotiating => {
+                    self.stats.unknown_replies += 1;
+                }
                 (Err(e), None) => self.close_with(CloseReason::ServerParseError(e)),
             },
             Incoming::Unrecognized => self.stats.unrecognized += 1,
