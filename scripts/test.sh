@@ -32,12 +32,16 @@ if [ -z "$text" ] || [ "$text" -ge 262144 ]; then
     echo "error: firmware-agent .text is over its 256 KiB budget" >&2
     exit 1
 fi
-# Fuzzing, briefly (10 s per target): only where nightly and cargo-fuzz
-# are installed; scripts/fuzz.sh SECONDS runs it for longer.
-if cargo +nightly fuzz --version >/dev/null 2>&1; then
+# Fuzzing, briefly (10 s per target) wherever a nightly toolchain is
+# installed (cargo-fuzz needs it); cargo-fuzz itself is installed when
+# missing. scripts/fuzz.sh SECONDS runs the targets for longer.
+if cargo +nightly --version >/dev/null 2>&1; then
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        step cargo install --locked cargo-fuzz
+    fi
     step scripts/fuzz.sh 10
 else
-    echo "(fuzz targets skipped: no nightly toolchain with cargo-fuzz)"
+    echo "(fuzz targets skipped: no nightly toolchain; rustup toolchain install nightly)"
 fi
 
 echo
