@@ -257,3 +257,19 @@ impl Write for SerialPort {
         self.0.flush()
     }
 }
+
+/// Base64 (standard alphabet, padded) as the guest agent uses for file and
+/// process data.
+pub fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Decodes the guest agent's base64; panics on malformed input (a test
+/// failure).
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64 from the agent")
+}

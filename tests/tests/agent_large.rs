@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use qmp_core::commands::qga::{GuestFileClose, GuestFileOpen, GuestFileRead};
-use tests::{AgentServer, TempDir, within};
+use tests::{AgentServer, TempDir, base64_decode, within};
 
 /// 16 MiB of file: about 22 MB of base64 in one reply.
 const SIZE: usize = 16 * 1024 * 1024;
@@ -15,26 +15,6 @@ fn big_file(dir: &TempDir) -> (String, Vec<u8>) {
     let path = dir.join("big.bin");
     std::fs::write(&path, &data).unwrap();
     (path.display().to_string(), data)
-}
-
-fn b64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    for chunk in text.as_bytes().chunks(4) {
-        let n = chunk.iter().take_while(|&&c| c != b'=').count();
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= u32::from(if i < n { value(c) } else { 0 }) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&acc.to_be_bytes()[1..n]);
-    }
-    out
 }
 
 #[test]
@@ -54,7 +34,7 @@ fn blocking_agent_reads_22_mb_of_base64() {
         agent.disconnect();
         assert!(read.buf_b64.len() > 22_000_000, "{}", read.buf_b64.len());
         assert_eq!(read.count as usize, SIZE);
-        assert!(b64_decode(&read.buf_b64) == data, "content differs");
+        assert!(base64_decode(&read.buf_b64) == data, "content differs");
     });
 }
 
@@ -82,7 +62,7 @@ fn async_agent_reads_22_mb_of_base64() {
             agent.disconnect();
             driver.await;
             assert_eq!(read.count as usize, SIZE);
-            assert!(b64_decode(&read.buf_b64) == data, "content differs");
+            assert!(base64_decode(&read.buf_b64) == data, "content differs");
         });
     });
 }

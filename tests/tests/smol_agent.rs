@@ -21,7 +21,7 @@ use qmp_core::commands::qga::{
 use qmp_smol::{Agent, CloseCause, Error, Options};
 use serde_json::{Value, json};
 use smol::Task;
-use tests::{AgentServer, TempDir};
+use tests::{AgentServer, TempDir, base64_decode, base64_encode};
 
 /// Runs `fut` on its own thread and executor; a hang fails the test with
 /// `what`, a panic inside is re-raised as is.
@@ -63,51 +63,6 @@ async fn close(agent: Agent, driver: Task<CloseCause>) {
 
 fn assert_alive(server: &mut AgentServer) {
     assert!(server.child.try_wait().unwrap().is_none(), "qemu-ga died");
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn b64_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn b64_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = B64.iter().position(|&b| b == c).expect("base64") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
-#[test]
-fn base64_helpers_round_trip() {
-    for s in ["", "a", "ab", "abc", "hello smol\n"] {
-        assert_eq!(b64_decode(&b64_encode(s.as_bytes())), s.as_bytes());
-    }
-    assert_eq!(b64_encode(b"hello\n"), "aGVsbG8K");
 }
 
 #[test]
@@ -172,7 +127,7 @@ fn exec_echo_and_read_its_output() {
             async_io::Timer::after(Duration::from_millis(10)).await;
         };
         assert_eq!(status.exitcode, Some(0));
-        let out = b64_decode(status.out_data.as_deref().unwrap_or(""));
+        let out = base64_decode(status.out_data.as_deref().unwrap_or(""));
         assert_eq!(String::from_utf8(out).unwrap(), "hello smol\n");
         close(agent, driver).await;
     });
@@ -200,7 +155,7 @@ fn write_a_file_and_read_it_back() {
         let wrote = agent
             .call(&GuestFileWrite {
                 handle,
-                buf_b64: b64_encode(text.as_bytes()),
+                buf_b64: base64_encode(text.as_bytes()),
                 count: None,
             })
             .await
@@ -224,7 +179,7 @@ fn write_a_file_and_read_it_back() {
                 })
                 .await
                 .unwrap();
-            back.extend(b64_decode(&r.buf_b64));
+            back.extend(base64_decode(&r.buf_b64));
             if r.eof || r.count == 0 {
                 break;
             }

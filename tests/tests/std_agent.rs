@@ -11,7 +11,7 @@ use qmp_core::commands::qga::{
 };
 use qmp_std::{Agent, Error, Options};
 use serde_json::{Value, json};
-use tests::{AgentServer, TempDir, within};
+use tests::{AgentServer, TempDir, base64_decode, base64_encode, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -28,50 +28,6 @@ fn connect(server: &AgentServer) -> Agent {
 #[track_caller]
 fn assert_alive(server: &mut AgentServer) {
     assert!(server.child.try_wait().unwrap().is_none(), "qemu-ga exited");
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn b64_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn b64_decode(text: &str) -> Vec<u8> {
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let v = B64.iter().position(|b| *b == c).expect("base64 digit") as u32;
-        bits = bits << 6 | v;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((bits >> nbits) as u8);
-        }
-    }
-    out
-}
-
-#[test]
-fn base64_helpers_round_trip() {
-    for s in ["", "a", "ab", "abc", "hello agent\n"] {
-        assert_eq!(b64_decode(&b64_encode(s.as_bytes())), s.as_bytes());
-    }
-    assert_eq!(b64_encode(b"hello"), "aGVsbG8=");
 }
 
 #[test]
@@ -132,7 +88,7 @@ fn guest_exec_and_its_output() {
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_eq!(status.exitcode, Some(0));
-        let out = b64_decode(status.out_data.as_deref().expect("captured output"));
+        let out = base64_decode(status.out_data.as_deref().expect("captured output"));
         assert_eq!(String::from_utf8(out).unwrap(), "hello agent\n");
         agent.disconnect();
         assert_alive(&mut server);
@@ -157,7 +113,7 @@ fn a_file_written_and_read_back() {
         let wrote = agent
             .call(&GuestFileWrite {
                 handle,
-                buf_b64: b64_encode(text.as_bytes()),
+                buf_b64: base64_encode(text.as_bytes()),
                 count: None,
             })
             .unwrap();
@@ -178,7 +134,7 @@ fn a_file_written_and_read_back() {
             })
             .unwrap();
         assert_eq!(read.count, text.len() as i64);
-        assert_eq!(b64_decode(&read.buf_b64), text.as_bytes());
+        assert_eq!(base64_decode(&read.buf_b64), text.as_bytes());
         agent.call(&GuestFileClose { handle }).unwrap();
         agent.disconnect();
         assert_alive(&mut server);
