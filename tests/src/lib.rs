@@ -208,20 +208,41 @@ impl Drop for AgentServer {
 }
 
 /// Runs `f` on a thread and fails the test if it takes longer than
-/// `limit`: a hang becomes a failure with a message, not a stuck suite.
+/// `limit`: a hang becomes a failure with a message, not a stuck suite. A
+/// panic inside `f` (a failed assertion) is re-raised as it is.
 pub fn within<T: Send + 'static>(
     limit: Duration,
     what: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
+    // A roomy stack: large fixed-capacity event queues live on it in
+    // debug builds.
+    let thread = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .expect("spawn a test thread");
     match rx.recv_timeout(limit) {
         Ok(v) => v,
-        Err(_) => panic!("{what} did not finish within {limit:?}"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} hung: not done within {limit:?}")
+        }
     }
+}
+
+/// Runs `fut` to completion on its own thread and smol executor, under
+/// [`within`] with a generous 120 s hang guard.
+pub fn block_on<T: Send + 'static>(
+    what: &str,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    within(Duration::from_secs(120), what, move || smol::block_on(fut))
 }
 
 /// A Unix socket standing in for a serial port: its read timeout surfaces

@@ -6,7 +6,6 @@
 
 #![allow(clippy::std_instead_of_core)]
 
-use std::future::Future;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -21,25 +20,7 @@ use qmp_core::commands::qga::{
 use qmp_smol::{Agent, CloseCause, Error, Options};
 use serde_json::{Value, json};
 use smol::Task;
-use tests::{AgentServer, TempDir, base64_decode, base64_encode};
-
-/// Runs `fut` on its own thread and executor; a hang fails the test with
-/// `what`, a panic inside is re-raised as is.
-fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'static) -> T {
-    let limit = Duration::from_secs(120);
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let _ = tx.send(smol::block_on(fut));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} hung: not done within {limit:?}"),
-    }
-}
+use tests::{AgentServer, TempDir, base64_decode, base64_encode, block_on as run};
 
 fn options() -> Options {
     Options::default()

@@ -3,7 +3,6 @@
 
 #![allow(clippy::std_instead_of_core)]
 
-use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,25 +18,7 @@ use qmp_core::{CloseReason, ErrorClass, Request};
 use qmp_smol::{CloseCause, Error, EventFilter, Listener, Options, Qmp};
 use serde_json::{Value, json};
 use smol::Task;
-use tests::{QemuServer, TempDir};
-
-/// Runs `fut` on its own thread and executor; a hang fails the test with
-/// `what`, a panic inside is re-raised as is.
-fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'static) -> T {
-    let limit = Duration::from_secs(120);
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let _ = tx.send(smol::block_on(fut));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} hung: not done within {limit:?}"),
-    }
-}
+use tests::{QemuServer, TempDir, block_on as run};
 
 /// Generous limits: a loaded machine can be slow to start QEMU, and a
 /// hang is caught by `run` anyway.

@@ -4,39 +4,16 @@
 
 #![allow(clippy::std_instead_of_core)]
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tests::block_on as run;
 
 use futures_lite::{StreamExt, future};
 use qmp_core::CloseReason;
 use qmp_smol::{CloseCause, Driver, Error, EventFilter, Options, Qmp};
 use serde_json::{Value, json};
-
-/// Runs `fut` on its own thread and executor; a hang fails the test with
-/// `what`, a panic inside is re-raised as is.
-fn run<T: Send + 'static>(what: &str, fut: impl Future<Output = T> + Send + 'static) -> T {
-    let limit = Duration::from_secs(60);
-    let (tx, rx) = mpsc::channel();
-    // Large subscription queues are built on the stack.
-    let thread = std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(move || {
-            let _ = tx.send(smol::block_on(fut));
-        })
-        .unwrap();
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} hung: not done within {limit:?}"),
-    }
-}
 
 const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "scripted"}, "capabilities": ["oob"]}}"#;
 
