@@ -13,17 +13,21 @@ use core::time::Duration;
 
 use embedded_io::{Read, Write};
 use qmp_core::commands::qmp::{Cont, QueryStatus, RunState, Stop};
-use qmp_core::driver::{Clock, Driver, DriverError};
+use qmp_core::driver::{Clock, DriverError, EmbeddedDriver};
 use qmp_core::{Config, Timestamp};
 
 /// The small configuration: 16 KiB messages, 8 queued events, 4 open
 /// requests. It runs in a 64 KiB heap.
 pub fn config() -> Config {
-    Config::qmp().max_message_size(16 * 1024).max_in_flight(2)
+    Config::qmp()
+        .max_message_size(16 * 1024)
+        .max_in_flight(2)
+        .max_queued_events(8)
+        .max_open_requests(4)
 }
 
-/// The engine and driver sized for [`config`].
-pub type AgentDriver<P, C> = Driver<P, C, 8, 4>;
+/// The driver the agent runs, over any port and clock.
+pub type AgentDriver<P, C> = EmbeddedDriver<P, C>;
 
 /// What the agent saw.
 #[derive(Debug, PartialEq, Eq)]

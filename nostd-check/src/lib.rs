@@ -10,7 +10,7 @@
 
 use core::mem::MaybeUninit;
 use linked_list_allocator::LockedHeap;
-use qmp_core::{Client, CloseReason, Config, Instant, Output, Request, Runstate};
+use qmp_core::{Client, CloseReason, Config, Instant, Output, Request, SessionState};
 
 /// Bytes of heap the session may use.
 pub const HEAP_SIZE: usize = 64 * 1024;
@@ -49,8 +49,11 @@ pub enum Failure {
 /// an event, the server closing) through the engine, with a small
 /// configuration, and checks each outcome.
 pub fn run_session() -> Result<(), Failure> {
-    let config = Config::qmp().max_message_size(16 * 1024);
-    let mut c = Client::<8, 4>::sized(Instant::ZERO, config);
+    let config = Config::qmp()
+        .max_message_size(16 * 1024)
+        .max_queued_events(8)
+        .max_open_requests(4);
+    let mut c = Client::new(Instant::ZERO, config);
     let id = c
         .execute(Instant::ZERO, Request::new("query-status"))
         .map_err(|_| Failure::Step("submit"))?;
@@ -65,14 +68,17 @@ pub fn run_session() -> Result<(), Failure> {
         now = Instant::from_micros(now.as_micros() + 1000);
         // Byte by byte, as from a UART.
         for b in chunk.chunks(1) {
-            c.handle_input(now, b).map_err(|_| Failure::Step("input"))?;
+            c.handle_input(now, b);
+            if c.state() == SessionState::Closed {
+                return Err(Failure::Step("input"));
+            }
             while let Some(tx) = c.poll_transmit() {
                 let n = tx.bytes.len();
                 c.consume_transmit(n);
             }
         }
     }
-    if c.runstate() != Runstate::Running || !c.oob_enabled() {
+    if c.state() != SessionState::Running || !c.oob_enabled() {
         return Err(Failure::Step("negotiation"));
     }
     let mut replied = false;

@@ -109,15 +109,16 @@ fn workloads() -> Vec<Workload> {
     ]
 }
 
-type Engine = Client<64, 10_240>;
+type Engine = Client;
 
 /// A running client with `requests` requests in flight.
 fn engine(requests: usize) -> Box<Engine> {
     let config = Config::qmp()
         .await_greeting(false)
         .negotiate(false)
-        .max_in_flight(usize::MAX);
-    let mut c = Box::new(Engine::sized(Instant::ZERO, config));
+        .max_in_flight(usize::MAX)
+        .max_open_requests(10_240);
+    let mut c = Box::new(Engine::new(Instant::ZERO, config));
     for _ in 0..requests {
         c.execute(Instant::ZERO, Request::new("query-status"))
             .unwrap();
@@ -134,7 +135,7 @@ fn engine(requests: usize) -> Box<Engine> {
 fn feed(c: &mut Engine, stream: &[u8], chunk: usize) -> usize {
     let mut n = 0;
     for part in stream.chunks(chunk) {
-        c.handle_input(Instant::ZERO, part).unwrap();
+        c.handle_input(Instant::ZERO, part);
         while let Some(o) = c.poll_output() {
             black_box(o);
             n += 1;

@@ -112,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match sock.read(&mut buf) {
             Ok(0) => client.handle_eof(now(origin)),
             Ok(n) => {
-                let _ = client.handle_input(now(origin), &buf[..n]);
+                client.handle_input(now(origin), &buf[..n]);
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 client.handle_timeout(now(origin));

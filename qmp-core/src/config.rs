@@ -31,9 +31,32 @@ pub struct Config {
     /// the engine. QEMU stops reading after 8 queued commands.
     pub max_in_flight: usize,
     /// Deadline for greeting plus negotiation, from the client's creation.
+    /// Default 10 s; `None` waits as long as the connection lives.
     pub handshake_timeout: Option<Duration>,
-    /// Deadline for each guest agent resync.
+    /// Deadline for each guest agent resync. Default 10 s.
     pub sync_timeout: Option<Duration>,
+    /// Deadline for a request that sets none of its own, counted from its
+    /// submission. Default 30 s, so that no request waits forever for a
+    /// reply that never comes; `None` (or a huge value such as
+    /// `Duration::MAX`) means no limit.
+    pub request_timeout: Option<Duration>,
+    /// Requests the engine tracks at once: queued, in flight, or given up
+    /// on but still owed a reply by the server. A request beyond it is
+    /// refused with `SubmitError::TooManyRequests`. Default 65,536. The
+    /// table grows with use; an idle client holds none of it.
+    pub max_open_requests: usize,
+    /// Events kept until taken; when full, the oldest is dropped and
+    /// counted. Default 256.
+    pub max_queued_events: usize,
+    /// How long [`Client::close`](crate::Client::close) keeps reading so
+    /// that replies the server still owes arrive before the connection
+    /// closes. A guest agent dies of SIGPIPE when it writes a reply to a
+    /// closed socket, so the guest agent default is 2 s; QMP's is zero.
+    pub close_linger: Duration,
+    /// Keep a copy of every whole message received and every request
+    /// written, for [`Client::poll_traffic`](crate::Client::poll_traffic)
+    /// (logging, `-v` in a shell). Off by default: it costs a copy.
+    pub record_traffic: bool,
     /// Resync with the guest agent as soon as the client is created.
     pub sync_on_start: bool,
     /// Seed for the guest agent's sync ids; give each connection a
@@ -52,8 +75,13 @@ impl Config {
             negotiate: true,
             enable_oob: true,
             max_in_flight: 8,
-            handshake_timeout: None,
-            sync_timeout: None,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            sync_timeout: Some(Duration::from_secs(10)),
+            request_timeout: Some(Duration::from_secs(30)),
+            max_open_requests: 65_536,
+            max_queued_events: 256,
+            close_linger: Duration::ZERO,
+            record_traffic: false,
             sync_on_start: false,
             sync_seed: 0,
         }
@@ -67,6 +95,7 @@ impl Config {
             negotiate: false,
             enable_oob: false,
             sync_on_start: true,
+            close_linger: Duration::from_secs(2),
             ..Config::qmp()
         }
     }
@@ -102,14 +131,44 @@ impl Config {
     }
 
     /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = Some(timeout);
+    pub fn handshake_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.handshake_timeout = timeout.into();
         self
     }
 
     /// Sets [`sync_timeout`](Self::sync_timeout).
-    pub fn sync_timeout(mut self, timeout: Duration) -> Self {
-        self.sync_timeout = Some(timeout);
+    pub fn sync_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.sync_timeout = timeout.into();
+        self
+    }
+
+    /// Sets [`request_timeout`](Self::request_timeout).
+    pub fn request_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.request_timeout = timeout.into();
+        self
+    }
+
+    /// Sets [`max_open_requests`](Self::max_open_requests) (at least 1).
+    pub fn max_open_requests(mut self, n: usize) -> Self {
+        self.max_open_requests = n.max(1);
+        self
+    }
+
+    /// Sets [`max_queued_events`](Self::max_queued_events).
+    pub fn max_queued_events(mut self, n: usize) -> Self {
+        self.max_queued_events = n;
+        self
+    }
+
+    /// Sets [`close_linger`](Self::close_linger).
+    pub fn close_linger(mut self, linger: Duration) -> Self {
+        self.close_linger = linger;
+        self
+    }
+
+    /// Sets [`record_traffic`](Self::record_traffic).
+    pub fn record_traffic(mut self, yes: bool) -> Self {
+        self.record_traffic = yes;
         self
     }
 

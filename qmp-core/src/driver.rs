@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     Client, CloseReason, CodecError, Command, Config, Event, Instant, Output, Request,
-    RequestError, Runstate, SubmitError,
+    RequestError, SessionState, SubmitError,
 };
 
 /// Where the driver gets the time: a hardware timer, a tick counter.
@@ -89,37 +89,34 @@ const READ_CHUNK: usize = 256;
 /// ```no_run
 /// # fn demo<P: embedded_io::Read + embedded_io::Write>(port: P, mut ticks: impl FnMut() -> u64) {
 /// use core::time::Duration;
-/// use qmp_core::{Config, Instant, commands::qmp::QueryStatus, driver::Driver};
+/// use qmp_core::{Config, Instant, commands::qmp::QueryStatus, driver::EmbeddedDriver};
 ///
 /// let clock = move || Instant::from_micros(ticks());
 /// let timeout = Duration::from_secs(2);
-/// let mut qmp = Driver::<_, _, 8, 4>::connect(port, clock, Config::qmp(), timeout).unwrap();
+/// let config = Config::qmp().max_queued_events(8).max_open_requests(4);
+/// let mut qmp = EmbeddedDriver::connect(port, clock, config, timeout).unwrap();
 /// let status = qmp.call(&QueryStatus).unwrap();
 /// if let Some(event) = qmp.next_event() { /* ... */ }
 /// # }
 /// ```
-pub struct Driver<P, C, const EVENTS: usize = 64, const REQUESTS: usize = 64> {
+pub struct EmbeddedDriver<P, C> {
     port: P,
     clock: C,
-    client: Client<EVENTS, REQUESTS>,
+    client: Client,
     timeout: Duration,
     buf: [u8; READ_CHUNK],
 }
 
-impl<P, C, const EVENTS: usize, const REQUESTS: usize> fmt::Debug
-    for Driver<P, C, EVENTS, REQUESTS>
-{
+impl<P, C> fmt::Debug for EmbeddedDriver<P, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Driver")
+        f.debug_struct("EmbeddedDriver")
             .field("client", &self.client)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<P: Read + Write, C: Clock, const EVENTS: usize, const REQUESTS: usize>
-    Driver<P, C, EVENTS, REQUESTS>
-{
+impl<P: Read + Write, C: Clock> EmbeddedDriver<P, C> {
     /// Starts a session on `port` and waits until it runs: greeting and
     /// negotiation for QMP, the resync for the guest agent. `timeout`
     /// bounds that wait and is the default for every later call.
@@ -130,8 +127,8 @@ impl<P: Read + Write, C: Clock, const EVENTS: usize, const REQUESTS: usize>
         timeout: Duration,
     ) -> Result<Self, DriverError<P::Error>> {
         let now = clock.now();
-        let mut driver = Driver {
-            client: Client::sized(now, config),
+        let mut driver = EmbeddedDriver {
+            client: Client::new(now, config),
             port,
             clock,
             timeout,
@@ -140,9 +137,9 @@ impl<P: Read + Write, C: Clock, const EVENTS: usize, const REQUESTS: usize>
         let deadline = now + timeout;
         loop {
             driver.step(Some(deadline))?;
-            match driver.client.runstate() {
-                Runstate::Running => return Ok(driver),
-                Runstate::Closed => return Err(driver.closed()),
+            match driver.client.state() {
+                SessionState::Running => return Ok(driver),
+                SessionState::Closed => return Err(driver.closed()),
                 _ if driver.clock.now() >= deadline => return Err(DriverError::Timeout),
                 _ => {}
             }
@@ -195,7 +192,7 @@ impl<P: Read + Write, C: Clock, const EVENTS: usize, const REQUESTS: usize>
             if let Some(event) = self.client.events().take_first(&mut matches) {
                 return Ok(event);
             }
-            if self.client.runstate() == Runstate::Closed {
+            if self.client.state() == SessionState::Closed {
                 return Err(self.closed());
             }
             if self.clock.now() >= deadline {
@@ -206,7 +203,7 @@ impl<P: Read + Write, C: Clock, const EVENTS: usize, const REQUESTS: usize>
     }
 
     /// The engine, for anything the driver does not wrap.
-    pub fn client(&mut self) -> &mut Client<EVENTS, REQUESTS> {
+    pub fn client(&mut self) -> &mut Client {
         &mut self.client
     }
 
@@ -246,7 +243,7 @@ impl<P: Read + Write, C: Clock, const EVENTS: usize, const REQUESTS: usize>
         if wrote {
             self.port.flush().map_err(DriverError::Io)?;
         }
-        if self.client.runstate() == Runstate::Closed {
+        if self.client.state() == SessionState::Closed {
             return Ok(());
         }
         match self.port.read(&mut self.buf) {
@@ -256,7 +253,7 @@ impl<P: Read + Write, C: Clock, const EVENTS: usize, const REQUESTS: usize>
             }
             Ok(n) => {
                 let now = self.clock.now();
-                let _ = self.client.handle_input(now, &self.buf[..n]);
+                self.client.handle_input(now, &self.buf[..n]);
             }
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
             Err(e) => return Err(DriverError::Io(e)),

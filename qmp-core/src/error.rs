@@ -123,6 +123,10 @@ pub enum CloseReason {
     },
     /// The greeting could not be understood.
     Greeting(GreetingError),
+    /// A second greeting arrived in a session that had one: the peer
+    /// restarted its side of the protocol, and nothing it says now can be
+    /// matched with what was asked before.
+    UnexpectedGreeting,
     /// `qmp_capabilities` failed.
     Negotiation(ExecuteError),
     /// The server sent an error without an id while no request without an
@@ -158,6 +162,9 @@ impl fmt::Display for CloseReason {
                 )
             }
             CloseReason::Greeting(e) => write!(f, "bad greeting: {e}"),
+            CloseReason::UnexpectedGreeting => {
+                f.write_str("the server greeted again in the middle of the session")
+            }
             CloseReason::Negotiation(e) => write!(f, "capability negotiation failed: {e}"),
             CloseReason::ServerParseError(e) => write!(
                 f,

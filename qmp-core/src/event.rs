@@ -1,7 +1,7 @@
 //! Asynchronous events and the bounded queue that holds them.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
-use heapless::Deque;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -48,24 +48,20 @@ impl Event {
 /// A bounded FIFO of events that drops the oldest when full and counts
 /// what it dropped, so a slow consumer learns how much it missed and
 /// memory never grows with the event rate.
-#[derive(Debug)]
-pub struct EventQueue<const N: usize> {
-    events: Deque<Event, N>,
+#[derive(Debug, Default)]
+pub struct EventQueue {
+    events: VecDeque<Event>,
+    capacity: usize,
     lagged: u64,
     lagged_total: u64,
 }
 
-impl<const N: usize> Default for EventQueue<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> EventQueue<N> {
-    /// An empty queue holding at most `N` events.
-    pub const fn new() -> Self {
+impl EventQueue {
+    /// An empty queue holding at most `capacity` events.
+    pub const fn new(capacity: usize) -> Self {
         EventQueue {
-            events: Deque::new(),
+            events: VecDeque::new(),
+            capacity,
             lagged: 0,
             lagged_total: 0,
         }
@@ -73,18 +69,17 @@ impl<const N: usize> EventQueue<N> {
 
     /// Appends `event`, dropping the oldest one when the queue is full.
     pub fn push(&mut self, event: Event) {
-        if N == 0 {
+        if self.capacity == 0 {
             self.lagged += 1;
             self.lagged_total += 1;
             return;
         }
-        if let Err(event) = self.events.push_back(event) {
+        if self.events.len() >= self.capacity {
             self.events.pop_front();
             self.lagged += 1;
             self.lagged_total += 1;
-            // Cannot fail: a slot was just freed.
-            let _ = self.events.push_back(event);
         }
+        self.events.push_back(event);
     }
 
     /// Takes the oldest event.
@@ -96,12 +91,33 @@ impl<const N: usize> EventQueue<N> {
     /// in order.
     pub fn take_first(&mut self, mut matches: impl FnMut(&Event) -> bool) -> Option<Event> {
         let pos = self.events.iter().position(&mut matches)?;
-        crate::deque::remove_at(&mut self.events, pos)
+        self.events.remove(pos)
+    }
+
+    /// Takes every waiting event, oldest first.
+    pub fn clear(&mut self) -> alloc::vec::Vec<Event> {
+        self.events.drain(..).collect()
     }
 
     /// Events waiting.
     pub fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// The most events it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Changes how many events it holds, dropping (and counting) the
+    /// oldest when it now holds too many.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        while self.events.len() > capacity {
+            self.events.pop_front();
+            self.lagged += 1;
+            self.lagged_total += 1;
+        }
     }
 
     /// Whether no event is waiting.
@@ -141,7 +157,7 @@ mod tests {
 
     #[test]
     fn drops_oldest_and_counts() {
-        let mut q = EventQueue::<3>::new();
+        let mut q = EventQueue::new(3);
         for i in 0..5 {
             q.push(ev(i));
         }
@@ -154,7 +170,7 @@ mod tests {
 
     #[test]
     fn take_first_keeps_the_rest_in_order() {
-        let mut q = EventQueue::<4>::new();
+        let mut q = EventQueue::new(4);
         for i in 0..4 {
             q.push(ev(i));
         }

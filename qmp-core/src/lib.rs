@@ -11,7 +11,6 @@ extern crate std;
 mod command;
 pub mod commands;
 mod config;
-mod deque;
 #[cfg(feature = "embedded-io")]
 pub mod driver;
 mod error;
@@ -21,7 +20,9 @@ mod greeting;
 mod message;
 mod request;
 mod session;
+mod table;
 mod time;
+mod transmit;
 
 pub use command::{Command, Empty};
 pub use config::{Config, Dialect};
@@ -31,8 +32,9 @@ pub use error::{
 pub use event::{Event, EventQueue, Timestamp};
 pub use greeting::{Capability, Greeting, Version};
 pub use request::{Request, RequestId};
-pub use session::{Client, Output, Runstate, Stats, Transmit};
+pub use session::{Client, Direction, Output, SessionState, Stats, Traffic};
 pub use time::Instant;
+pub use transmit::Transmit;
 
 /// `serde_json`, re-exported so callers use the same version.
 pub use serde_json;

@@ -1,4 +1,5 @@
-//! The state machine: where a reply is matched and an event is queued.
+//! The state machine: where a byte enters, where a reply is matched and an
+//! event is queued, and where the session's phase changes.
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -6,19 +7,25 @@ use alloc::vec::Vec;
 use serde_json::Value;
 
 use crate::config::{Config, Dialect};
-use crate::deque::remove_at;
 use crate::error::{CloseReason, RequestError, SubmitError};
 use crate::event::{Event, EventQueue};
 use crate::framing::{Frame, FrameError, Framer};
 use crate::greeting::{Capability, Greeting};
 use crate::message::{Incoming, ReplyId, decode, decode_prefix};
 use crate::request::{Request, RequestId, write_u64};
+use crate::table::{Cancelled, Pending, RequestTable, State};
 use crate::time::Instant;
+use crate::transmit::{Transmit, TransmitQueue};
 
-/// Where the session stands.
+/// The id `qmp_capabilities` is sent with; when the engine negotiates,
+/// requests are numbered from 1, so their ids do not depend on when the
+/// greeting arrives.
+const NEGOTIATION_ID: u64 = 0;
+
+/// Where the session stands, as [`Client::state`] reports it.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Runstate {
+pub enum SessionState {
     /// Waiting for the server's greeting (QMP).
     AwaitingGreeting,
     /// `qmp_capabilities` sent, waiting for its reply (QMP).
@@ -27,6 +34,9 @@ pub enum Runstate {
     Syncing,
     /// Requests flow.
     Running,
+    /// Closing from this side: reading the replies the server still owes
+    /// for at most [`Config::close_linger`].
+    Disconnecting,
     /// The session has ended; see [`Client::close_reason`].
     Closed,
 }
@@ -37,8 +47,8 @@ pub enum Runstate {
 pub enum Output {
     /// The server's greeting arrived.
     Greeting(Greeting),
-    /// The session entered [`Runstate::Running`]: negotiation or a guest
-    /// agent resync finished.
+    /// The session entered [`SessionState::Running`]: negotiation or a
+    /// guest agent resync finished.
     Ready,
     /// A request ended: with its reply, the server's error, a timeout, or
     /// an interruption. Every request ends exactly once, unless cancelled.
@@ -48,21 +58,28 @@ pub enum Output {
         /// The `return` value, or why there is none.
         result: Result<Value, RequestError>,
     },
-    /// The session ended. This is the last output.
+    /// The session ended. This is the last output, and the only place the
+    /// end is reported.
     Closed(CloseReason),
 }
 
-/// Bytes for the driver to write, from [`Client::poll_transmit`].
-#[derive(Debug, PartialEq, Eq)]
-pub struct Transmit<'a> {
-    /// The bytes; write any prefix, then report it to
-    /// [`Client::consume_transmit`].
-    pub bytes: &'a [u8],
-    /// When set, `bytes` begins with this request, which carries file
-    /// descriptors: send them with the first byte (SCM_RIGHTS), and write
-    /// at least one byte in that call. `bytes` then ends before the next
-    /// request with descriptors, so two sets never share a write.
-    pub fds: Option<RequestId>,
+/// Which way a message went, in a [`Traffic`] record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the server.
+    Received,
+    /// To the server.
+    Sent,
+}
+
+/// A copy of one whole message, kept when [`Config::record_traffic`] is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Traffic {
+    /// Which way it went.
+    pub direction: Direction,
+    /// Its bytes as on the wire (a guest agent resync's leading 0xFF
+    /// excluded).
+    pub bytes: Vec<u8>,
 }
 
 /// Counters for what the engine met and dealt with quietly.
@@ -86,54 +103,7 @@ pub struct Stats {
     pub discarded_during_sync: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Waiting inside the engine; not yet in the transmit buffer.
-    Queued,
-    /// In the transmit buffer or on the wire; a reply is due.
-    Sent,
-    /// Its caller gave up (timeout or cancel) after it was sent; the reply,
-    /// if it comes, is dropped. It still occupies a server queue slot.
-    Abandoned,
-}
-
-#[derive(Debug)]
-struct Pending {
-    id: u64,
-    state: State,
-    deadline: Option<Instant>,
-    oob: bool,
-    no_reply: bool,
-    /// `quit`: the server closing the connection counts as success.
-    eof_ok: bool,
-    fds: bool,
-    /// The encoded request while queued.
-    bytes: Vec<u8>,
-}
-
-impl Pending {
-    /// Whether it occupies one of the server's in-band queue slots.
-    fn holds_slot(&self) -> bool {
-        !self.oob && !self.no_reply && self.state != State::Queued
-    }
-}
-
-#[derive(Debug)]
-enum MarkKind {
-    /// A request with file descriptors starts here.
-    Fds,
-    /// A request that gets no reply ends here.
-    Written,
-}
-
-#[derive(Debug)]
-struct Mark {
-    /// Position in the outgoing stream.
-    at: u64,
-    kind: MarkKind,
-    id: u64,
-}
-
+/// A guest agent resync in progress.
 #[derive(Debug)]
 struct Sync {
     token: u64,
@@ -142,92 +112,80 @@ struct Sync {
     delimited: bool,
 }
 
+/// The session's phase, with the data that only that phase has.
+#[derive(Debug)]
+enum Phase {
+    AwaitingGreeting {
+        deadline: Option<Instant>,
+    },
+    Negotiating {
+        deadline: Option<Instant>,
+        oob_requested: bool,
+    },
+    Syncing(Sync),
+    Running {
+        /// A guest agent request was given up on while the agent may still
+        /// answer it: the stream is in doubt until a resync, which starts
+        /// once no live request awaits a reply.
+        resync_due: bool,
+    },
+    Disconnecting {
+        until: Instant,
+        /// A resync the agent is still answering.
+        sync: Option<Sync>,
+    },
+    Closed(CloseReason),
+}
+
 /// The protocol engine for one connection. See the [crate docs](crate)
 /// for the driving loop.
 ///
-/// `EVENTS` bounds the event queue and `REQUESTS` the table of requests
-/// not yet ended (queued, in flight, or abandoned but unanswered); both
-/// live inside the `Client`, so its memory is fixed apart from the
-/// messages themselves, which `Config::max_message_size` bounds.
+/// Its memory is bounded by its [`Config`]: the message cap bounds the
+/// receive buffer, `max_open_requests` the request table and
+/// `max_queued_events` the event queue. Nothing is allocated up front.
 #[derive(Debug)]
-pub struct Client<const EVENTS: usize = 64, const REQUESTS: usize = 64> {
+pub struct Client {
     config: Config,
-    runstate: Runstate,
+    phase: Phase,
     framer: Framer,
     greeting: Option<Greeting>,
     oob: bool,
-    oob_requested: bool,
     next_id: u64,
-    negotiation_id: Option<u64>,
-    handshake_deadline: Option<Instant>,
-    sync: Option<Sync>,
-    needs_sync: bool,
     rng: u64,
-    /// Open requests in id order (sent, abandoned and queued ones mixed).
-    pending: heapless::Deque<Pending, REQUESTS>,
-    in_flight: usize,
-    /// Requests in `pending` still waiting to be sent.
-    queued: usize,
-    tx: Vec<u8>,
-    tx_head: usize,
-    tx_sent: u64,
-    marks: VecDeque<Mark>,
+    requests: RequestTable,
+    transmit: TransmitQueue,
     outputs: VecDeque<Output>,
-    events: EventQueue<EVENTS>,
-    close_reason: Option<CloseReason>,
+    events: EventQueue,
+    traffic: VecDeque<Traffic>,
     stats: Stats,
 }
 
 impl Client {
-    /// A client with the default capacities (64 queued events, 64 open
-    /// requests). Use [`Client::sized`] to choose them.
+    /// A client whose session starts at `now`: it waits for the greeting
+    /// (QMP) or starts a resync (guest agent) as `config` says.
     pub fn new(now: Instant, config: Config) -> Self {
-        Client::sized(now, config)
-    }
-}
-
-impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
-    /// A client with the capacities given by the type parameters:
-    /// `Client::<16, 8>::sized(now, config)`.
-    pub fn sized(now: Instant, config: Config) -> Self {
         let mut c = Client {
             framer: Framer::new(config.max_message_size),
-            runstate: Runstate::Running,
+            phase: Phase::Running { resync_due: false },
             greeting: None,
             oob: false,
-            oob_requested: false,
-            next_id: 0,
-            negotiation_id: None,
-            handshake_deadline: None,
-            sync: None,
-            needs_sync: false,
+            next_id: u64::from(config.dialect == Dialect::Qmp && config.negotiate),
             rng: config.sync_seed ^ 0x5851_f42d_4c95_7f2d,
-            pending: heapless::Deque::new(),
-            in_flight: 0,
-            queued: 0,
-            tx: Vec::new(),
-            tx_head: 0,
-            tx_sent: 0,
-            marks: VecDeque::new(),
+            requests: RequestTable::new(config.max_open_requests),
+            transmit: TransmitQueue::default(),
             outputs: VecDeque::new(),
-            events: EventQueue::new(),
-            close_reason: None,
+            events: EventQueue::new(config.max_queued_events),
+            traffic: VecDeque::new(),
             stats: Stats::default(),
             config,
         };
         match c.config.dialect {
             Dialect::Qmp => {
-                c.handshake_deadline = c.config.handshake_timeout.map(|t| now + t);
-                if c.config.negotiate {
-                    // Id 0 is kept for `qmp_capabilities`, so request ids
-                    // do not depend on when the greeting arrives.
-                    c.negotiation_id = Some(0);
-                    c.next_id = 1;
-                }
+                let deadline = c.config.handshake_timeout.map(|t| now + t);
                 if c.config.await_greeting {
-                    c.runstate = Runstate::AwaitingGreeting;
+                    c.phase = Phase::AwaitingGreeting { deadline };
                 } else if c.config.negotiate {
-                    c.start_negotiation();
+                    c.start_negotiation(deadline);
                 } else {
                     c.become_running(now);
                 }
@@ -245,178 +203,128 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
 
     // ----- inputs -------------------------------------------------------
 
-    /// Feeds bytes received from the server, in any chunking.
-    ///
-    /// Returns the close reason when the session is (or already was)
-    /// closed; the same reason is also reported by [`Output::Closed`].
-    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), CloseReason> {
-        if let Some(reason) = &self.close_reason {
-            return Err(reason.clone());
+    /// Feeds bytes received from the server, in any chunking. Whatever
+    /// they cause is pulled with the `poll_*` methods; a fatal input ends
+    /// the session with [`Output::Closed`].
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.is_closed() {
+            return;
         }
         self.stats.bytes_received += data.len() as u64;
         if let [byte] = data
-            && self.sync.is_none()
+            && !self.in_sync()
             && self.framer.take_inner_byte(*byte)
         {
-            return Ok(());
+            return;
         }
         let mut rest = data;
-        while self.close_reason.is_none() {
-            if let Some(sync) = &mut self.sync
+        while !self.is_closed() {
+            if let Some(sync) = self.sync_mut()
                 && !sync.delimited
             {
-                let before = rest.len();
-                let found = self.framer.skip_to_delimiter(&mut rest);
-                self.stats.discarded_during_sync +=
-                    (before - rest.len() - usize::from(found)) as u64;
-                if !found {
+                if !self.skip_to_delimiter(&mut rest) {
                     break;
                 }
-                sync.delimited = true;
                 continue;
             }
-            let mut taken = None;
-            let fast = |window, offset| {
-                let (len, msg) = decode_prefix(window, offset)?;
-                taken = Some(msg);
-                Some(len)
-            };
-            let step = match self.framer.next(&mut rest, fast) {
-                None => break,
-                Some(Ok(Frame::Taken)) => match taken {
-                    Some(msg) => msg,
-                    None => continue,
-                },
-                Some(Ok(Frame::Message { bytes, offset })) => decode(bytes, offset),
-                Some(Ok(Frame::Delimiter)) => match self.config.dialect {
-                    Dialect::Qga => continue,
-                    Dialect::Qmp => Err(CloseReason::Malformed {
-                        offset: self.framer.offset() - 1,
-                        detail: "unexpected byte 0xff between messages".into(),
-                    }),
-                },
-                Some(Err(FrameError::TooLarge { limit })) => {
-                    Err(CloseReason::MessageTooLarge { limit })
-                }
-                Some(Err(FrameError::NotAnObject { offset, byte })) => {
-                    Err(CloseReason::Malformed {
-                        offset,
-                        detail: format!(
-                            "expected '{{' to start a message, found byte 0x{byte:02x}"
-                        ),
-                    })
-                }
+            let Some(step) = self.next_message(&mut rest) else {
+                break;
             };
             match step {
-                Ok(msg) => {
+                Ok(Some(msg)) => {
                     self.stats.messages_received += 1;
                     self.dispatch(now, msg);
                 }
-                Err(reason) => match &mut self.sync {
+                Ok(None) => {}
+                Err(reason) => match self.sync_mut() {
                     // While resyncing, junk is expected: look for the next
                     // delimiter instead of giving up.
                     Some(sync) => {
-                        self.stats.discarded_during_sync += 1;
                         sync.delimited = false;
+                        self.stats.discarded_during_sync += 1;
                         self.framer.reset();
                     }
                     None => self.close_with(reason),
                 },
             }
         }
-        self.pump(now);
-        match &self.close_reason {
-            Some(reason) => Err(reason.clone()),
-            None => Ok(()),
-        }
+        self.settle(now);
     }
 
     /// The server closed the connection (read returned 0 bytes).
     pub fn handle_eof(&mut self, _now: Instant) {
-        if self.close_reason.is_some() {
-            return;
-        }
-        let reason = if self.framer.mid_message() && self.sync.is_none() {
-            CloseReason::UnexpectedEof {
+        let reason = match &self.phase {
+            Phase::Closed(_) => return,
+            Phase::Disconnecting { .. } => CloseReason::Local,
+            _ if self.framer.mid_message() && !self.in_sync() => CloseReason::UnexpectedEof {
                 buffered: self.framer.buffered(),
-            }
-        } else {
-            CloseReason::Eof
+            },
+            _ => CloseReason::Eof,
         };
         self.close_with(reason);
     }
 
     /// Ends whatever is due at `now`. Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.close_reason.is_some() {
-            return;
-        }
-        if self.handshake_deadline.is_some_and(|d| d <= now) {
-            self.close_with(CloseReason::HandshakeTimeout);
-            return;
-        }
-        if self
-            .sync
-            .as_ref()
-            .and_then(|s| s.deadline)
-            .is_some_and(|d| d <= now)
-        {
-            self.close_with(CloseReason::SyncTimeout);
-            return;
-        }
-        let mut i = 0;
-        while let Some(p) = self.pending.get_mut(i) {
-            if p.deadline.is_none_or(|d| d > now) {
-                i += 1;
-                continue;
+        let due = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+        let expired = match &self.phase {
+            Phase::Closed(_) => return,
+            Phase::AwaitingGreeting { deadline } | Phase::Negotiating { deadline, .. } => {
+                due(*deadline).then_some(CloseReason::HandshakeTimeout)
             }
-            p.deadline = None;
-            let id = RequestId(p.id);
-            match p.state {
-                State::Queued => {
-                    remove_at(&mut self.pending, i);
-                    self.queued -= 1;
-                    self.finish(id, Err(RequestError::Timeout));
-                    continue;
-                }
-                State::Sent => {
-                    p.state = State::Abandoned;
-                    // An agent that may still answer leaves the stream in
-                    // doubt; resync before the next request.
-                    if self.config.dialect == Dialect::Qga && !p.no_reply {
-                        self.needs_sync = true;
-                    }
-                    self.finish(id, Err(RequestError::Timeout));
-                }
-                State::Abandoned => {}
-            }
-            i += 1;
+            Phase::Syncing(sync) => due(sync.deadline).then_some(CloseReason::SyncTimeout),
+            Phase::Disconnecting { until, .. } => due(Some(*until)).then_some(CloseReason::Local),
+            Phase::Running { .. } => None,
+        };
+        if let Some(reason) = expired {
+            self.close_with(reason);
+            return;
         }
-        self.pump(now);
+        let qga = self.config.dialect == Dialect::Qga;
+        let mut doubt = false;
+        let outputs = &mut self.outputs;
+        self.requests.expire(now, |id, reply_due| {
+            doubt |= qga && reply_due;
+            outputs.push_back(Output::Reply {
+                id: RequestId(id),
+                result: Err(RequestError::Timeout),
+            });
+        });
+        if doubt {
+            self.mark_resync_due();
+        }
+        self.settle(now);
     }
 
     /// Submits a request. It is sent as soon as the session runs and, for
-    /// an in-band request, a server queue slot is free.
+    /// an in-band request, a server queue slot is free. Its deadline is
+    /// the request's own, else [`Config::request_timeout`] from `now`.
     pub fn execute(&mut self, now: Instant, request: Request) -> Result<RequestId, SubmitError> {
-        if let Some(reason) = &self.close_reason {
-            return Err(SubmitError::Closed(reason.clone()));
+        match &self.phase {
+            Phase::Closed(reason) => return Err(SubmitError::Closed(reason.clone())),
+            Phase::Disconnecting { .. } => return Err(SubmitError::Closed(CloseReason::Local)),
+            _ => {}
         }
-        if request.oob && !(self.oob && self.runstate == Runstate::Running) {
+        if request.oob && !(self.oob && self.state() == SessionState::Running) {
             return Err(SubmitError::OobNotNegotiated);
         }
-        if self.pending.is_full() {
-            return Err(SubmitError::TooManyRequests { capacity: REQUESTS });
+        if self.requests.is_full() {
+            return Err(SubmitError::TooManyRequests {
+                capacity: self.requests.capacity(),
+            });
         }
         let id = self.next_id;
         self.next_id += 1;
         let mut bytes = Vec::new();
         let with_id = !(request.no_reply && self.config.dialect == Dialect::Qga);
         request.encode(with_id.then_some(id), &mut bytes);
-        let deadline = match (request.deadline, request.timeout) {
-            (Some(d), Some(t)) => Some(d.min(now + t)),
-            (d, t) => d.or(t.map(|t| now + t)),
+        let relative = request.timeout.or(self.config.request_timeout);
+        let deadline = match (request.deadline, relative) {
+            (Some(d), Some(t)) if request.timeout.is_some() => Some(d.min(now + t)),
+            (Some(d), _) => Some(d),
+            (None, t) => t.map(|t| now + t),
         };
-        let pending = Pending {
+        self.requests.push(Pending {
             id,
             state: State::Queued,
             deadline,
@@ -424,22 +332,12 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             no_reply: request.no_reply,
             eof_ok: self.config.dialect == Dialect::Qmp && request.name() == "quit",
             fds: request.fds,
+            ran: false,
             bytes,
-        };
-        let oob = pending.oob;
-        if self.pending.push_back(pending).is_err() {
-            unreachable!("checked for room above");
-        }
-        self.queued += 1;
-        let last = self.pending.len() - 1;
-        if oob {
+        });
+        if request.oob {
             // Accepted only while running: it overtakes everything queued.
-            self.release(last);
-        } else if self.queued == 1 && !self.needs_sync {
-            // Nothing waits ahead of it: no need to scan the table.
-            if self.runstate == Runstate::Running && self.may_send(last) {
-                self.release(last);
-            }
+            self.release(self.requests.len() - 1);
         } else {
             self.pump(now);
         }
@@ -448,33 +346,18 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
 
     /// Gives up on a request without an output for it. A queued request is
     /// never sent; a sent one's reply is dropped when it comes (for the
-    /// guest agent, a resync then runs before the next request is sent;
-    /// call [`resync`](Self::resync) or submit a request to start it).
+    /// guest agent, a resync then runs before the next request is sent).
     /// Returns whether the request was still open.
     pub fn cancel(&mut self, id: RequestId) -> bool {
-        let Some(pos) = self.pending.iter().position(|p| p.id == id.0) else {
-            return false;
-        };
-        let Some(p) = self.pending.get_mut(pos) else {
-            return false;
-        };
-        match p.state {
-            State::Queued => {
-                remove_at(&mut self.pending, pos);
-                self.queued -= 1;
-                true
-            }
-            State::Sent => {
-                p.state = State::Abandoned;
-                p.deadline = None;
-                // As after a timeout: an agent that may still answer
-                // leaves the stream in doubt until a resync.
-                if self.config.dialect == Dialect::Qga && !p.no_reply {
-                    self.needs_sync = true;
+        match self.requests.cancel(id.0) {
+            Cancelled::NotOpen => false,
+            Cancelled::Unsent => true,
+            Cancelled::Sent { reply_due } => {
+                if reply_due && self.config.dialect == Dialect::Qga {
+                    self.mark_resync_due();
                 }
                 true
             }
-            State::Abandoned => false,
         }
     }
 
@@ -483,16 +366,46 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     /// `guest-sync-delimited`, discard everything up to the agent's 0xFF,
     /// and hold new requests until the agent answers.
     pub fn resync(&mut self, now: Instant) {
-        if self.config.dialect == Dialect::Qga && self.close_reason.is_none() && self.sync.is_none()
-        {
-            self.needs_sync = true;
+        if self.config.dialect == Dialect::Qga {
+            self.mark_resync_due();
             self.pump(now);
         }
     }
 
-    /// Ends the session from this side: every open request ends with
-    /// `Interrupted(Local)` and [`Output::Closed`] follows.
-    pub fn close(&mut self) {
+    /// Closes the session from this side, gracefully: every request still
+    /// waiting ends at once with `Interrupted(Local)`; the engine then keeps
+    /// reading, for at most [`Config::close_linger`], until the server has
+    /// sent the replies it still owes (a guest agent writing a reply to a
+    /// closed socket dies of SIGPIPE), and [`Output::Closed`] follows.
+    pub fn close(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Closed(_) | Phase::Disconnecting { .. }) {
+            return;
+        }
+        let outputs = &mut self.outputs;
+        self.requests.abandon_all(|p| {
+            outputs.push_back(Output::Reply {
+                id: RequestId(p.id),
+                result: Err(RequestError::Interrupted(CloseReason::Local)),
+            });
+        });
+        if self.config.close_linger.is_zero() {
+            self.close_with(CloseReason::Local);
+            return;
+        }
+        let sync = match core::mem::replace(&mut self.phase, Phase::Closed(CloseReason::Local)) {
+            Phase::Syncing(sync) => Some(sync),
+            _ => None,
+        };
+        self.phase = Phase::Disconnecting {
+            until: now + self.config.close_linger,
+            sync,
+        };
+        self.settle(now);
+    }
+
+    /// Ends the session from this side at once: every open request ends
+    /// with `Interrupted(Local)` and [`Output::Closed`] follows.
+    pub fn abort(&mut self) {
         self.close_with(CloseReason::Local);
     }
 
@@ -500,61 +413,25 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
 
     /// The next bytes to write, if any.
     pub fn poll_transmit(&self) -> Option<Transmit<'_>> {
-        if self.tx_head == self.tx.len() {
-            return None;
-        }
-        let mut end = self.tx.len();
-        let mut fds = None;
-        for m in self
-            .marks
-            .iter()
-            .filter(|m| matches!(m.kind, MarkKind::Fds))
-        {
-            if m.at == self.tx_sent {
-                fds = Some(RequestId(m.id));
-            } else {
-                end = self.tx_head + (m.at - self.tx_sent) as usize;
-                break;
-            }
-        }
-        Some(Transmit {
-            bytes: &self.tx[self.tx_head..end],
-            fds,
-        })
+        self.transmit.poll()
     }
 
     /// Reports that the first `n` bytes of the last
     /// [`poll_transmit`](Self::poll_transmit) were written.
     pub fn consume_transmit(&mut self, n: usize) {
-        let n = n.min(self.tx.len() - self.tx_head);
-        self.tx_head += n;
-        self.tx_sent += n as u64;
-        while let Some(m) = self.marks.front() {
-            let done = match m.kind {
-                MarkKind::Fds => m.at < self.tx_sent,
-                MarkKind::Written => m.at <= self.tx_sent,
-            };
-            if !done {
-                break;
-            }
-            if let Some(Mark {
-                kind: MarkKind::Written,
-                id,
-                ..
-            }) = self.marks.pop_front()
-                && let Some(pos) = self.pending.iter().position(|p| p.id == id)
-                && let Some(p) = remove_at(&mut self.pending, pos)
+        let (requests, outputs) = (&mut self.requests, &mut self.outputs);
+        self.transmit.consume(n, |id| {
+            if let Some(p) = requests.take_written(id)
                 && p.state == State::Sent
             {
-                self.finish(RequestId(id), Ok(Value::Null));
+                outputs.push_back(Output::Reply {
+                    id: RequestId(id),
+                    result: Ok(Value::Null),
+                });
             }
-        }
-        if self.tx_head == self.tx.len() {
-            self.tx.clear();
-            self.tx_head = 0;
-        } else if self.tx_head >= 64 * 1024 {
-            self.tx.drain(..self.tx_head);
-            self.tx_head = 0;
+        });
+        if let Phase::Disconnecting { until, .. } = self.phase {
+            self.settle(until);
         }
     }
 
@@ -568,21 +445,28 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         self.events.pop()
     }
 
+    /// The next recorded message, when [`Config::record_traffic`] is on.
+    pub fn poll_traffic(&mut self) -> Option<Traffic> {
+        self.traffic.pop_front()
+    }
+
     /// The event queue itself, e.g. to take the first event that matches
     /// while leaving the others queued.
-    pub fn events(&mut self) -> &mut EventQueue<EVENTS> {
+    pub fn events(&mut self) -> &mut EventQueue {
         &mut self.events
     }
 
     /// The earliest deadline the engine is waiting for; call
     /// [`handle_timeout`](Self::handle_timeout) once it has passed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.close_reason.is_some() {
-            return None;
-        }
-        let sync = self.sync.as_ref().and_then(|s| s.deadline);
-        let requests = self.pending.iter().filter_map(|p| p.deadline).min();
-        [self.handshake_deadline, sync, requests]
+        let phase = match &self.phase {
+            Phase::Closed(_) => return None,
+            Phase::AwaitingGreeting { deadline } | Phase::Negotiating { deadline, .. } => *deadline,
+            Phase::Syncing(sync) => sync.deadline,
+            Phase::Disconnecting { until, .. } => Some(*until),
+            Phase::Running { .. } => None,
+        };
+        [phase, self.requests.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -591,8 +475,15 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     // ----- state --------------------------------------------------------
 
     /// Where the session stands.
-    pub fn runstate(&self) -> Runstate {
-        self.runstate
+    pub fn state(&self) -> SessionState {
+        match &self.phase {
+            Phase::AwaitingGreeting { .. } => SessionState::AwaitingGreeting,
+            Phase::Negotiating { .. } => SessionState::Negotiating,
+            Phase::Syncing(_) => SessionState::Syncing,
+            Phase::Running { .. } => SessionState::Running,
+            Phase::Disconnecting { .. } => SessionState::Disconnecting,
+            Phase::Closed(_) => SessionState::Closed,
+        }
     }
 
     /// The server's greeting, once received.
@@ -607,19 +498,20 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
 
     /// Why the session ended, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_ref()
+        match &self.phase {
+            Phase::Closed(reason) => Some(reason),
+            _ => None,
+        }
     }
 
     /// Whether the request is still open (queued, in flight).
     pub fn is_open(&self, id: RequestId) -> bool {
-        self.pending
-            .iter()
-            .any(|p| p.id == id.0 && p.state != State::Abandoned)
+        self.requests.is_live(id.0)
     }
 
     /// Requests not yet ended, including abandoned ones awaiting a reply.
     pub fn open_requests(&self) -> usize {
-        self.pending.len()
+        self.requests.len()
     }
 
     /// Counters of what was dropped or discarded.
@@ -638,69 +530,102 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
     /// Heap bytes held by the engine's own buffers right now (receive
     /// reassembly and transmit), for memory accounting.
     pub fn buffered_bytes(&self) -> usize {
-        self.framer.buffer_capacity() + self.tx.capacity()
+        self.framer.buffer_capacity() + self.transmit.capacity()
     }
 
     // ----- internals ----------------------------------------------------
 
+    fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed(_))
+    }
+
+    fn in_sync(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Syncing(_) | Phase::Disconnecting { sync: Some(_), .. }
+        )
+    }
+
+    fn sync_mut(&mut self) -> Option<&mut Sync> {
+        match &mut self.phase {
+            Phase::Syncing(sync) => Some(sync),
+            Phase::Disconnecting { sync, .. } => sync.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Skips input up to the guest agent's 0xFF. Returns whether it came.
+    fn skip_to_delimiter(&mut self, rest: &mut &[u8]) -> bool {
+        let before = rest.len();
+        let found = self.framer.skip_to_delimiter(rest);
+        self.stats.discarded_during_sync += (before - rest.len() - usize::from(found)) as u64;
+        if found && let Some(sync) = self.sync_mut() {
+            sync.delimited = true;
+        }
+        found
+    }
+
+    /// Frames and decodes the next message in `rest`. `None` once `rest`
+    /// is used up; `Ok(None)` for a frame that carries no message.
+    fn next_message(&mut self, rest: &mut &[u8]) -> Option<Result<Option<Incoming>, CloseReason>> {
+        let record = self.config.record_traffic;
+        let mut taken = None;
+        let mut seen: Option<&[u8]> = None;
+        let fast = |window, offset| {
+            let (len, msg) = decode_prefix(window, offset)?;
+            taken = Some(msg);
+            if record {
+                seen = window.get(..len);
+            }
+            Some(len)
+        };
+        let step = match self.framer.next(rest, fast)? {
+            Ok(Frame::Taken) => taken.map(|m| m.map(Some)).unwrap_or(Ok(None)),
+            Ok(Frame::Message { bytes, offset }) => {
+                if record {
+                    self.traffic.push_back(Traffic {
+                        direction: Direction::Received,
+                        bytes: bytes.to_vec(),
+                    });
+                }
+                decode(bytes, offset).map(Some)
+            }
+            Ok(Frame::Delimiter) => match self.config.dialect {
+                Dialect::Qga => Ok(None),
+                Dialect::Qmp => Err(CloseReason::Malformed {
+                    offset: self.framer.offset() - 1,
+                    detail: "unexpected byte 0xff between messages".into(),
+                }),
+            },
+            Err(FrameError::TooLarge { limit }) => Err(CloseReason::MessageTooLarge { limit }),
+            Err(FrameError::NotAnObject { offset, byte }) => Err(CloseReason::Malformed {
+                offset,
+                detail: format!("expected '{{' to start a message, found byte 0x{byte:02x}"),
+            }),
+        };
+        if let Some(bytes) = seen {
+            self.traffic.push_back(Traffic {
+                direction: Direction::Received,
+                bytes: bytes.to_vec(),
+            });
+        }
+        Some(step)
+    }
+
     fn dispatch(&mut self, now: Instant, msg: Incoming) {
         match msg {
-            Incoming::Greeting(body) => match Greeting::from_value(&body) {
-                Ok(greeting) => {
-                    self.outputs.push_back(Output::Greeting(greeting.clone()));
-                    self.greeting = Some(greeting);
-                    if self.runstate == Runstate::AwaitingGreeting {
-                        if self.config.negotiate {
-                            self.start_negotiation();
-                        } else {
-                            self.become_running(now);
-                        }
-                    }
-                }
-                Err(e) if self.runstate == Runstate::AwaitingGreeting => {
-                    self.close_with(CloseReason::Greeting(e));
-                }
-                Err(_) => self.stats.unrecognized += 1,
-            },
+            Incoming::Greeting(body) => self.on_greeting(now, &body),
             Incoming::Event(event) => self.events.push(event),
             // Nothing of ours is on the wire before the greeting. QEMU hands
             // a new client the reply to a command the previous client left
             // running; drop it like any reply nobody is waiting for.
-            Incoming::Reply { .. } if self.runstate == Runstate::AwaitingGreeting => {
+            Incoming::Reply { .. } if matches!(self.phase, Phase::AwaitingGreeting { .. }) => {
                 self.stats.unknown_replies += 1;
             }
             Incoming::Reply {
                 id: ReplyId::Number(n),
                 result,
-            } => {
-                if self.runstate == Runstate::Negotiating && self.negotiation_id == Some(n) {
-                    self.negotiation_id = None;
-                    match result {
-                        Ok(_) => {
-                            self.oob = self.oob_requested;
-                            self.become_running(now);
-                        }
-                        Err(e) => self.close_with(CloseReason::Negotiation(e)),
-                    }
-                    return;
-                }
-                let found = self
-                    .pending
-                    .iter()
-                    .position(|p| p.id == n && p.state != State::Queued);
-                let Some(p) = found.and_then(|pos| remove_at(&mut self.pending, pos)) else {
-                    self.stats.unknown_replies += 1;
-                    return;
-                };
-                if p.holds_slot() {
-                    self.in_flight -= 1;
-                }
-                if p.state == State::Abandoned {
-                    self.stats.late_replies += 1;
-                } else {
-                    self.finish(RequestId(n), result.map_err(RequestError::Server));
-                }
-            }
+            } => self.on_reply(now, n, result),
             Incoming::Reply {
                 id: ReplyId::Foreign,
                 ..
@@ -708,40 +633,105 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
             Incoming::Reply {
                 id: ReplyId::Missing,
                 result,
-            } => match (result, &self.sync) {
-                (Ok(v), Some(sync)) if v.as_u64() == Some(sync.token) => {
-                    self.sync = None;
-                    self.become_running(now);
-                }
-                (_, Some(_)) => self.stats.discarded_during_sync += 1,
-                (Ok(_), None) => self.stats.unknown_replies += 1,
-                // While negotiating, only our own well-formed
-                // `qmp_capabilities` is on the wire: an id-less error then
-                // is a previous client's, handed to us by QEMU.
-                (Err(_), None) if self.runstate == Runstate::Negotiating => {
-                    self.stats.unknown_replies += 1;
-                }
-                (Err(e), None) => self.close_with(CloseReason::ServerParseError(e)),
-            },
+            } => self.on_idless_reply(now, result),
             Incoming::Unrecognized => self.stats.unrecognized += 1,
         }
     }
 
-    fn start_negotiation(&mut self) {
-        let id = self.negotiation_id.unwrap_or(0);
-        self.oob_requested = self.config.enable_oob
+    fn on_greeting(&mut self, now: Instant, body: &Value) {
+        let parsed = Greeting::from_value(body);
+        if let Phase::AwaitingGreeting { deadline } = self.phase {
+            match parsed {
+                Ok(greeting) => {
+                    self.outputs.push_back(Output::Greeting(greeting.clone()));
+                    self.greeting = Some(greeting);
+                    if self.config.negotiate {
+                        self.start_negotiation(deadline);
+                    } else {
+                        self.become_running(now);
+                    }
+                }
+                Err(e) => self.close_with(CloseReason::Greeting(e)),
+            }
+        } else if self.greeting.is_some() {
+            self.close_with(CloseReason::UnexpectedGreeting);
+        } else if let Ok(greeting) = parsed {
+            // Not waited for, but welcome: it tells the server's version.
+            self.outputs.push_back(Output::Greeting(greeting.clone()));
+            self.greeting = Some(greeting);
+        } else {
+            self.stats.unrecognized += 1;
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        now: Instant,
+        n: u64,
+        result: Result<Value, crate::error::ExecuteError>,
+    ) {
+        if let Phase::Negotiating { oob_requested, .. } = self.phase
+            && n == NEGOTIATION_ID
+        {
+            match result {
+                Ok(_) => {
+                    self.oob = oob_requested;
+                    self.become_running(now);
+                }
+                Err(e) => self.close_with(CloseReason::Negotiation(e)),
+            }
+            return;
+        }
+        match self.requests.take_answered(n) {
+            None => self.stats.unknown_replies += 1,
+            Some(p) if p.state == State::Abandoned => self.stats.late_replies += 1,
+            Some(_) => self.outputs.push_back(Output::Reply {
+                id: RequestId(n),
+                result: result.map_err(RequestError::Server),
+            }),
+        }
+    }
+
+    fn on_idless_reply(&mut self, now: Instant, result: Result<Value, crate::error::ExecuteError>) {
+        let negotiating = matches!(self.phase, Phase::Negotiating { .. });
+        let Some(sync) = self.sync_mut() else {
+            match result {
+                Ok(_) => self.stats.unknown_replies += 1,
+                // While negotiating, only our own well-formed
+                // `qmp_capabilities` is on the wire: an id-less error then
+                // is a previous client's, handed to us by QEMU.
+                Err(_) if negotiating => self.stats.unknown_replies += 1,
+                Err(e) => self.close_with(CloseReason::ServerParseError(e)),
+            }
+            return;
+        };
+        if !matches!(&result, Ok(v) if v.as_u64() == Some(sync.token)) {
+            self.stats.discarded_during_sync += 1;
+            return;
+        }
+        match &mut self.phase {
+            Phase::Disconnecting { sync, .. } => *sync = None,
+            _ => self.become_running(now),
+        }
+    }
+
+    fn start_negotiation(&mut self, deadline: Option<Instant>) {
+        let oob_requested = self.config.enable_oob
             && self
                 .greeting
                 .as_ref()
                 .is_some_and(|g| g.offers(&Capability::Oob));
         let mut req = Request::new("qmp_capabilities");
-        if self.oob_requested {
+        if oob_requested {
             req = req.arguments(serde_json::json!({"enable": ["oob"]}));
         }
         let mut bytes = Vec::new();
-        req.encode(Some(id), &mut bytes);
-        self.push_tx(bytes);
-        self.runstate = Runstate::Negotiating;
+        req.encode(Some(NEGOTIATION_ID), &mut bytes);
+        self.send_own(bytes, 0);
+        self.phase = Phase::Negotiating {
+            deadline,
+            oob_requested,
+        };
     }
 
     fn start_sync(&mut self, now: Instant) {
@@ -758,58 +748,74 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         bytes.extend_from_slice(b"{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":");
         write_u64(token, &mut bytes);
         bytes.extend_from_slice(b"}}");
-        self.push_tx(bytes);
+        self.send_own(bytes, 1);
         // Replies still due to abandoned requests arrive before the
         // agent's delimiter and are discarded with everything else there.
-        for _ in 0..self.pending.len() {
-            if let Some(p) = self.pending.pop_front()
-                && p.state != State::Abandoned
-            {
-                let _ = self.pending.push_back(p);
-            }
-        }
-        self.in_flight = self.pending.iter().filter(|p| p.holds_slot()).count();
-        self.sync = Some(Sync {
+        self.requests.forget_abandoned();
+        self.phase = Phase::Syncing(Sync {
             token,
             deadline: self.config.sync_timeout.map(|t| now + t),
             delimited: false,
         });
-        self.needs_sync = false;
-        self.runstate = Runstate::Syncing;
+    }
+
+    /// Queues bytes the engine sends on its own behalf; `skip` leading
+    /// bytes (the 0xFF) are left out of the traffic record.
+    fn send_own(&mut self, bytes: Vec<u8>, skip: usize) {
+        if self.config.record_traffic {
+            self.traffic.push_back(Traffic {
+                direction: Direction::Sent,
+                bytes: bytes.get(skip..).unwrap_or_default().to_vec(),
+            });
+        }
+        self.transmit.push(bytes);
     }
 
     fn become_running(&mut self, now: Instant) {
-        self.runstate = Runstate::Running;
-        self.handshake_deadline = None;
+        self.phase = Phase::Running { resync_due: false };
         self.outputs.push_back(Output::Ready);
         self.pump(now);
     }
 
-    /// Moves queued requests into the transmit buffer as the rules allow.
-    #[inline]
-    fn pump(&mut self, now: Instant) {
-        if (self.queued > 0 || self.needs_sync) && self.runstate == Runstate::Running {
-            self.pump_slow(now);
+    fn mark_resync_due(&mut self) {
+        if let Phase::Running { resync_due } = &mut self.phase {
+            *resync_due = true;
         }
     }
 
-    fn pump_slow(&mut self, now: Instant) {
-        if self.needs_sync {
-            let live = self
-                .pending
-                .iter()
-                .any(|p| p.state == State::Sent && !p.no_reply);
-            if !live {
+    /// After an input: send what may go, and finish a graceful close once
+    /// nothing is owed any more.
+    fn settle(&mut self, now: Instant) {
+        match &self.phase {
+            Phase::Running { .. } => self.pump(now),
+            Phase::Disconnecting { sync, .. }
+                if sync.is_none() && !self.requests.any_reply_due() =>
+            {
+                self.close_with(CloseReason::Local);
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves queued requests into the transmit queue as the rules allow.
+    fn pump(&mut self, now: Instant) {
+        let Phase::Running { resync_due } = self.phase else {
+            return;
+        };
+        if resync_due {
+            if !self.requests.live_reply_due() {
                 self.start_sync(now);
             }
             return;
         }
-        let mut i = 0;
-        while self.queued > 0
-            && let Some(p) = self.pending.get(i)
+        let Some(mut i) = self.requests.first_queued() else {
+            return;
+        };
+        while self.requests.queued() > 0
+            && let Some(p) = self.requests.get(i)
         {
             if p.state == State::Queued {
-                if !self.may_send(i) {
+                if !self.requests.may_send(i, self.config.max_in_flight) {
                     // First in, first out: nothing behind it may pass.
                     // (Out-of-band requests never queue: see `execute`.)
                     break;
@@ -820,73 +826,25 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
         }
     }
 
-    /// Whether the queued request at `index` may go on the wire now.
-    fn may_send(&self, index: usize) -> bool {
-        let Some(p) = self.pending.get(index) else {
-            return false;
-        };
-        if !p.oob && !p.no_reply && self.in_flight >= self.config.max_in_flight {
-            return false;
-        }
-        // QEMU keeps only the descriptors of the latest message that
-        // carried any: a second set sent before the first command ran
-        // would replace the first. One request with fds at a time.
-        !(p.fds
-            && self
-                .pending
-                .iter()
-                .any(|q| q.fds && q.state != State::Queued))
-    }
-
-    /// Moves the queued request at `index` into the transmit buffer.
+    /// Moves the queued request at `index` into the transmit queue.
     fn release(&mut self, index: usize) {
-        let Some(p) = self.pending.get_mut(index) else {
-            return;
-        };
-        if !p.oob && !p.no_reply {
-            self.in_flight += 1;
+        if let Some((id, bytes, fds, no_reply)) = self.requests.mark_sent(index) {
+            if self.config.record_traffic {
+                self.traffic.push_back(Traffic {
+                    direction: Direction::Sent,
+                    bytes: bytes.clone(),
+                });
+            }
+            self.transmit.push_request(id, bytes, fds, no_reply);
         }
-        p.state = State::Sent;
-        self.queued -= 1;
-        let (id, fds, no_reply) = (p.id, p.fds, p.no_reply);
-        let bytes = core::mem::take(&mut p.bytes);
-        let start = self.tx_sent + (self.tx.len() - self.tx_head) as u64;
-        if fds {
-            self.marks.push_back(Mark {
-                at: start,
-                kind: MarkKind::Fds,
-                id,
-            });
-        }
-        let len = bytes.len() as u64;
-        self.push_tx(bytes);
-        if no_reply {
-            self.marks.push_back(Mark {
-                at: start + len,
-                kind: MarkKind::Written,
-                id,
-            });
-        }
-    }
-
-    fn push_tx(&mut self, bytes: Vec<u8>) {
-        if self.tx.is_empty() {
-            self.tx = bytes;
-        } else {
-            self.tx.extend_from_slice(&bytes);
-        }
-    }
-
-    fn finish(&mut self, id: RequestId, result: Result<Value, RequestError>) {
-        self.outputs.push_back(Output::Reply { id, result });
     }
 
     fn close_with(&mut self, reason: CloseReason) {
-        if self.close_reason.is_some() {
+        if self.is_closed() {
             return;
         }
         let peer_closed = matches!(reason, CloseReason::Eof | CloseReason::UnexpectedEof { .. });
-        while let Some(p) = self.pending.pop_front() {
+        for p in self.requests.drain() {
             let result = match p.state {
                 State::Abandoned => continue,
                 // `quit` makes QEMU close the connection, and that close
@@ -894,19 +852,13 @@ impl<const EVENTS: usize, const REQUESTS: usize> Client<EVENTS, REQUESTS> {
                 State::Sent if p.eof_ok && peer_closed => Ok(Value::Object(Default::default())),
                 _ => Err(RequestError::Interrupted(reason.clone())),
             };
-            self.finish(RequestId(p.id), result);
+            self.outputs.push_back(Output::Reply {
+                id: RequestId(p.id),
+                result,
+            });
         }
-        self.in_flight = 0;
-        self.queued = 0;
-        self.tx.clear();
-        self.tx_head = 0;
-        self.marks.clear();
-        self.sync = None;
-        self.needs_sync = false;
-        self.handshake_deadline = None;
-        self.negotiation_id = None;
-        self.runstate = Runstate::Closed;
+        self.transmit.clear();
         self.outputs.push_back(Output::Closed(reason.clone()));
-        self.close_reason = Some(reason);
+        self.phase = Phase::Closed(reason);
     }
 }

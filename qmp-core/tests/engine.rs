@@ -8,7 +8,7 @@ use std::time::Duration;
 use qmp_core::serde_json::{self, Value, json};
 use qmp_core::{
     Capability, Client, CloseReason, Config, ErrorClass, Event, Instant, Output, Request,
-    RequestError, RequestId, Runstate, SubmitError,
+    RequestError, RequestId, SessionState, SubmitError,
 };
 
 /// One side of a recorded exchange.
@@ -79,7 +79,7 @@ impl Harness {
         let mut h = Harness::new(Config::qmp());
         h.feed(&greeting(oob));
         h.feed(br#"{"return": {}, "id": 0}"#);
-        assert_eq!(h.client.runstate(), Runstate::Running);
+        assert_eq!(h.client.state(), SessionState::Running);
         h.take_sent();
         h
     }
@@ -106,7 +106,7 @@ impl Harness {
 
     #[track_caller]
     fn feed(&mut self, bytes: &[u8]) {
-        let _ = self.client.handle_input(self.now, bytes);
+        self.client.handle_input(self.now, bytes);
         self.drain();
     }
 
@@ -326,7 +326,7 @@ fn events_before_the_greeting_and_during_negotiation_are_kept() {
     h.feed(&greeting(true));
     h.feed(br#"{"event": "NEGOTIATING", "timestamp": {"seconds": 5, "microseconds": 6}}"#);
     h.feed(br#"{"return": {}, "id": 0}"#);
-    assert_eq!(h.client.runstate(), Runstate::Running);
+    assert_eq!(h.client.state(), SessionState::Running);
     let names: Vec<_> = h.events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["EARLY", "NEGOTIATING"]);
     assert_eq!(h.events[0].data, json!({"x": 1}));
@@ -374,7 +374,7 @@ fn no_oob_when_not_offered_or_not_wanted() {
 #[test]
 fn skipping_greeting_and_negotiation() {
     let mut h = Harness::new(Config::qmp().await_greeting(false).negotiate(false));
-    assert_eq!(h.client.runstate(), Runstate::Running);
+    assert_eq!(h.client.state(), SessionState::Running);
     let id = h.exec(Request::new("query-status"));
     assert_eq!(
         h.sent_requests(),
@@ -384,7 +384,7 @@ fn skipping_greeting_and_negotiation() {
     h.feed(&greeting(true));
     assert!(h.client.greeting().is_some());
     let mut h = Harness::new(Config::qmp().await_greeting(false));
-    assert_eq!(h.client.runstate(), Runstate::Negotiating);
+    assert_eq!(h.client.state(), SessionState::Negotiating);
     assert_eq!(
         h.sent_requests(),
         [json!({"execute": "qmp_capabilities", "id": 0})]
@@ -418,7 +418,7 @@ fn a_previous_clients_replies_around_the_greeting_are_dropped() {
     h.feed(br#"{"error": {"class": "GenericError", "desc": "JSON parse error"}}"#);
     h.feed(br#"{"return": {"status": "running"}, "id": 1}"#);
     h.feed(br#"{"return": {}, "id": 0}"#);
-    assert_eq!(h.client.runstate(), Runstate::Running);
+    assert_eq!(h.client.state(), SessionState::Running);
     assert!(h.closed().is_none());
     assert_eq!(h.client.stats().unknown_replies, 3);
     assert_eq!(
@@ -637,8 +637,11 @@ fn eof_mid_reply_interrupts_every_pending_request() {
         matches!(h.outputs.last(), Some(Output::Closed(_))),
         "Closed comes last"
     );
-    assert_eq!(h.client.runstate(), Runstate::Closed);
-    assert!(h.client.handle_input(h.now, b"{}").is_err());
+    assert_eq!(h.client.state(), SessionState::Closed);
+    // Input after the close changes nothing and reports nothing again.
+    let before = h.outputs.len();
+    h.feed(b"{}");
+    assert_eq!(h.outputs.len(), before);
 }
 
 #[test]
@@ -718,12 +721,12 @@ fn malformed_input_says_where() {
 #[test]
 fn event_queue_drops_the_oldest_and_counts() {
     let mut h = Harness::running(true);
-    for i in 0..100 {
-        let _ = h
-            .client
+    let capacity = h.client.config().max_queued_events;
+    for i in 0..capacity + 36 {
+        h.client
             .handle_input(h.now, format!("{{\"event\": \"E{i}\"}}").as_bytes());
     }
-    assert_eq!(h.client.events().len(), 64);
+    assert_eq!(h.client.events().len(), capacity);
     assert_eq!(h.client.events().take_lagged(), 36);
     assert_eq!(h.client.poll_event().unwrap().name, "E36");
     assert_eq!(h.client.stats().events_lagged, 36);
@@ -817,7 +820,7 @@ fn real_agent_session_with_a_dead_clients_half_request() {
     let steps = transcript("qga-session.json");
     let mut server = server_bytes(&steps);
     let mut h = Harness::new(Config::qga().sync_seed(42));
-    assert_eq!(h.client.runstate(), Runstate::Syncing);
+    assert_eq!(h.client.state(), SessionState::Syncing);
     let ping = h.exec(Request::new("guest-ping"));
     let info = h.exec(Request::new("guest-info"));
     let host = h.exec(Request::new("guest-get-host-name"));
@@ -835,12 +838,12 @@ fn real_agent_session_with_a_dead_clients_half_request() {
         ];
         h2.feed(&server[..cut]);
         h2.feed(&server[cut..]);
-        assert_eq!(h2.client.runstate(), Runstate::Running);
+        assert_eq!(h2.client.state(), SessionState::Running);
         assert_eq!(h2.result(ids[0]), &Ok(json!({})));
         assert!(h2.closed().is_none());
     }
     h.feed(&server);
-    assert_eq!(h.client.runstate(), Runstate::Running);
+    assert_eq!(h.client.state(), SessionState::Running);
     assert!(h.outputs.iter().any(|o| matches!(o, Output::Ready)));
     let sent = h.sent_requests();
     assert_eq!(sent.len(), 3, "released after the sync");
@@ -862,11 +865,11 @@ fn agent_discards_stale_output_before_the_delimiter() {
     // error provoked by our 0xFF, then the delimiter and our answer.
     let stale = "uest-info\", \"re{\"return\": 5, \"id\": 0}\n\u{0}{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\n";
     h.feed(stale.as_bytes());
-    assert_eq!(h.client.runstate(), Runstate::Syncing);
+    assert_eq!(h.client.state(), SessionState::Syncing);
     h.feed(b"\xff{\"return\": 1}\n");
     assert_eq!(
-        h.client.runstate(),
-        Runstate::Syncing,
+        h.client.state(),
+        SessionState::Syncing,
         "an old sync's answer is not ours"
     );
     h.feed(
@@ -876,7 +879,7 @@ fn agent_discards_stale_output_before_the_delimiter() {
         ]
         .concat(),
     );
-    assert_eq!(h.client.runstate(), Runstate::Running);
+    assert_eq!(h.client.state(), SessionState::Running);
     h.feed(br#"{"return": {}, "id": 12345}"#);
     assert_eq!(h.client.stats().unknown_replies, 1);
     let sent = h.sent_requests();
@@ -900,7 +903,7 @@ fn agent_sync_timeout_is_clear() {
 #[test]
 fn agent_resyncs_after_a_timeout_and_on_demand() {
     let mut h = Harness::new(Config::qga().sync_on_start(false));
-    assert_eq!(h.client.runstate(), Runstate::Running);
+    assert_eq!(h.client.state(), SessionState::Running);
     let slow = h.exec(Request::new("guest-fsfreeze-freeze").timeout(Duration::from_secs(1)));
     h.take_sent();
     h.advance(Duration::from_secs(1));
@@ -952,4 +955,116 @@ fn agent_event_shaped_messages_are_handled() {
     h.feed(b"{\"event\": \"SOMETHING\"}\n");
     assert_eq!(h.events.len(), 1);
     assert!(h.closed().is_none());
+}
+
+#[test]
+fn every_request_has_a_deadline_by_default_and_huge_ones_mean_none() {
+    let mut h = Harness::running(true);
+    let plain = h.exec(Request::new("query-status"));
+    let forever = h.exec(Request::new("query-name").timeout(Duration::MAX));
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.result(plain), &Err(RequestError::Timeout));
+    assert!(h.client.is_open(forever), "Duration::MAX never expires");
+    let mut h = Harness::new(Config::qmp().request_timeout(None));
+    h.feed(&greeting(true));
+    h.feed(br#"{"return": {}, "id": 0}"#);
+    let id = h.exec(Request::new("query-status"));
+    h.advance(Duration::from_secs(3600));
+    assert!(h.client.is_open(id));
+}
+
+#[test]
+fn a_second_greeting_ends_the_session() {
+    let mut h = Harness::running(true);
+    let id = h.exec(Request::new("query-status"));
+    h.feed(&greeting(true));
+    assert_eq!(h.closed(), Some(&CloseReason::UnexpectedGreeting));
+    assert!(matches!(h.result(id), Err(RequestError::Interrupted(_))));
+}
+
+#[test]
+fn a_greeting_not_waited_for_is_recorded_once() {
+    let mut h = Harness::new(Config::qmp().await_greeting(false));
+    assert_eq!(h.client.state(), SessionState::Negotiating);
+    h.feed(&greeting(true));
+    assert!(h.client.greeting().is_some());
+    assert_eq!(h.closed(), None);
+    h.feed(br#"{"return": {}, "id": 0}"#);
+    assert_eq!(h.client.state(), SessionState::Running);
+}
+
+#[test]
+fn closing_an_agent_reads_the_replies_it_still_owes() {
+    let mut h = Harness::new(Config::qga().sync_on_start(false));
+    let slow = h.exec(Request::new("guest-info"));
+    h.take_sent();
+    h.client.close(h.now);
+    h.drain();
+    assert_eq!(
+        h.result(slow),
+        &Err(RequestError::Interrupted(CloseReason::Local)),
+        "the caller does not wait for the linger"
+    );
+    assert_eq!(h.client.state(), SessionState::Disconnecting);
+    assert!(h.closed().is_none());
+    assert!(h.client.execute(h.now, Request::new("guest-ping")).is_err());
+    h.feed(format!(r#"{{"return": {{}}, "id": {}}}"#, slow.get()).as_bytes());
+    assert_eq!(h.closed(), Some(&CloseReason::Local));
+    assert_eq!(h.client.stats().late_replies, 1);
+}
+
+#[test]
+fn the_linger_is_bounded() {
+    let mut h = Harness::new(Config::qga().sync_on_start(false));
+    h.exec(Request::new("guest-info"));
+    h.client.close(h.now);
+    h.drain();
+    h.advance(Config::qga().close_linger);
+    assert_eq!(h.closed(), Some(&CloseReason::Local));
+    // A QMP session owes nothing worth waiting for: it closes at once.
+    let mut h = Harness::running(true);
+    h.exec(Request::new("query-status"));
+    h.client.close(h.now);
+    h.drain();
+    assert_eq!(h.closed(), Some(&CloseReason::Local));
+}
+
+#[test]
+fn traffic_is_recorded_when_asked() {
+    let mut h = Harness::new(Config::qmp().record_traffic(true));
+    h.feed(&greeting(true));
+    h.feed(br#"{"return": {}, "id": 0}"#);
+    h.exec(Request::new("query-status"));
+    let log: Vec<_> = std::iter::from_fn(|| h.client.poll_traffic()).collect();
+    let dirs: Vec<_> = log.iter().map(|t| t.direction).collect();
+    use qmp_core::Direction::{Received, Sent};
+    assert_eq!(dirs, [Received, Sent, Received, Sent]);
+    assert!(
+        log[1]
+            .bytes
+            .starts_with(br#"{"execute":"qmp_capabilities""#)
+    );
+    assert_eq!(log[3].bytes, br#"{"execute":"query-status","id":1}"#);
+    let mut quiet = Harness::running(true);
+    quiet.exec(Request::new("query-status"));
+    assert!(quiet.client.poll_traffic().is_none());
+}
+
+#[test]
+fn descriptors_wait_for_the_previous_set_even_when_its_caller_gave_up() {
+    let mut h = Harness::running(true);
+    let first = h.exec(Request::new("getfd").with_fds());
+    let second = h.exec(Request::new("getfd").with_fds());
+    assert_eq!(
+        h.sent_requests().len(),
+        1,
+        "one set of descriptors at a time"
+    );
+    assert!(h.client.cancel(first));
+    h.drain();
+    assert!(h.sent_requests().is_empty(), "its reply may still be due");
+    h.feed(&reply(first, "{}"));
+    assert_eq!(h.sent_requests().len(), 1);
+    h.feed(&reply(second, "{}"));
+    assert_eq!(h.result(second), &Ok(json!({})));
 }

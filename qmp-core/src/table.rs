@@ -1,0 +1,434 @@
+//! The table of requests not yet ended: where a reply finds its request,
+//! and which queued request may be written next.
+//!
+//! The table owns its counters: every change of a request's state goes
+//! through one method here, so "in flight" and "queued" cannot drift from
+//! what the table holds.
+
+use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use crate::time::Instant;
+
+/// Where one request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Waiting inside the engine; not yet in the transmit queue.
+    Queued,
+    /// In the transmit queue or on the wire; a reply is due.
+    Sent,
+    /// Its caller gave up (timeout, cancel, close) after it was sent; the
+    /// reply, if it comes, is dropped. It still holds a server queue slot.
+    Abandoned,
+}
+
+/// One request the engine still tracks.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) id: u64,
+    pub(crate) state: State,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) oob: bool,
+    pub(crate) no_reply: bool,
+    /// `quit`: the server closing the connection counts as success.
+    pub(crate) eof_ok: bool,
+    /// It carries file descriptors.
+    pub(crate) fds: bool,
+    /// An in-band reply to a later request came: QEMU runs in-band
+    /// commands in order, so this one has run and its descriptors are
+    /// consumed even if its own (abandoned) reply has not arrived.
+    pub(crate) ran: bool,
+    /// The encoded request while queued.
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Pending {
+    /// Whether it occupies one of the server's in-band queue slots.
+    fn holds_slot(&self) -> bool {
+        !self.oob && !self.no_reply && self.state != State::Queued
+    }
+
+    /// Whether its descriptors may still be waiting in the server.
+    fn fds_unconsumed(&self) -> bool {
+        self.fds && self.state != State::Queued && !self.ran
+    }
+}
+
+/// What [`RequestTable::cancel`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Cancelled {
+    /// Nothing open under that id.
+    NotOpen,
+    /// It had not been sent: it never will be.
+    Unsent,
+    /// It was sent; its reply will be dropped. `reply_due` when the server
+    /// will still answer it.
+    Sent { reply_due: bool },
+}
+
+/// Open requests in id order, with their counters.
+///
+/// Lookups by id are binary searches (ids only grow), and deadlines sit in
+/// a min-heap, so a table holding tens of thousands of queued requests
+/// costs a logarithm per reply and per deadline, not a scan.
+#[derive(Debug)]
+pub(crate) struct RequestTable {
+    items: VecDeque<Pending>,
+    /// `(deadline, id)` of waiting requests. Entries of requests that
+    /// ended or changed deadline are dropped lazily: the top is always
+    /// current, and the heap is rebuilt when stale entries pile up.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    capacity: usize,
+    in_flight: usize,
+    queued: usize,
+    /// Requests with descriptors in the table.
+    with_fds: usize,
+}
+
+impl RequestTable {
+    pub(crate) fn new(capacity: usize) -> Self {
+        RequestTable {
+            items: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            capacity,
+            in_flight: 0,
+            queued: 0,
+            with_fds: 0,
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.items.len() >= self.capacity
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Adds a new, queued request (ids only grow, so order is kept).
+    pub(crate) fn push(&mut self, p: Pending) {
+        debug_assert_eq!(p.state, State::Queued);
+        self.queued += 1;
+        self.with_fds += usize::from(p.fds);
+        if let Some(d) = p.deadline {
+            self.deadlines.push(Reverse((d, p.id)));
+            if self.deadlines.len() > 2 * self.items.len() + 64 {
+                self.rebuild_deadlines();
+            }
+        }
+        self.items.push_back(p);
+    }
+
+    fn rebuild_deadlines(&mut self) {
+        self.deadlines = self
+            .items
+            .iter()
+            .filter_map(|p| Some(Reverse((p.deadline?, p.id))))
+            .collect();
+    }
+
+    /// Drops heap entries that no longer describe a waiting request, so
+    /// that the top is current.
+    fn tidy(&mut self) {
+        while let Some(&Reverse((d, id))) = self.deadlines.peek() {
+            let current = self
+                .position(id)
+                .and_then(|i| self.items.get(i))
+                .is_some_and(|p| p.deadline == Some(d));
+            if current {
+                break;
+            }
+            self.deadlines.pop();
+        }
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&Pending> {
+        self.items.get(index)
+    }
+
+    fn position(&self, id: u64) -> Option<usize> {
+        self.items.binary_search_by_key(&id, |p| p.id).ok()
+    }
+
+    /// Whether `id` is open and its caller still waits.
+    pub(crate) fn is_live(&self, id: u64) -> bool {
+        self.position(id)
+            .and_then(|i| self.items.get(i))
+            .is_some_and(|p| p.state != State::Abandoned)
+    }
+
+    /// Moves the queued request at `index` to `Sent` and hands its bytes
+    /// out for the transmit queue.
+    pub(crate) fn mark_sent(&mut self, index: usize) -> Option<(u64, Vec<u8>, bool, bool)> {
+        let p = self.items.get_mut(index)?;
+        if p.state != State::Queued {
+            return None;
+        }
+        p.state = State::Sent;
+        self.queued -= 1;
+        if p.holds_slot() {
+            self.in_flight += 1;
+        }
+        Some((p.id, core::mem::take(&mut p.bytes), p.fds, p.no_reply))
+    }
+
+    /// Removes the request at `index`, keeping the counters right.
+    fn remove_at(&mut self, index: usize) -> Option<Pending> {
+        let p = self.items.remove(index)?;
+        match p.state {
+            State::Queued => self.queued -= 1,
+            _ if p.holds_slot() => self.in_flight -= 1,
+            _ => {}
+        }
+        self.with_fds -= usize::from(p.fds);
+        Some(p)
+    }
+
+    /// Takes the sent (or abandoned) request a reply with `id` answers.
+    /// An in-band reply also proves every earlier in-band request ran.
+    pub(crate) fn take_answered(&mut self, id: u64) -> Option<Pending> {
+        let index = self
+            .position(id)
+            .filter(|&i| self.items.get(i).is_some_and(|p| p.state != State::Queued))?;
+        let p = self.remove_at(index)?;
+        if !p.oob && self.with_fds > 0 {
+            for q in self.items.iter_mut().take_while(|q| q.id < id) {
+                if !q.oob && q.state != State::Queued {
+                    q.ran = true;
+                }
+            }
+        }
+        self.tidy();
+        Some(p)
+    }
+
+    /// Takes a request the server never answers once its bytes are written.
+    pub(crate) fn take_written(&mut self, id: u64) -> Option<Pending> {
+        let index = self.position(id)?;
+        let p = self.remove_at(index);
+        self.tidy();
+        p
+    }
+
+    /// Gives up on `id` without an output for it.
+    pub(crate) fn cancel(&mut self, id: u64) -> Cancelled {
+        let Some(index) = self.position(id) else {
+            return Cancelled::NotOpen;
+        };
+        let Some(p) = self.items.get_mut(index) else {
+            return Cancelled::NotOpen;
+        };
+        let outcome = match p.state {
+            State::Queued => {
+                self.remove_at(index);
+                Cancelled::Unsent
+            }
+            State::Sent => {
+                p.state = State::Abandoned;
+                p.deadline = None;
+                Cancelled::Sent {
+                    reply_due: !p.no_reply,
+                }
+            }
+            State::Abandoned => Cancelled::NotOpen,
+        };
+        self.tidy();
+        outcome
+    }
+
+    /// Ends every request whose deadline is at or before `now`: queued
+    /// ones leave the table, sent ones are abandoned. `ended` hears each
+    /// id with whether the server may still answer it.
+    pub(crate) fn expire(&mut self, now: Instant, mut ended: impl FnMut(u64, bool)) {
+        while let Some(&Reverse((d, id))) = self.deadlines.peek() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(index) = self.position(id) else {
+                continue;
+            };
+            let Some(p) = self.items.get_mut(index).filter(|p| p.deadline == Some(d)) else {
+                continue;
+            };
+            p.deadline = None;
+            match p.state {
+                State::Queued => {
+                    self.remove_at(index);
+                    ended(id, false);
+                }
+                State::Sent => {
+                    p.state = State::Abandoned;
+                    ended(id, !p.no_reply);
+                }
+                State::Abandoned => {}
+            }
+        }
+        self.tidy();
+    }
+
+    /// The earliest deadline of a request whose caller still waits.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|r| r.0.0)
+    }
+
+    /// Whether the queued request at `index` may go on the wire now.
+    ///
+    /// QEMU stops reading once its in-band queue is full, and keeps only
+    /// the descriptors of the latest message that carried any: a second
+    /// set sent before the first command ran would replace the first. So
+    /// one request with descriptors at a time.
+    pub(crate) fn may_send(&self, index: usize, max_in_flight: usize) -> bool {
+        let Some(p) = self.items.get(index) else {
+            return false;
+        };
+        if !p.oob && !p.no_reply && self.in_flight >= max_in_flight {
+            return false;
+        }
+        !(p.fds && self.with_fds > 1 && self.items.iter().any(Pending::fds_unconsumed))
+    }
+
+    /// The index of the first queued request, if any may be considered.
+    pub(crate) fn first_queued(&self) -> Option<usize> {
+        if self.queued == 0 {
+            return None;
+        }
+        self.items.iter().position(|p| p.state == State::Queued)
+    }
+
+    /// Whether a request the server will still answer is on the wire with
+    /// a caller waiting for it.
+    pub(crate) fn live_reply_due(&self) -> bool {
+        self.items
+            .iter()
+            .any(|p| p.state == State::Sent && !p.no_reply)
+    }
+
+    /// Whether any sent request (abandoned or not) still expects a reply.
+    pub(crate) fn any_reply_due(&self) -> bool {
+        self.items
+            .iter()
+            .any(|p| p.state != State::Queued && !p.no_reply)
+    }
+
+    /// Forgets abandoned requests: a guest agent resync discards their
+    /// replies with everything else before its delimiter.
+    pub(crate) fn forget_abandoned(&mut self) {
+        let mut i = 0;
+        while let Some(p) = self.items.get(i) {
+            if p.state == State::Abandoned {
+                self.remove_at(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.tidy();
+    }
+
+    /// Abandons every sent request and removes the queued ones; `ended`
+    /// hears each request whose caller was still waiting, with whether it
+    /// was sent.
+    pub(crate) fn abandon_all(&mut self, mut ended: impl FnMut(&Pending)) {
+        let mut i = 0;
+        while let Some(p) = self.items.get_mut(i) {
+            match p.state {
+                State::Queued => {
+                    if let Some(p) = self.remove_at(i) {
+                        ended(&p);
+                    }
+                    continue;
+                }
+                State::Sent => {
+                    ended(p);
+                    p.state = State::Abandoned;
+                    p.deadline = None;
+                }
+                State::Abandoned => {}
+            }
+            i += 1;
+        }
+        self.tidy();
+    }
+
+    /// Empties the table, handing out each request.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Pending> + '_ {
+        self.deadlines.clear();
+        self.in_flight = 0;
+        self.queued = 0;
+        self.with_fds = 0;
+        self.items.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(id: u64, fds: bool) -> Pending {
+        Pending {
+            id,
+            state: State::Queued,
+            deadline: None,
+            oob: false,
+            no_reply: false,
+            eof_ok: false,
+            fds,
+            ran: false,
+            bytes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counters_follow_every_transition() {
+        let mut t = RequestTable::new(8);
+        for id in 1..=3 {
+            t.push(pending(id, false));
+        }
+        assert_eq!((t.queued(), t.in_flight()), (3, 0));
+        t.mark_sent(0);
+        t.mark_sent(1);
+        assert_eq!((t.queued(), t.in_flight()), (1, 2));
+        assert_eq!(t.cancel(2), Cancelled::Sent { reply_due: true });
+        assert_eq!(
+            t.in_flight(),
+            2,
+            "an abandoned request still holds its slot"
+        );
+        assert!(t.take_answered(2).is_some());
+        assert_eq!(t.cancel(3), Cancelled::Unsent);
+        assert_eq!((t.queued(), t.in_flight(), t.len()), (0, 1, 1));
+        t.drain().for_each(drop);
+        assert_eq!((t.queued(), t.in_flight(), t.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn one_set_of_descriptors_until_a_later_reply_proves_it_ran() {
+        let mut t = RequestTable::new(8);
+        t.push(pending(1, true));
+        t.push(pending(2, false));
+        t.push(pending(3, true));
+        t.mark_sent(0);
+        t.mark_sent(1);
+        assert!(!t.may_send(2, 8));
+        // The first call's caller gave up; its reply may never come, but
+        // the answer to the call after it shows it ran.
+        t.cancel(1);
+        assert!(!t.may_send(2, 8));
+        assert!(t.take_answered(2).is_some());
+        assert!(t.may_send(1, 8));
+    }
+}
