@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// A std-only crate: `core` paths would add nothing but noise here.
+#![allow(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+
+mod clock;
+mod conn;
+mod connect;
+mod error;
+mod fds;
+mod options;
+
+pub use clock::{Clock, deadline_after, seed};
+pub use conn::Conn;
+pub use connect::{ConnectAttempts, connect_unix_nonblocking};
+pub use error::{CloseCause, Error, LaunchError};
+pub use fds::{MAX_FDS, send, send_with_fds};
+pub use options::{Options, TrafficHook};
