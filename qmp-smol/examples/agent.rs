@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     smol::block_on(async {
         let options = Options::default()
             .socket_wait(Duration::from_secs(5))
-            .call_timeout(Duration::from_secs(10));
+            .timeout(Duration::from_secs(10));
         let (agent, driver) = Agent::connect_unix(&path, options).await?;
         let driver = smol::spawn(driver);
 

@@ -33,17 +33,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .spawn()
             .map_err(|e| format!("cannot start {qemu}: {e}"))?;
 
-        let options = Options::default().call_timeout(Duration::from_secs(5));
+        let options = Options::default().timeout(Duration::from_secs(5));
         let (qmp, driver) = listener.accept(options).await?;
         let driver = smol::spawn(driver);
         drop(listener);
         std::fs::remove_dir_all(&dir)?;
-        let greeting = qmp.greeting();
-        println!(
-            "connected to QEMU {} (oob: {})",
-            greeting.version,
-            qmp.oob_enabled()
-        );
+        if let Some(greeting) = qmp.greeting() {
+            println!(
+                "connected to QEMU {} (oob: {})",
+                greeting.version,
+                qmp.oob_enabled()
+            );
+        }
 
         // A subscriber in a task of its own; its stream ends at the close.
         let mut run_state = qmp.subscribe(EventFilter::names(["STOP", "RESUME"]));

@@ -3,17 +3,16 @@
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use qmp_core::serde_json::Value;
 use qmp_core::{Command as TypedCommand, Request};
 
-use crate::driver::{Command, Driver};
-use crate::error::{CloseCause, Error};
+use qmp_os::{CloseCause, Error, Options, seed};
+
+use crate::driver::{Driver, Instruction};
 use crate::link::{self, Link};
-use crate::options::Options;
 use crate::transport::Transport;
 
 /// A cloneable handle to a guest agent (qemu-ga) connection.
@@ -31,7 +30,7 @@ use crate::transport::Transport;
 /// # smol::block_on(async {
 /// let options = qmp_smol::Options::default()
 ///     .socket_wait(Duration::from_secs(5))
-///     .call_timeout(Duration::from_secs(10));
+///     .timeout(Duration::from_secs(10));
 /// let (agent, driver) = qmp_smol::Agent::connect_unix("/run/qga.sock", options).await?;
 /// let driver = smol::spawn(driver);
 /// println!("guest is {}", agent.call(&GuestGetHostName).await?.host_name);
@@ -44,21 +43,10 @@ pub struct Agent {
     link: Link,
 }
 
-/// A seed no other connection of this or another process is likely to use.
-fn sync_seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos
-        ^ (u64::from(std::process::id()) << 32)
-        ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(17)
-}
-
 impl Agent {
     async fn establish(io: Transport, options: &Options) -> Result<(Agent, Driver), Error> {
         let (link, driver) =
-            Link::establish(io, options.qga_config(sync_seed()), options.call_timeout).await?;
+            Link::establish(io, options.qga_config(seed()), options, "QGA").await?;
         Ok((Agent { link }, driver))
     }
 
@@ -70,9 +58,8 @@ impl Agent {
         path: impl AsRef<Path>,
         options: Options,
     ) -> Result<(Agent, Driver), Error> {
-        let io =
-            link::connect_unix_path(path.as_ref(), options.socket_wait, options.connect_timeout)
-                .await?;
+        let wait = options.socket_wait_or(options.connect_timeout);
+        let io = link::connect_unix_path(path.as_ref(), wait, options.connect_timeout).await?;
         Agent::establish(io, &options).await
     }
 
@@ -115,18 +102,19 @@ impl Agent {
 
     /// Resynchronises with the agent before the next request.
     pub fn resync(&self) {
-        self.link.send(Command::Resync);
+        self.link.send(Instruction::Resync);
     }
 
-    /// A handle to the same connection whose calls time out after `timeout`.
+    /// A handle to the same connection whose calls time out after
+    /// `timeout` (`Duration::MAX`: never).
     pub fn with_timeout(&self, timeout: Duration) -> Agent {
         let mut link = self.link.clone();
-        link.timeout = Some(timeout);
+        link.timeout = timeout;
         Agent { link }
     }
 
     /// This handle's call timeout.
-    pub fn timeout(&self) -> Option<Duration> {
+    pub fn timeout(&self) -> Duration {
         self.link.timeout
     }
 
@@ -135,7 +123,7 @@ impl Agent {
     /// were read (at most 2 s), since qemu-ga dies of SIGPIPE when a client
     /// closes before it could answer.
     pub fn disconnect(&self) {
-        self.link.send(Command::Close);
+        self.link.send(Instruction::Close);
     }
 
     /// Completes once the connection has closed, with why.

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 use qmp_core::{Event, EventQueue};
 
-use crate::error::CloseCause;
+use qmp_os::CloseCause;
 
 /// The queue size of [`Qmp::subscribe`](crate::Qmp::subscribe).
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 256;
@@ -112,7 +112,7 @@ pub(crate) trait Sink: Send + Sync {
 }
 
 struct State<const N: usize> {
-    queue: EventQueue<N>,
+    queue: EventQueue,
     /// Losses that happened before the events reached this queue.
     missed: u64,
     missed_total: u64,
@@ -168,11 +168,8 @@ impl<const N: usize> Sink for Shared<N> {
 /// closed and every queued event was read. Read it with
 /// [`futures_lite::StreamExt::next`] or any `Stream` combinator.
 ///
-/// The queue is the engine's `EventQueue<N>`, stored inline: each slot
-/// takes about 80 bytes, and the queue is built on the caller's stack
-/// (copied there more than once in debug builds) before it moves to the
-/// heap. The default of 256 is about 20 KB; for thousands of slots, call
-/// `subscribe` on a thread with a large stack.
+/// The queue grows as events arrive, up to `N`; an idle subscription
+/// holds none.
 pub struct Subscription<const N: usize = DEFAULT_SUBSCRIPTION_CAPACITY> {
     shared: Arc<Shared<N>>,
     hub: Arc<Hub>,
@@ -297,7 +294,7 @@ impl Hub {
         let shared = Arc::new(Shared {
             filter,
             state: Mutex::new(State {
-                queue: EventQueue::new(),
+                queue: EventQueue::new(N),
                 missed: 0,
                 missed_total: 0,
                 waker: None,

@@ -6,23 +6,20 @@
 
 mod agent;
 mod driver;
-mod error;
 mod events;
 mod link;
-mod options;
 mod qmp;
 mod transport;
 
 pub use agent::Agent;
 pub use driver::Driver;
-pub use error::{CloseCause, Error};
 pub use events::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
-pub use options::Options;
 pub use qmp::{Listener, Qmp};
+pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
 
 /// The engine this crate drives, re-exported so callers use the same
 /// version (`Request`, `Event`, `Greeting`, typed `commands`, errors).
 pub use qmp_core;
 /// `serde_json`, as the engine uses it.
 pub use qmp_core::serde_json;
-pub use qmp_core::{Event, Greeting, Request};
+pub use qmp_core::{Event, Greeting, Request, SessionState, Traffic};

@@ -7,28 +7,28 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt, future};
 use qmp_core::serde_json::Value;
-use qmp_core::{Command as TypedCommand, Config, Event, Greeting, Request};
+use qmp_core::{Command as TypedCommand, Config, Dialect, Event, Greeting, Request};
+use qmp_os::{
+    CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking, deadline_after,
+};
 
-use crate::driver::{Clock, Command, Driver, Submission};
-use crate::error::{CloseCause, Error};
+use crate::driver::{Driver, Handshake, Instruction, MAX_EVENTS_PER_READ, Submission};
 use crate::events::{EventFilter, Hub, Subscription};
 use crate::transport::Transport;
 
 pub(crate) struct Shared {
-    commands: Sender<Command>,
+    instructions: Sender<Instruction>,
     /// Fails (never yields) once the driver has finished.
     closed: Receiver<()>,
     hub: Arc<Hub>,
     next_token: AtomicU64,
-    clock: Clock,
-    greeting: Option<Greeting>,
-    oob: bool,
+    handshake: Handshake,
     /// Set when descriptors cannot be passed: what the stream is.
     without_fds: Option<&'static str>,
 }
@@ -37,7 +37,7 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub(crate) struct Link {
     shared: Arc<Shared>,
-    pub(crate) timeout: Option<Duration>,
+    pub(crate) timeout: Duration,
 }
 
 impl Link {
@@ -45,39 +45,58 @@ impl Link {
     pub(crate) async fn establish(
         io: Transport,
         config: Config,
-        timeout: Option<Duration>,
+        options: &Options,
+        default_name: &str,
     ) -> Result<(Link, Driver), Error> {
         let without_fds = io.without_fds();
-        let (commands, rx) = async_channel::unbounded();
+        let what = match config.dialect {
+            Dialect::Qga => "the guest agent to answer guest-sync-delimited",
+            _ => "the QMP greeting and capability negotiation",
+        };
+        let staging = config.max_queued_events.max(MAX_EVENTS_PER_READ);
+        let conn = Conn::new(
+            config.max_queued_events(staging),
+            options,
+            default_name,
+            "qmp_smol",
+            without_fds,
+        );
+        let (instructions, rx) = async_channel::unbounded();
         let (closed_tx, closed) = async_channel::bounded(1);
         let hub = Arc::new(Hub::default());
-        let (driver, greeting, oob, clock) =
-            Driver::establish(io, config, hub.clone(), rx, closed_tx).await?;
+        let (driver, handshake) = Driver::establish(conn, io, hub.clone(), rx, closed_tx)
+            .await
+            .map_err(|e| match e {
+                Error::Closed(cause) => {
+                    Error::from_handshake(cause, what, options.handshake_timeout)
+                }
+                e => e,
+            })?;
         let shared = Shared {
-            commands,
+            instructions,
             closed,
             hub,
             next_token: AtomicU64::new(0),
-            clock,
-            greeting,
-            oob,
+            handshake,
             without_fds,
         };
-        Ok((
-            Link {
-                shared: Arc::new(shared),
-                timeout,
-            },
-            driver,
-        ))
+        let link = Link {
+            shared: Arc::new(shared),
+            timeout: options.timeout,
+        };
+        Ok((link, driver))
     }
 
     pub(crate) fn greeting(&self) -> Option<&Greeting> {
-        self.shared.greeting.as_ref()
+        self.shared.handshake.greeting.as_ref()
     }
 
     pub(crate) fn oob_enabled(&self) -> bool {
-        self.shared.oob
+        self.shared.handshake.oob
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.shared.handshake.name
     }
 
     pub(crate) fn fd_passing(&self) -> bool {
@@ -96,9 +115,10 @@ impl Link {
         self.close_cause().unwrap_or(CloseCause::DriverDropped)
     }
 
-    /// Sends `request` and waits for its reply. Dropping the future at any
-    /// point cancels the call in the driver: a call not yet sent never is,
-    /// a sent one's reply is dropped when it comes.
+    /// Sends `request` and waits for its reply, at most the handle's
+    /// timeout even when the driver is not polled. Dropping the future at
+    /// any point cancels the call in the driver: a call not yet sent never
+    /// is, a sent one's reply is dropped when it comes.
     pub(crate) async fn call(&self, request: Request, fds: Vec<OwnedFd>) -> Result<Value, Error> {
         if let Some(cause) = self.close_cause() {
             return Err(Error::Closed(cause));
@@ -106,31 +126,55 @@ impl Link {
         if let Some(transport) = self.shared.without_fds.filter(|_| !fds.is_empty()) {
             return Err(Error::FdPassingUnsupported { transport });
         }
+        let timeout = self.timeout;
+        let name = request.name().to_owned();
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, result) = async_channel::bounded(1);
-        let sub = Submission {
+        let limit = deadline_after(timeout);
+        let submission = Submission {
             token,
             request,
-            deadline: self.timeout.map(|t| self.shared.clock.now() + t),
+            deadline: limit.map(|at| self.shared.handshake.clock.from_std(at)),
             fds,
             reply,
         };
-        if self
+        let sent = self
             .shared
-            .commands
-            .try_send(Command::Execute(sub))
-            .is_err()
-        {
+            .instructions
+            .try_send(Instruction::Execute(submission));
+        if sent.is_err() {
             return Err(Error::Closed(self.cause()));
         }
         let mut guard = CancelOnDrop {
             token,
-            commands: &self.shared.commands,
+            instructions: &self.shared.instructions,
             armed: true,
         };
-        let outcome = result.recv().await;
-        guard.armed = false;
-        outcome.unwrap_or_else(|_| Err(Error::Interrupted(self.cause())))
+        let answer = async { Some(result.recv().await) };
+        let expire = async {
+            match limit {
+                Some(at) => Timer::at(at).await,
+                None => future::pending().await,
+            };
+            None
+        };
+        let outcome = future::or(answer, expire).await;
+        let timed_out = || Error::Timeout {
+            waiting_for: format!("the reply to `{name}`"),
+            after: timeout,
+        };
+        match outcome {
+            // The guard cancels the call in the driver.
+            None => Err(timed_out()),
+            Some(received) => {
+                guard.armed = false;
+                match received {
+                    Ok(Err(Error::Timeout { .. })) => Err(timed_out()),
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Interrupted(self.cause())),
+                }
+            }
+        }
     }
 
     pub(crate) async fn call_typed<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
@@ -138,8 +182,8 @@ impl Link {
         Ok(C::decode(value)?)
     }
 
-    pub(crate) fn send(&self, cmd: Command) {
-        let _ = self.shared.commands.try_send(cmd);
+    pub(crate) fn send(&self, instruction: Instruction) {
+        let _ = self.shared.instructions.try_send(instruction);
     }
 
     pub(crate) fn subscribe<const N: usize>(&self, filter: EventFilter) -> Subscription<N> {
@@ -151,13 +195,20 @@ impl Link {
         filter: EventFilter,
         timeout: Duration,
     ) -> impl Future<Output = Result<Event, Error>> + Send + 'static {
+        let what = format!("an event matching {filter:?}");
         let mut sub = self.subscribe::<{ crate::DEFAULT_SUBSCRIPTION_CAPACITY }>(filter);
-        let deadline = StdInstant::now() + timeout;
+        let limit = deadline_after(timeout);
         async move {
             let next = async { Ok(sub.next().await) };
             let expire = async {
-                Timer::at(deadline).await;
-                Err(Error::Timeout)
+                match limit {
+                    Some(at) => Timer::at(at).await,
+                    None => future::pending().await,
+                };
+                Err(Error::Timeout {
+                    waiting_for: what,
+                    after: timeout,
+                })
             };
             match future::or(next, expire).await? {
                 Some(e) => Ok(e),
@@ -177,10 +228,10 @@ impl Link {
     }
 }
 
-/// Tells the driver to forget a call whose future was dropped.
+/// Tells the driver to forget a call whose future was dropped or timed out.
 struct CancelOnDrop<'a> {
     token: u64,
-    commands: &'a Sender<Command>,
+    instructions: &'a Sender<Instruction>,
     armed: bool,
 }
 
@@ -188,7 +239,7 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
             // Unbounded: never blocks, fails only once the driver is gone.
-            let _ = self.commands.try_send(Command::Cancel(self.token));
+            let _ = self.instructions.try_send(Instruction::Cancel(self.token));
         }
     }
 }
@@ -201,57 +252,39 @@ pub(crate) fn request(name: &str, args: Option<Value>) -> Request {
     }
 }
 
-/// Runs `f` with `timeout` as a limit, failing with `ConnectTimeout`.
+/// Runs `f`, failing once the attempts' connect timeout passes.
 pub(crate) async fn limit<T>(
-    timeout: Option<Duration>,
-    target: &str,
+    attempts: &ConnectAttempts,
+    timeout: Duration,
     f: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    match timeout {
-        None => f.await,
-        Some(t) => {
-            let expire = async {
-                Timer::after(t).await;
-                Err(Error::ConnectTimeout {
-                    target: target.to_owned(),
-                    timeout: t,
-                })
-            };
-            future::or(f, expire).await
-        }
-    }
+    let expire = async {
+        match deadline_after(timeout) {
+            Some(at) => Timer::at(at).await,
+            None => future::pending().await,
+        };
+        Err(attempts.timed_out())
+    };
+    future::or(f, expire).await
 }
 
-/// Connects to a Unix path, retrying for up to `wait` while it does not
-/// exist or refuses connections.
+/// Connects to a Unix path, retrying as [`ConnectAttempts`] says.
 pub(crate) async fn connect_unix_path(
     path: &Path,
-    wait: Duration,
-    timeout: Option<Duration>,
+    socket_wait: Duration,
+    connect_timeout: Duration,
 ) -> Result<Transport, Error> {
-    let target = path.display().to_string();
-    let start = StdInstant::now();
+    let attempts = ConnectAttempts::new(path.display().to_string(), socket_wait, connect_timeout);
     loop {
-        let attempt = limit(timeout, &target, async {
-            Ok(Async::<UnixStream>::connect(path).await)
-        })
-        .await?;
-        match attempt {
-            Ok(s) => return Ok(Transport::Unix(s)),
+        match connect_unix_nonblocking(path) {
+            Ok(s) => {
+                return Ok(Transport::Unix(
+                    Async::new(s).map_err(|e| attempts.give_up(e))?,
+                ));
+            }
             Err(e) => {
-                let waited = start.elapsed();
-                let retry = matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                );
-                if !retry || waited >= wait {
-                    return Err(Error::Connect {
-                        target,
-                        waited,
-                        source: e,
-                    });
-                }
-                Timer::after((wait - waited).min(Duration::from_millis(20))).await;
+                let pause = attempts.after_failure(e)?;
+                Timer::after(pause).await;
             }
         }
     }

@@ -14,11 +14,11 @@ use qmp_core::commands::qmp::{AddFd, AddfdInfo, Closefd, Getfd};
 use qmp_core::serde_json::Value;
 use qmp_core::{Command as TypedCommand, Event, Greeting, Request};
 
+use qmp_os::{CloseCause, ConnectAttempts, Error, Options};
+
 use crate::driver::Driver;
-use crate::error::{CloseCause, Error};
 use crate::events::{EventFilter, Subscription};
 use crate::link::{self, Link};
-use crate::options::Options;
 use crate::transport::Transport;
 
 /// A cloneable handle to one QMP connection.
@@ -32,8 +32,7 @@ pub struct Qmp {
 
 impl Qmp {
     async fn establish(io: Transport, options: &Options) -> Result<(Qmp, Driver), Error> {
-        let (link, driver) =
-            Link::establish(io, options.qmp_config(), options.call_timeout).await?;
+        let (link, driver) = Link::establish(io, options.qmp_config(), options, "QMP").await?;
         Ok((Qmp { link }, driver))
     }
 
@@ -44,9 +43,8 @@ impl Qmp {
         path: impl AsRef<Path>,
         options: Options,
     ) -> Result<(Qmp, Driver), Error> {
-        let io =
-            link::connect_unix_path(path.as_ref(), options.socket_wait, options.connect_timeout)
-                .await?;
+        let wait = options.socket_wait_or(Duration::ZERO);
+        let io = link::connect_unix_path(path.as_ref(), wait, options.connect_timeout).await?;
         Qmp::establish(io, &options).await
     }
 
@@ -56,15 +54,12 @@ impl Qmp {
     where
         A: AsyncToSocketAddrs + fmt::Debug,
     {
-        let target = format!("{addr:?}");
-        let stream = link::limit(options.connect_timeout, &target, async {
+        let attempts =
+            ConnectAttempts::new(format!("{addr:?}"), Duration::ZERO, options.connect_timeout);
+        let stream = link::limit(&attempts, options.connect_timeout, async {
             async_net::TcpStream::connect(addr)
                 .await
-                .map_err(|source| Error::Connect {
-                    target: target.clone(),
-                    waited: Duration::ZERO,
-                    source,
-                })
+                .map_err(|e| attempts.give_up(e))
         })
         .await?;
         stream.set_nodelay(true)?;
@@ -98,17 +93,17 @@ impl Qmp {
         listener: &Listener,
         options: Options,
     ) -> Result<(Qmp, Driver), Error> {
-        let target = listener.path.display().to_string();
-        let (stream, _) = link::limit(options.connect_timeout, &target, async {
+        let attempts = ConnectAttempts::new(
+            listener.path.display().to_string(),
+            Duration::ZERO,
+            options.connect_timeout,
+        );
+        let (stream, _) = link::limit(&attempts, options.connect_timeout, async {
             listener
                 .inner
                 .accept()
                 .await
-                .map_err(|source| Error::Connect {
-                    target: target.clone(),
-                    waited: Duration::ZERO,
-                    source,
-                })
+                .map_err(|e| attempts.give_up(e))
         })
         .await?;
         Qmp::establish(Transport::Unix(stream), &options).await
@@ -260,12 +255,16 @@ impl Qmp {
         self.link.wait_event(filter.into(), timeout)
     }
 
-    /// The server's greeting (version and capabilities).
-    pub fn greeting(&self) -> &Greeting {
-        // The handshake only completes after the greeting.
-        self.link
-            .greeting()
-            .expect("a QMP session starts with a greeting")
+    /// The server's greeting (version and capabilities); `None` when
+    /// [`Options::await_greeting`] was off and none had arrived when the
+    /// session started.
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.link.greeting()
+    }
+
+    /// The connection's name in logs ([`Options::name`]).
+    pub fn name(&self) -> &str {
+        self.link.name()
     }
 
     /// Whether out-of-band execution was negotiated.
@@ -285,22 +284,15 @@ impl Qmp {
     }
 
     /// A handle to the same connection whose calls time out after
-    /// `timeout` (counted from each call).
+    /// `timeout` (counted from each call; `Duration::MAX`: never).
     pub fn with_timeout(&self, timeout: Duration) -> Qmp {
         let mut link = self.link.clone();
-        link.timeout = Some(timeout);
-        Qmp { link }
-    }
-
-    /// A handle to the same connection whose calls wait as long as it lives.
-    pub fn without_timeout(&self) -> Qmp {
-        let mut link = self.link.clone();
-        link.timeout = None;
+        link.timeout = timeout;
         Qmp { link }
     }
 
     /// This handle's call timeout.
-    pub fn timeout(&self) -> Option<Duration> {
+    pub fn timeout(&self) -> Duration {
         self.link.timeout
     }
 
@@ -309,7 +301,7 @@ impl Qmp {
     /// [`CloseReason::Local`](qmp_core::CloseReason::Local). Await
     /// [`closed`](Self::closed) to know it is done.
     pub fn disconnect(&self) {
-        self.link.send(crate::driver::Command::Close);
+        self.link.send(crate::driver::Instruction::Close);
     }
 
     /// Completes once the connection has closed, with why.
@@ -331,7 +323,8 @@ impl Qmp {
 impl fmt::Debug for Qmp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Qmp")
-            .field("version", &self.greeting().version)
+            .field("name", &self.name())
+            .field("version", &self.greeting().map(|g| g.version))
             .field("oob", &self.oob_enabled())
             .field("timeout", &self.timeout())
             .field("closed", &self.close_cause())

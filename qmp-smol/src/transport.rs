@@ -1,17 +1,14 @@
 //! The socket under a connection: a Unix stream (which can carry file
 //! descriptors) or any async byte stream.
 
-use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
-use rustix::io::Errno;
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 /// Any stream a connection can run over.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Send {}
@@ -66,15 +63,13 @@ impl Transport {
                 // MSG_NOSIGNAL: a peer that went away is an error to
                 // report, not a signal that kills the process.
                 let sent = if fds.is_empty() {
-                    rustix::net::send(s.get_ref(), bytes, SendFlags::NOSIGNAL)
+                    qmp_os::send(s.get_ref().as_fd(), bytes)
                 } else {
-                    send_with_fds(s.get_ref(), bytes, fds)
+                    qmp_os::send_with_fds(s.get_ref().as_fd(), bytes, fds)
                 };
                 match sent {
-                    Ok(n) => return Poll::Ready(Ok(n)),
-                    Err(Errno::INTR) => continue,
-                    Err(Errno::AGAIN) => ready!(s.poll_writable(cx))?,
-                    Err(e) => return Poll::Ready(Err(e.into())),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(s.poll_writable(cx))?,
+                    other => return Poll::Ready(other),
                 }
             },
             Transport::Other(s, _) => {
@@ -96,21 +91,4 @@ impl Transport {
             Transport::Other(s, _) => s.as_mut().poll_flush(cx),
         }
     }
-}
-
-/// One `sendmsg` with the descriptors as SCM_RIGHTS.
-fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> Result<usize, Errno> {
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-    let mut space =
-        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-        return Err(Errno::NOBUFS);
-    }
-    rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )
 }

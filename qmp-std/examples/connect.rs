@@ -29,8 +29,9 @@ fn main() -> ExitCode {
         }
     };
     let result = Qmp::connect_unix(path, Options::new()).and_then(|mut qmp| {
-        let g = qmp.greeting();
-        eprintln!("connected to QEMU {} {}", g.version, g.package);
+        if let Some(g) = qmp.greeting() {
+            eprintln!("connected to QEMU {} {}", g.version, g.package);
+        }
         let value = qmp.execute(command, arguments)?;
         for event in qmp.drain_events() {
             eprintln!("event: {}", event.to_value());

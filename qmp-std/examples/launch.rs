@@ -12,7 +12,9 @@ use qmp_std::commands::qmp::QueryStatus;
 
 fn main() -> Result<(), qmp_std::Error> {
     let mut qemu = Qemu::builder().arg("-S").launch()?;
-    println!("QEMU {} (pid {})", qemu.greeting().version, qemu.pid());
+    if let Some(g) = qemu.greeting() {
+        println!("QEMU {} (pid {})", g.version, qemu.pid());
+    }
     println!("status: {:?}", qemu.call(&QueryStatus)?.status);
     qemu.execute("cont", None)?;
     let event = qemu

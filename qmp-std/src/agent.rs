@@ -1,19 +1,16 @@
 //! The blocking guest agent (QGA) client.
 
-use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use log::debug;
 use qmp_core::serde_json::Value;
-use qmp_core::{CloseReason, Command, Config, Dialect, Request, Stats};
+use qmp_core::{Command, Request, SessionState, Stats};
+use qmp_os::{CloseCause, Conn, Error, Options, seed};
 
-use crate::conn::Conn;
-use crate::error::Error;
-use crate::options::Options;
-use crate::qmp::{WithTimeout, connect_unix_waiting, request};
+use crate::qmp::{WithTimeout, connect_unix_retrying, request};
 use crate::stream::{Socket, Stream};
+use crate::wire::Wire;
 
 /// A blocking client for the QEMU guest agent (`qemu-ga`).
 ///
@@ -24,23 +21,11 @@ use crate::stream::{Socket, Stream};
 ///
 /// qemu-ga may die of SIGPIPE when a client closes its socket before
 /// reading a reply; [`disconnect`](Self::disconnect) therefore waits (up
-/// to a second) for replies still due before closing.
+/// to [`Options::close_linger`]) for replies still due before closing.
 #[derive(Debug)]
 pub struct Agent<S = Socket> {
-    conn: Conn<S>,
+    conn: Wire<S>,
     timeout: Duration,
-}
-
-/// A seed for the sync ids that differs per connection and per process.
-fn sync_seed() -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos
-        ^ (u64::from(std::process::id()) << 32)
-        ^ N.fetch_add(1, Ordering::Relaxed).rotate_left(17)
 }
 
 impl Agent<Socket> {
@@ -50,15 +35,8 @@ impl Agent<Socket> {
     /// (default: the connect timeout), then resynchronises.
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
-        let wait = options.socket_wait.unwrap_or(options.connect_timeout);
-        let stream =
-            connect_unix_waiting(path, options.connect_timeout, wait).map_err(|e| match e {
-                Error::Timeout { waiting_for, after } => Error::Timeout {
-                    waiting_for: format!("the guest agent socket {waiting_for}"),
-                    after,
-                },
-                e => e,
-            })?;
+        let wait = options.socket_wait_or(options.connect_timeout);
+        let stream = connect_unix_retrying(path, wait, options.connect_timeout)?;
         debug!("QGA: connected to {}", path.display());
         Agent::from_stream(Socket::Unix(stream), options)
     }
@@ -68,19 +46,15 @@ impl<S: Stream> Agent<S> {
     /// Speaks the guest agent protocol over a stream you already have,
     /// resynchronising first (at most [`Options::handshake_timeout`]).
     pub fn from_stream(stream: S, options: Options) -> Result<Self, Error> {
-        let mut config = options.engine_config(|| Config::qga().sync_seed(sync_seed()));
-        if config.dialect != Dialect::Qga {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "Agent needs a guest agent engine configuration (Config::qga())",
-            )));
-        }
-        if config.sync_timeout.is_none() {
-            // An agent that stops answering ends the session instead of
-            // holding every later request back.
-            config.sync_timeout = Some(options.handshake_timeout);
-        }
-        let mut conn = Conn::new(stream, config, "QGA");
+        let without_fds = (!stream.can_pass_fds()).then(|| stream.transport());
+        let conn = Conn::new(
+            options.qga_config(seed()),
+            &options,
+            "QGA",
+            "qmp_std",
+            without_fds,
+        );
+        let mut conn = Wire::new(stream, conn);
         conn.handshake(
             options.handshake_timeout,
             "the guest agent to answer guest-sync-delimited",
@@ -133,44 +107,44 @@ impl<S: Stream> Agent<S> {
     /// Resynchronises with the agent now (0xFF + `guest-sync-delimited`),
     /// waiting at most the call timeout for its answer.
     pub fn resync(&mut self) -> Result<(), Error> {
-        if let Some(e) = self.conn.dead() {
-            return Err(e);
+        if let Some(cause) = self.conn.close_cause() {
+            return Err(Error::Closed(cause));
         }
-        let now = self.conn.now();
-        self.conn.client.resync(now);
+        let now = self.conn.conn.now();
+        self.conn.conn.engine_mut().resync(now);
         let t = self.timeout;
         self.conn.wait_for(
             t,
             || "the guest agent to answer guest-sync-delimited".into(),
-            |c| (c.client.runstate() == qmp_core::Runstate::Running).then_some(()),
+            |c| (c.conn.state() == SessionState::Running).then_some(()),
         )
     }
 
+    /// A call; after a timeout the engine resynchronises before the next
+    /// request, so a late reply is never taken for another's.
     fn run(&mut self, request: Request, timeout: Duration) -> Result<Value, Error> {
-        let result = self.conn.call(request, timeout, &[]);
-        if matches!(result, Err(Error::Timeout { .. })) {
-            // A reply may still come: resync before the next request, so
-            // it can never be taken for that request's.
-            let now = self.conn.now();
-            self.conn.client.resync(now);
-        }
-        result
+        self.conn.call(request, timeout, &[])
     }
 
     /// Counters: bytes and messages received, late replies dropped, stale
     /// output discarded while resynchronising.
     pub fn stats(&self) -> Stats {
-        self.conn.client.stats()
+        self.conn.conn.engine().stats()
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> SessionState {
+        self.conn.conn.state()
     }
 
     /// Why the session ended, once it has.
-    pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.conn.client.close_reason()
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        self.conn.close_cause()
     }
 
     /// Whether the session has ended (calls now fail at once).
     pub fn is_closed(&self) -> bool {
-        self.conn.dead().is_some()
+        self.conn.close_cause().is_some()
     }
 
     /// The stream.
@@ -184,10 +158,11 @@ impl<S: Stream> Agent<S> {
         &mut self.conn.stream
     }
 
-    /// Closes the session, first giving replies still due up to one second
-    /// to arrive; returns the stream, shut down.
+    /// Closes the session, first reading the replies still owed for at
+    /// most [`Options::close_linger`] (qemu-ga dies of SIGPIPE when it
+    /// answers a closed socket); returns the stream, shut down.
     pub fn into_inner(mut self) -> S {
-        self.conn.close(Duration::from_secs(1).min(self.timeout));
+        self.conn.close();
         self.conn.stream
     }
 

@@ -15,10 +15,9 @@ use std::time::{Duration, Instant as StdInstant};
 
 use log::{debug, warn};
 
-use crate::error::{Error, LaunchError};
-use crate::options::Options;
 use crate::qmp::{Qmp, accept_unix_within};
 use crate::stream::Socket;
+use qmp_os::{Error, LaunchError, Options};
 
 /// The binary started when neither [`QemuBuilder::program`] nor `$QEMU` says otherwise.
 pub const DEFAULT_PROGRAM: &str = "qemu-system-x86_64";
@@ -226,11 +225,9 @@ impl QemuBuilder {
         };
         match connected {
             Ok(qmp) => {
-                debug!(
-                    "QEMU {} running as pid {}",
-                    qmp.greeting().version,
-                    child.id()
-                );
+                if let Some(g) = qmp.greeting() {
+                    debug!("QEMU {} running as pid {}", g.version, child.id());
+                }
                 Ok(Qemu {
                     qmp,
                     pid: child.id(),
@@ -432,7 +429,7 @@ fn accept_from_child(
         let slice = deadline
             .saturating_duration_since(StdInstant::now())
             .min(Duration::from_millis(50));
-        match accept_unix_within(listener, slice) {
+        match accept_unix_within(listener, "QEMU's QMP socket", slice) {
             Ok(s) => return Ok(s),
             Err(e) if e.is_timeout() => {}
             Err(e) => return Err(e),
@@ -445,7 +442,7 @@ fn accept_from_child(
         if StdInstant::now() >= deadline {
             return Err(Error::Timeout {
                 waiting_for: "QEMU to connect to its QMP socket".into(),
-                after: Some(timeout),
+                after: timeout,
             });
         }
     }

@@ -5,18 +5,15 @@
 #![allow(clippy::std_instead_of_core)]
 
 mod agent;
-mod conn;
-mod error;
 mod launcher;
-mod options;
 mod qmp;
 mod stream;
+mod wire;
 
 pub use agent::Agent;
-pub use error::{Error, LaunchError};
 pub use launcher::{DEFAULT_ARGS, DEFAULT_PROGRAM, Qemu, QemuBuilder, QmpSocket};
-pub use options::Options;
 pub use qmp::{Qmp, UnixAcceptor, WithTimeout};
+pub use qmp_os::{CloseCause, Error, LaunchError, Options, TrafficHook};
 pub use stream::{Polled, Socket, Stream};
 
 /// The engine, re-exported: typed commands live in [`qmp_core::commands`].
@@ -24,5 +21,5 @@ pub use qmp_core;
 pub use qmp_core::serde_json;
 pub use qmp_core::{
     CloseReason, Command, Config, ErrorClass, Event, EventQueue, ExecuteError, Greeting, Request,
-    RequestId, Stats, Version, commands,
+    RequestId, SessionState, Stats, Traffic, Version, commands,
 };

@@ -1,5 +1,6 @@
 //! The blocking QMP client.
 
+use std::fmt;
 use std::io;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -10,14 +11,11 @@ use std::time::{Duration, Instant as StdInstant};
 use log::debug;
 use qmp_core::commands::qmp::{AddFd, AddfdInfo, Closefd, Getfd};
 use qmp_core::serde_json::Value;
-use qmp_core::{
-    CloseReason, Command, Config, Dialect, Event, EventQueue, Greeting, Request, Stats,
-};
+use qmp_core::{Command, Event, EventQueue, Greeting, Request, SessionState, Stats};
+use qmp_os::{CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking};
 
-use crate::conn::Conn;
-use crate::error::Error;
-use crate::options::Options;
-use crate::stream::{Socket, Stream, connect_unix_within, wait_readable};
+use crate::stream::{Socket, Stream, wait_readable};
+use crate::wire::Wire;
 
 /// A blocking QMP client.
 ///
@@ -31,7 +29,7 @@ use crate::stream::{Socket, Stream, connect_unix_within, wait_readable};
 /// any [`Stream`] given to [`from_stream`](Self::from_stream).
 #[derive(Debug)]
 pub struct Qmp<S = Socket> {
-    conn: Conn<S>,
+    conn: Wire<S>,
     timeout: Duration,
 }
 
@@ -69,45 +67,22 @@ impl<'a> From<&'a str> for UnixAcceptor<'a> {
     }
 }
 
-/// Connects to `path`, retrying a missing or refusing socket for `wait`.
-pub(crate) fn connect_unix_waiting(
+/// Connects to `path`, retrying as [`ConnectAttempts`] says.
+pub(crate) fn connect_unix_retrying(
     path: &Path,
+    socket_wait: Duration,
     connect_timeout: Duration,
-    wait: Duration,
 ) -> Result<UnixStream, Error> {
-    let deadline = StdInstant::now() + wait;
+    let attempts = ConnectAttempts::new(path.display().to_string(), socket_wait, connect_timeout);
     loop {
-        match connect_unix_within(path, connect_timeout) {
-            Ok(s) => return Ok(s),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                ) && StdInstant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
+        match connect_unix_nonblocking(path) {
+            Ok(stream) => {
+                stream
+                    .set_nonblocking(false)
+                    .map_err(|e| attempts.give_up(e))?;
+                return Ok(stream);
             }
-            Err(e)
-                if !wait.is_zero()
-                    && matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                    ) =>
-            {
-                return Err(Error::Timeout {
-                    waiting_for: format!(
-                        "{} to accept connections (last error: {e})",
-                        path.display()
-                    ),
-                    after: Some(wait),
-                });
-            }
-            Err(e) => {
-                return Err(Error::Io(io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to {}: {e}", path.display()),
-                )));
-            }
+            Err(e) => std::thread::sleep(attempts.after_failure(e)?),
         }
     }
 }
@@ -115,15 +90,14 @@ pub(crate) fn connect_unix_waiting(
 /// Accepts one connection on `listener` within `timeout`.
 pub(crate) fn accept_unix_within(
     listener: &UnixListener,
+    target: &str,
     timeout: Duration,
 ) -> Result<UnixStream, Error> {
-    if !wait_readable(listener.as_fd(), timeout)? {
-        return Err(Error::Timeout {
-            waiting_for: "a connection to the listening socket".into(),
-            after: Some(timeout),
-        });
+    let attempts = ConnectAttempts::new(target, Duration::ZERO, timeout);
+    if !wait_readable(listener.as_fd(), timeout).map_err(|e| attempts.give_up(e))? {
+        return Err(attempts.timed_out());
     }
-    let (stream, _) = listener.accept()?;
+    let (stream, _) = listener.accept().map_err(|e| attempts.give_up(e))?;
     Ok(stream)
 }
 
@@ -135,37 +109,35 @@ impl Qmp<Socket> {
     /// backlog stays full gives up after [`Options::connect_timeout`].
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
-        let wait = options.socket_wait.unwrap_or(Duration::ZERO);
-        let stream = connect_unix_waiting(path, options.connect_timeout, wait)?;
+        let wait = options.socket_wait_or(Duration::ZERO);
+        let stream = connect_unix_retrying(path, wait, options.connect_timeout)?;
         debug!("QMP: connected to {}", path.display());
         Qmp::from_stream(Socket::Unix(stream), options)
     }
 
     /// Connects to a QEMU serving QMP over TCP (`-qmp tcp:HOST:PORT,server=on`),
     /// trying each address within [`Options::connect_timeout`].
-    pub fn connect_tcp(addr: impl ToSocketAddrs, options: Options) -> Result<Self, Error> {
-        let mut last = None;
-        for a in addr.to_socket_addrs()? {
+    pub fn connect_tcp(
+        addr: impl ToSocketAddrs + fmt::Debug,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let attempts =
+            ConnectAttempts::new(format!("{addr:?}"), Duration::ZERO, options.connect_timeout);
+        let mut last = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        );
+        for a in addr.to_socket_addrs().map_err(|e| attempts.give_up(e))? {
             match TcpStream::connect_timeout(&a, options.connect_timeout) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
                     debug!("QMP: connected to {a}");
                     return Qmp::from_stream(Socket::Tcp(stream), options);
                 }
-                Err(e) => {
-                    last = Some(io::Error::new(
-                        e.kind(),
-                        format!("cannot connect to {a}: {e}"),
-                    ))
-                }
+                Err(e) => last = e,
             }
         }
-        Err(Error::Io(last.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the address resolved to nothing",
-            )
-        })))
+        Err(attempts.give_up(last))
     }
 
     /// Waits, at most [`Options::connect_timeout`], for QEMU to connect
@@ -176,15 +148,22 @@ impl Qmp<Socket> {
         options: Options,
     ) -> Result<Self, Error> {
         let stream = match on.into() {
-            UnixAcceptor::Listener(l) => accept_unix_within(l, options.connect_timeout)?,
+            UnixAcceptor::Listener(l) => {
+                let target = l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                    .unwrap_or_else(|| "a listening socket".into());
+                accept_unix_within(l, &target, options.connect_timeout)?
+            }
             UnixAcceptor::Path(p) => {
-                let listener = UnixListener::bind(p).map_err(|e| {
-                    Error::Io(io::Error::new(
-                        e.kind(),
-                        format!("cannot listen on {}: {e}", p.display()),
-                    ))
+                let target = p.display().to_string();
+                let listener = UnixListener::bind(p).map_err(|source| Error::Connect {
+                    target: target.clone(),
+                    waited: Duration::ZERO,
+                    source,
                 })?;
-                let accepted = accept_unix_within(&listener, options.connect_timeout);
+                let accepted = accept_unix_within(&listener, &target, options.connect_timeout);
                 let _ = std::fs::remove_file(p);
                 accepted?
             }
@@ -196,13 +175,16 @@ impl Qmp<Socket> {
     /// Waits, at most [`Options::connect_timeout`], for QEMU to connect
     /// over TCP (`-qmp tcp:HOST:PORT,server=off`), then negotiates.
     pub fn accept_tcp(listener: &TcpListener, options: Options) -> Result<Self, Error> {
-        if !wait_readable(listener.as_fd(), options.connect_timeout)? {
-            return Err(Error::Timeout {
-                waiting_for: "a connection to the listening socket".into(),
-                after: Some(options.connect_timeout),
-            });
+        let target = listener
+            .local_addr()
+            .map_or_else(|_| "a TCP listener".into(), |a| a.to_string());
+        let attempts = ConnectAttempts::new(target, Duration::ZERO, options.connect_timeout);
+        if !wait_readable(listener.as_fd(), options.connect_timeout)
+            .map_err(|e| attempts.give_up(e))?
+        {
+            return Err(attempts.timed_out());
         }
-        let (stream, peer) = listener.accept()?;
+        let (stream, peer) = listener.accept().map_err(|e| attempts.give_up(e))?;
         stream.set_nodelay(true)?;
         debug!("QMP: accepted a connection from {peer}");
         Qmp::from_stream(Socket::Tcp(stream), options)
@@ -215,39 +197,51 @@ impl<S: Stream> Qmp<S> {
     /// negotiates capabilities (with `oob` when offered), at most
     /// [`Options::handshake_timeout`].
     pub fn from_stream(stream: S, options: Options) -> Result<Self, Error> {
-        let config = options.engine_config(Config::qmp);
-        if config.dialect != Dialect::Qmp {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "Qmp needs a QMP engine configuration (Config::qmp())",
-            )));
+        let without_fds = (!stream.can_pass_fds()).then(|| stream.transport());
+        let conn = Conn::new(
+            options.qmp_config(),
+            &options,
+            "QMP",
+            "qmp_std",
+            without_fds,
+        );
+        let mut conn = Wire::new(stream, conn);
+        if options.await_greeting || options.negotiate {
+            conn.handshake(
+                options.handshake_timeout,
+                "the QMP greeting and capability negotiation",
+            )?;
         }
-        let mut conn = Conn::new(stream, config, "QMP");
-        conn.handshake(
-            options.handshake_timeout,
-            "the QMP greeting and capability negotiation",
-        )?;
         Ok(Qmp {
             conn,
             timeout: options.timeout,
         })
     }
 
-    /// The server's greeting (version and capabilities).
-    pub fn greeting(&self) -> &Greeting {
-        self.conn
-            .greeting()
-            .expect("a Qmp exists only after the greeting arrived")
+    /// The server's greeting (version and capabilities); `None` when
+    /// [`Options::await_greeting`] was off and none has arrived yet.
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.conn.conn.greeting()
     }
 
     /// Whether out-of-band execution was negotiated.
     pub fn oob_enabled(&self) -> bool {
-        self.conn.client.oob_enabled()
+        self.conn.conn.engine().oob_enabled()
     }
 
     /// Whether file descriptors can be passed (a Unix socket).
     pub fn can_pass_fds(&self) -> bool {
-        self.conn.stream.can_pass_fds()
+        self.conn.conn.can_pass_fds()
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> SessionState {
+        self.conn.conn.state()
+    }
+
+    /// The connection's name in logs ([`Options::name`]).
+    pub fn name(&self) -> &str {
+        self.conn.conn.name()
     }
 
     /// The default timeout of each call.
@@ -366,34 +360,34 @@ impl<S: Stream> Qmp<S> {
     /// (without waiting). A connection failure found on the way is
     /// reported by the next call.
     pub fn drain_events(&mut self) -> Vec<Event> {
-        let _ = self.conn.poll();
-        std::iter::from_fn(|| self.conn.client.poll_event()).collect()
+        self.conn.poll();
+        self.events().clear()
     }
 
     /// The queue of events not yet taken, to inspect or take from
     /// selectively; also says how many were dropped when it overflowed.
-    pub fn events(&mut self) -> &mut EventQueue<64> {
-        self.conn.client.events()
+    pub fn events(&mut self) -> &mut EventQueue {
+        self.conn.conn.engine_mut().events()
     }
 
     /// Counters: bytes and messages received, late replies dropped, events lost.
     pub fn stats(&self) -> Stats {
-        self.conn.client.stats()
+        self.conn.conn.engine().stats()
     }
 
     /// Why the session ended, once it has.
-    pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.conn.client.close_reason()
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        self.conn.close_cause()
     }
 
     /// Whether the session has ended (calls now fail at once).
     pub fn is_closed(&self) -> bool {
-        self.conn.dead().is_some()
+        self.conn.close_cause().is_some()
     }
 
     /// The engine's current time, for [`Request::deadline`].
     pub fn now(&self) -> qmp_core::Instant {
-        self.conn.now()
+        self.conn.conn.now()
     }
 
     /// The stream.
@@ -407,16 +401,17 @@ impl<S: Stream> Qmp<S> {
         &mut self.conn.stream
     }
 
-    /// Closes the session: gives replies still due to timed-out calls up to
-    /// one second to arrive, then shuts the stream down. Returns it.
+    /// Closes the session (the engine first reads the replies still owed,
+    /// for at most [`Options::close_linger`]), shuts the stream down and
+    /// returns it.
     pub fn into_inner(mut self) -> S {
-        self.conn.close(Duration::from_secs(1).min(self.timeout));
+        self.conn.close();
         self.conn.stream
     }
 
     /// Ends the session now, without waiting for anything.
     pub(crate) fn abandon(&mut self) {
-        self.conn.close(Duration::ZERO);
+        self.conn.abort();
     }
 
     /// Closes the session and the connection; QEMU keeps running.
@@ -434,7 +429,7 @@ pub(crate) fn request(name: &str, args: Option<Value>) -> Request {
 }
 
 fn wait_event_where<S: Stream>(
-    conn: &mut Conn<S>,
+    conn: &mut Wire<S>,
     timeout: Duration,
     name: Option<&str>,
     mut pred: impl FnMut(&Event) -> bool,
@@ -445,7 +440,8 @@ fn wait_event_where<S: Stream>(
     };
     let started = StdInstant::now();
     let ev = conn.wait_for(timeout, what, |c| {
-        c.client
+        c.conn
+            .engine_mut()
             .events()
             .take_first(|e| name.is_none_or(|n| e.name == n) && pred(e))
     })?;

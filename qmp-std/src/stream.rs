@@ -1,13 +1,10 @@
 //! The byte streams a connection runs over, and how descriptors travel.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::mem::MaybeUninit;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
-
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
 
 /// A connected byte stream the client can drive: `Read + Write` plus the
 /// few socket controls a blocking client needs to bound its waits.
@@ -111,32 +108,12 @@ impl Stream for TcpStream {
     }
 }
 
-/// One `sendmsg` carrying `bytes` and the descriptors.
 fn send_with_fds(
     socket: BorrowedFd<'_>,
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "cannot attach {} file descriptors to one message",
-                fds.len()
-            ),
-        ));
-    }
-    let iov = [IoSlice::new(bytes)];
-    loop {
-        // NOSIGNAL: a closed peer is an EPIPE error, never a SIGPIPE.
-        match sendmsg(socket, &iov, &mut control, SendFlags::NOSIGNAL) {
-            Ok(n) => return Ok(n),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    qmp_os::send_with_fds(socket, bytes, fds)
 }
 
 /// The sockets this crate connects itself: Unix or TCP.
@@ -388,48 +365,6 @@ fn wait_ready(
             Ok(n) => return Ok(n > 0),
             Err(rustix::io::Errno::INTR) if !left.is_zero() => continue,
             Err(rustix::io::Errno::INTR) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Connects to a Unix socket, giving up after `timeout`. A plain
-/// `connect` blocks while the listener's backlog is full (a QEMU that
-/// already serves a client and accepts no other); a non-blocking one
-/// says so at once, and is retried until the deadline.
-pub(crate) fn connect_unix_within(
-    path: &std::path::Path,
-    timeout: Duration,
-) -> io::Result<UnixStream> {
-    use rustix::net::{
-        AddressFamily, SocketAddrUnix, SocketFlags, SocketType, connect, socket_with,
-    };
-    let addr = SocketAddrUnix::new(path)?;
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let fd = socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )?;
-        match connect(&fd, &addr) {
-            Ok(()) => {
-                let stream = UnixStream::from(fd);
-                stream.set_nonblocking(false)?;
-                return Ok(stream);
-            }
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR)
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(rustix::io::Errno::AGAIN) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the listener's backlog stayed full for {timeout:?}"),
-                ));
-            }
             Err(e) => return Err(e.into()),
         }
     }

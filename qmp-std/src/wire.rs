@@ -1,39 +1,26 @@
 //! The blocking driving loop shared by the QMP and guest agent clients:
-//! where bytes are written and read, and where deadlines are enforced.
+//! it moves bytes between the stream and the engine's [`Conn`], and waits.
+//! Every protocol decision (deadlines, resync, flow control, the close)
+//! is the engine's.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant as StdInstant};
 
-use log::{debug, trace, warn};
 use qmp_core::serde_json::Value;
-use qmp_core::{
-    Client, CloseReason, Config, Greeting, Instant, Output, Request, RequestError, RequestId,
-    Runstate,
-};
+use qmp_core::{Output, Request, RequestError, RequestId, SessionState};
+use qmp_os::{CloseCause, Conn, Error, deadline_after};
 
-use crate::error::Error;
 use crate::stream::Stream;
 
 /// The read buffer size: big replies arrive in a few reads.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// The most descriptors one message can carry (Linux's SCM_MAX_FD).
-const MAX_FDS: usize = 253;
-
 /// The longest one write may block, and the longest a read waits while
 /// bytes are still waiting to be written: a peer that stops reading must
 /// not stop this side from reading its replies and events.
 const WRITE_SLICE: Duration = Duration::from_millis(20);
-
-/// What the connection died of on this side (I/O errors are not
-/// `Clone`, so the facts are kept to build a fresh error per call).
-#[derive(Debug)]
-struct Failure {
-    kind: ErrorKind,
-    message: String,
-}
 
 /// How long one read may wait.
 #[derive(Clone, Copy, Debug)]
@@ -44,90 +31,47 @@ enum Wait {
     For(Option<Duration>),
 }
 
-/// One connection: the engine, its stream and the clock that feeds it.
+/// One connection: its stream and its engine.
 #[derive(Debug)]
-pub(crate) struct Conn<S> {
+pub(crate) struct Wire<S> {
     pub(crate) stream: S,
-    pub(crate) client: Client,
-    origin: StdInstant,
+    pub(crate) conn: Conn,
     buf: Box<[u8]>,
-    /// Duplicates of descriptors for requests not yet written.
-    fds: Vec<(RequestId, Vec<OwnedFd>)>,
     /// Requests that ended, not yet collected by their caller.
     done: VecDeque<(RequestId, Result<Value, RequestError>)>,
-    greeting: Option<Greeting>,
     ready: bool,
-    failure: Option<Failure>,
     write_timeout: Option<Duration>,
     /// The read timeout last set on the stream (`None`: not set yet).
     read_timeout: Option<Option<Duration>>,
-    /// "QMP" or "QGA", for logs.
-    label: &'static str,
 }
 
-impl<S: Stream> Conn<S> {
-    pub(crate) fn new(stream: S, config: Config, label: &'static str) -> Self {
-        let origin = StdInstant::now();
-        Conn {
+impl<S: Stream> Wire<S> {
+    pub(crate) fn new(stream: S, conn: Conn) -> Self {
+        Wire {
             stream,
-            client: Client::new(Instant::ZERO, config),
-            origin,
+            conn,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
-            fds: Vec::new(),
             done: VecDeque::new(),
-            greeting: None,
             ready: false,
-            failure: None,
             write_timeout: None,
             read_timeout: None,
-            label,
         }
-    }
-
-    /// The engine's clock: microseconds since this connection was made.
-    pub(crate) fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
-    }
-
-    fn to_std(&self, t: Instant) -> StdInstant {
-        self.origin + Duration::from_micros(t.as_micros())
-    }
-
-    pub(crate) fn greeting(&self) -> Option<&Greeting> {
-        self.greeting.as_ref()
     }
 
     /// Waits until the session runs (greeting and negotiation done, or the
-    /// agent resynchronised).
+    /// agent resynchronised); the engine bounds it by its handshake timeout.
     pub(crate) fn handshake(&mut self, timeout: Duration, what: &str) -> Result<(), Error> {
-        self.write_timeout(timeout)?;
-        let deadline = StdInstant::now() + timeout;
-        match self.run(Some(deadline), |c| c.ready.then_some(())) {
+        self.set_write_timeout(timeout)?;
+        let timed_out = || Error::Timeout {
+            waiting_for: what.into(),
+            after: timeout,
+        };
+        match self.run(deadline_after(timeout), |w| w.ready.then_some(())) {
             Ok(Some(())) => Ok(()),
-            Ok(None) => Err(Error::Timeout {
-                waiting_for: what.into(),
-                after: Some(timeout),
-            }),
-            Err(Error::Closed(CloseReason::HandshakeTimeout | CloseReason::SyncTimeout)) => {
-                Err(Error::Timeout {
-                    waiting_for: what.into(),
-                    after: Some(timeout),
-                })
-            }
-            Err(Error::Closed(reason)) => Err(Error::Interrupted(reason)),
+            Ok(None) => Err(timed_out()),
+            Err(Error::Closed(cause)) => Err(Error::from_handshake(cause, what, timeout)),
             Err(e) => Err(e),
         }
-    }
-
-    /// The error for a call made once the session has ended.
-    pub(crate) fn dead(&self) -> Option<Error> {
-        if let Some(f) = &self.failure {
-            return Some(Error::Io(io::Error::new(
-                f.kind,
-                format!("the connection failed earlier: {}", f.message),
-            )));
-        }
-        self.client.close_reason().map(|r| Error::Closed(r.clone()))
     }
 
     /// Submits `request` and waits for its end, at most `timeout`.
@@ -137,88 +81,25 @@ impl<S: Stream> Conn<S> {
         timeout: Duration,
         fds: &[BorrowedFd<'_>],
     ) -> Result<Value, Error> {
-        if let Some(e) = self.dead() {
-            return Err(e);
-        }
-        let name = request.name().to_owned();
-        let mut request = request;
-        let mut owned = Vec::new();
-        if !fds.is_empty() {
-            if !self.stream.can_pass_fds() {
-                return Err(Error::FdPassingUnsupported {
-                    transport: self.stream.transport(),
-                });
-            }
-            if fds.len() > MAX_FDS {
-                return Err(Error::Io(io::Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "{} file descriptors for one command; at most {MAX_FDS} fit",
-                        fds.len()
-                    ),
-                )));
-            }
-            // Duplicates stay valid even if the call times out before the
-            // request is written and the caller closes the originals.
-            for fd in fds {
-                owned.push(fd.try_clone_to_owned()?);
-            }
-            request = request.with_fds();
-        }
         // One call at a time: anything left here belongs to no caller.
         self.done.clear();
-        let now = self.now();
-        let id = self
-            .client
-            .execute(now, request)
-            .map_err(|e| self.submit_error(e))?;
-        debug!(
-            "{} -> {name} {id}{}",
-            self.label,
-            if owned.is_empty() { "" } else { " (with fds)" }
-        );
-        if !owned.is_empty() {
-            self.fds.push((id, owned));
-        }
-        self.write_timeout(timeout)?;
-        let deadline = StdInstant::now() + timeout;
-        let taken = self.run(Some(deadline), |c| c.take_done(id));
-        match taken {
-            Ok(Some(Ok(value))) => {
-                debug!("{} <- {id} {name}: {value}", self.label);
-                Ok(value)
-            }
-            Ok(Some(Err(e))) => {
-                debug!("{} <- {id} {name}: {e}", self.label);
-                Err(match e {
-                    RequestError::Timeout => Error::Timeout {
-                        waiting_for: format!("the reply to `{name}`"),
-                        after: None,
-                    },
-                    RequestError::Interrupted(_) if self.failure.is_some() => self
-                        .dead()
-                        .unwrap_or(Error::Interrupted(CloseReason::Local)),
-                    e => Error::from(e),
-                })
-            }
+        let name = request.name().to_owned();
+        let id = self.conn.submit(request, timeout, fds)?;
+        self.set_write_timeout(timeout)?;
+        let what = || format!("the reply to `{name}`");
+        match self.run(deadline_after(timeout), |w| w.take_done(id)) {
+            Ok(Some(result)) => self.conn.result(result, what, timeout),
             Ok(None) => {
-                // The engine drops the reply if it comes later.
-                self.client.cancel(id);
-                debug!("{} timed out waiting for {id} {name}", self.label);
+                // Only when the clock jumped past the engine's own
+                // deadline: the engine drops the reply if it comes later.
+                self.conn.cancel(id);
                 Err(Error::Timeout {
-                    waiting_for: format!("the reply to `{name}`"),
-                    after: Some(timeout),
+                    waiting_for: what(),
+                    after: timeout,
                 })
             }
-            Err(Error::Closed(reason)) => Err(Error::Interrupted(reason)),
+            Err(Error::Closed(cause)) => Err(Error::Interrupted(cause)),
             Err(e) => Err(e),
-        }
-    }
-
-    fn submit_error(&self, e: qmp_core::SubmitError) -> Error {
-        match e {
-            qmp_core::SubmitError::Closed(_) => self.dead().unwrap_or(Error::from(e)),
-            e => Error::from(e),
         }
     }
 
@@ -227,139 +108,110 @@ impl<S: Stream> Conn<S> {
         self.done.remove(pos).map(|(_, r)| r)
     }
 
-    /// Waits, at most `timeout`, until `found` returns something; events
-    /// that do not match stay queued. A session that ends during the wait
-    /// gives `Interrupted`.
+    /// Waits, at most `timeout`, until `found` returns something. A
+    /// session that ends during the wait gives `Interrupted`.
     pub(crate) fn wait_for<T>(
         &mut self,
         timeout: Duration,
         what: impl FnOnce() -> String,
         found: impl FnMut(&mut Self) -> Option<T>,
     ) -> Result<T, Error> {
-        let was_open = self.dead().is_none();
+        let was_open = self.conn.close_cause().is_none();
         if was_open {
-            self.write_timeout(timeout)?;
+            self.set_write_timeout(timeout)?;
         }
-        match self.run(Some(StdInstant::now() + timeout), found) {
+        match self.run(deadline_after(timeout), found) {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(Error::Timeout {
                 waiting_for: what(),
-                after: Some(timeout),
+                after: timeout,
             }),
-            Err(Error::Closed(r)) if was_open => Err(Error::Interrupted(r)),
+            Err(Error::Closed(cause)) if was_open => Err(Error::Interrupted(cause)),
             Err(e) => Err(e),
         }
     }
 
     /// Reads and processes whatever has already arrived, without waiting.
-    pub(crate) fn poll(&mut self) -> Result<(), Error> {
-        if self.dead().is_some() {
-            return Ok(());
+    pub(crate) fn poll(&mut self) {
+        if self.conn.close_cause().is_some() {
+            return;
         }
-        self.flush()?;
+        self.flush();
         // Bounded, in case the peer writes faster than this loop reads.
         for _ in 0..64 {
-            if !self.read_once(Wait::Poll)? || self.dead().is_some() {
+            if !self.read_once(Wait::Poll) || self.conn.close_cause().is_some() {
                 break;
             }
         }
-        self.flush()?;
+        self.flush();
         self.absorb();
-        Ok(())
     }
 
     /// The driving loop: write, take outputs, check, read until the next
-    /// deadline. `Ok(None)` when `deadline` passed first.
+    /// deadline. `Ok(None)` when `deadline` passed first; `Err(Closed)`
+    /// once the session has ended.
     fn run<T>(
         &mut self,
         deadline: Option<StdInstant>,
         mut found: impl FnMut(&mut Self) -> Option<T>,
     ) -> Result<Option<T>, Error> {
         loop {
-            self.flush()?;
+            self.flush();
             self.absorb();
             if let Some(t) = found(self) {
                 return Ok(Some(t));
             }
-            if let Some(e) = self.dead() {
-                return Err(e);
+            if let Some(cause) = self.conn.close_cause() {
+                return Err(Error::Closed(cause));
             }
             let now = StdInstant::now();
             if deadline.is_some_and(|d| d <= now) {
                 return Ok(None);
             }
-            let engine = self.client.poll_timeout().map(|t| self.to_std(t));
-            let wake = match (deadline, engine) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = [deadline, self.conn.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
             let mut wait = wake.map(|w| {
                 w.saturating_duration_since(now)
                     .max(Duration::from_millis(1))
             });
-            if self.client.poll_transmit().is_some() {
+            if self.conn.transmit().is_some() {
                 // Come back soon to write the rest.
                 wait = Some(wait.map_or(WRITE_SLICE, |w| w.min(WRITE_SLICE)));
             }
-            self.read_once(Wait::For(wait))?;
+            self.read_once(Wait::For(wait));
+            self.conn.tick();
         }
     }
 
     /// Writes everything the engine has to send. A write that times out
     /// leaves the rest for the next round, after a read.
-    fn flush(&mut self) -> Result<(), Error> {
-        while let Some(tx) = self.client.poll_transmit() {
-            let result = match tx.fds {
-                Some(id) => match self.fds.iter().position(|(i, _)| *i == id) {
-                    Some(pos) => {
-                        let borrowed: Vec<BorrowedFd<'_>> =
-                            self.fds[pos].1.iter().map(|fd| fd.as_fd()).collect();
-                        self.stream.send_with_fds(tx.bytes, &borrowed)
-                    }
-                    None => {
-                        warn!(
-                            "{}: descriptors for {id} are gone; sending it without them",
-                            self.label
-                        );
-                        self.stream.write(tx.bytes)
-                    }
-                },
-                None => self.stream.write(tx.bytes),
+    fn flush(&mut self) {
+        while let Some((bytes, fds)) = self.conn.transmit() {
+            let result = if fds.is_empty() {
+                self.stream.write(bytes)
+            } else {
+                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+                self.stream.send_with_fds(bytes, &borrowed)
             };
             match result {
                 Ok(0) => {
                     let e = io::Error::new(ErrorKind::WriteZero, "the stream accepted no bytes");
-                    return Err(self.fail(e));
+                    self.conn.failed(e);
                 }
-                Ok(n) => {
-                    trace!(
-                        "{} -> {}",
-                        self.label,
-                        String::from_utf8_lossy(&tx.bytes[..n])
-                    );
-                    if let Some(id) = tx.fds {
-                        self.fds.retain(|(i, _)| *i != id);
-                    }
-                    self.client.consume_transmit(n);
-                }
+                Ok(n) => self.conn.transmitted(n),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Ok(());
+                    return;
                 }
-                Err(e) if peer_gone(&e) => {
-                    debug!("{}: write failed, the peer is gone: {e}", self.label);
-                    let now = self.now();
-                    self.client.handle_eof(now);
-                    self.fds.clear();
-                    return Ok(());
-                }
-                Err(e) => return Err(self.fail(e)),
+                Err(e) if peer_gone(&e) => self.conn.received_eof(),
+                Err(e) => self.conn.failed(e),
             }
         }
-        Ok(())
     }
 
-    fn write_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
+    fn set_write_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         let timeout = Some(timeout.clamp(Duration::from_millis(1), WRITE_SLICE));
         if self.write_timeout != timeout {
             self.stream.set_write_timeout(timeout)?;
@@ -393,7 +245,21 @@ impl<S: Stream> Conn<S> {
 
     /// One read, bounded by `wait`, fed to the engine. Returns whether
     /// bytes came.
-    fn read_once(&mut self, wait: Wait) -> Result<bool, Error> {
+    fn read_once(&mut self, wait: Wait) -> bool {
+        let result = self.read_raw(wait);
+        let got = matches!(result, Ok(n) if n > 0);
+        match result {
+            Ok(0) => self.conn.received_eof(),
+            Ok(n) => self.conn.received(&self.buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if peer_gone(&e) => self.conn.received_eof(),
+            Err(e) => self.conn.failed(e),
+        }
+        got
+    }
+
+    fn read_raw(&mut self, wait: Wait) -> io::Result<usize> {
         let mut nonblocking = false;
         match wait {
             Wait::Poll => match self.stream.set_nonblocking(true) {
@@ -410,90 +276,42 @@ impl<S: Stream> Conn<S> {
         if nonblocking {
             self.stream.set_nonblocking(false)?;
         }
-        let now = self.now();
-        let got = matches!(result, Ok(n) if n > 0);
-        match result {
-            Ok(0) => {
-                debug!("{} <- end of stream", self.label);
-                self.client.handle_eof(now);
-                self.fds.clear();
-            }
-            Ok(n) => {
-                trace!(
-                    "{} <- {}",
-                    self.label,
-                    String::from_utf8_lossy(&self.buf[..n])
-                );
-                if let Err(reason) = self.client.handle_input(now, &self.buf[..n]) {
-                    debug!("{}: session closed: {reason}", self.label);
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                self.client.handle_timeout(now);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if peer_gone(&e) => {
-                debug!("{} <- {e}", self.label);
-                self.client.handle_eof(now);
-                self.fds.clear();
-            }
-            Err(e) => return Err(self.fail(e)),
-        }
-        Ok(got)
+        result
     }
 
     /// Moves the engine's outputs where callers look for them.
     fn absorb(&mut self) {
-        while let Some(out) = self.client.poll_output() {
+        while let Some(out) = self.conn.poll_output() {
             match out {
-                Output::Greeting(g) => {
-                    debug!(
-                        "{} <- greeting: QEMU {} {}",
-                        self.label, g.version, g.package
-                    );
-                    self.greeting = Some(g);
-                }
-                Output::Ready => {
-                    debug!("{}: ready (oob {})", self.label, self.client.oob_enabled());
-                    self.ready = true;
-                }
+                Output::Ready => self.ready = true,
                 Output::Reply { id, result } => self.done.push_back((id, result)),
-                Output::Closed(reason) => debug!("{}: closed: {reason}", self.label),
-                other => trace!("{}: {other:?}", self.label),
+                _ => {}
             }
         }
     }
 
-    /// Records an I/O failure: the session is over, for this call and the next.
-    fn fail(&mut self, e: io::Error) -> Error {
-        debug!("{}: I/O error, closing: {e}", self.label);
-        self.failure = Some(Failure {
-            kind: e.kind(),
-            message: e.to_string(),
-        });
-        self.client.close();
-        self.fds.clear();
-        self.absorb();
-        Error::Io(e)
+    /// Ends the session from this side: the engine lingers for replies
+    /// still owed (a guest agent), then the stream is shut down.
+    pub(crate) fn close(&mut self) {
+        if self.conn.close_cause().is_none() {
+            self.conn.close();
+            let _ = self.run(None, |w| {
+                (w.conn.state() == SessionState::Closed).then_some(())
+            });
+        }
+        let _ = self.stream.shutdown();
     }
 
-    /// Ends the session from this side, first giving replies still due up
-    /// to `linger` to arrive so the peer never writes to a closed socket.
-    pub(crate) fn close(&mut self, linger: Duration) {
-        // A guest agent resync in progress counts too: its answer comes
-        // after any reply still due to an abandoned request.
-        fn settled<S>(c: &mut Conn<S>) -> Option<()> {
-            (c.client.open_requests() == 0 && c.client.runstate() != Runstate::Syncing)
-                .then_some(())
-        }
-        if self.dead().is_none() && settled(self).is_none() {
-            let _ = self.write_timeout(linger);
-            let deadline = StdInstant::now() + linger;
-            let _ = self.run(Some(deadline), settled);
-        }
-        self.client.close();
+    /// Ends the session now, without waiting for anything.
+    pub(crate) fn abort(&mut self) {
+        self.conn.abort();
         self.absorb();
         let _ = self.stream.shutdown();
+    }
+
+    /// Why the session ended, once it has.
+    pub(crate) fn close_cause(&self) -> Option<CloseCause> {
+        self.conn.close_cause()
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_io::Timer;
 use fault::{Adapter, Got, Opts};
 use futures_lite::{StreamExt, future};
-use qmp_core::{CloseReason, Event};
+use qmp_core::Event;
 use qmp_smol::{CloseCause, Error, EventFilter, Options, Qmp, Subscription};
 use serde_json::Value;
 
@@ -24,27 +24,8 @@ struct SmolClient {
     driver: JoinHandle<CloseCause>,
 }
 
-fn from_error(e: Error) -> Got {
-    match e {
-        Error::Server(e) => Got::Server(e.class, e.desc),
-        Error::Timeout => Got::Timeout,
-        Error::Closed(CloseCause::Session(CloseReason::HandshakeTimeout)) => Got::HandshakeTimeout,
-        // A call cut short and a call made afterwards carry the same cause.
-        Error::Interrupted(CloseCause::Session(r)) | Error::Closed(CloseCause::Session(r)) => {
-            Got::Closed(r)
-        }
-        Error::Interrupted(CloseCause::Io(e)) | Error::Closed(CloseCause::Io(e)) => {
-            Got::Io(e.kind())
-        }
-        other => Got::Other(format!("{other:?}")),
-    }
-}
-
 fn got(r: Result<Value, Error>) -> Got {
-    match r {
-        Ok(v) => Got::Value(v),
-        Err(e) => from_error(e),
-    }
+    Got::from_result(r)
 }
 
 impl SmolClient {
@@ -70,16 +51,14 @@ impl SmolClient {
 
 impl Adapter for SmolClient {
     const DEPTH: usize = 8;
-    // Nobody can have subscribed before `connect` returns, so the driver
-    // discards what came before the session ran.
-    const KEEPS_HANDSHAKE_EVENTS: bool = false;
 
     fn connect(path: &Path, opts: Opts) -> Result<Self, Got> {
         let options = Options::default()
             .connect_timeout(Duration::from_secs(5))
             .handshake_timeout(opts.handshake)
-            .call_timeout(opts.call);
-        let (qmp, driver) = smol::block_on(Qmp::connect_unix(path, options)).map_err(from_error)?;
+            .timeout(opts.call);
+        let (qmp, driver) =
+            smol::block_on(Qmp::connect_unix(path, options)).map_err(Got::from_error)?;
         let events = qmp.subscribe(EventFilter::all());
         let driver = std::thread::spawn(move || smol::block_on(driver));
         Ok(SmolClient {

@@ -17,39 +17,20 @@ struct StdClient {
 }
 
 fn got(r: Result<Value, Error>) -> Got {
-    match r {
-        Ok(v) => Got::Value(v),
-        Err(e) => from_error(e),
-    }
-}
-
-fn from_error(e: Error) -> Got {
-    match e {
-        Error::Server(e) => Got::Server(e.class, e.desc),
-        Error::Timeout { .. } => Got::Timeout,
-        Error::Interrupted(r) | Error::Closed(r) => Got::Closed(r),
-        Error::Io(e) => Got::Io(e.kind()),
-        other => Got::Other(format!("{other:?}")),
-    }
+    Got::from_result(r)
 }
 
 impl Adapter for StdClient {
     const DEPTH: usize = 1;
-    const KEEPS_HANDSHAKE_EVENTS: bool = true;
 
     fn connect(path: &Path, opts: Opts) -> Result<Self, Got> {
         let options = Options::new()
             .connect_timeout(Duration::from_secs(5))
             .handshake_timeout(opts.handshake)
             .timeout(opts.call);
-        match Qmp::connect_unix(path, options) {
-            Ok(qmp) => Ok(StdClient { qmp }),
-            // The only wait after connecting is the handshake's.
-            Err(Error::Timeout { waiting_for, .. }) if waiting_for.contains("greeting") => {
-                Err(Got::HandshakeTimeout)
-            }
-            Err(e) => Err(from_error(e)),
-        }
+        Qmp::connect_unix(path, options)
+            .map(|qmp| StdClient { qmp })
+            .map_err(Got::from_error)
     }
 
     fn call(&mut self, name: &str, args: Value) -> Got {
@@ -77,7 +58,7 @@ impl Adapter for StdClient {
         self.qmp
             .with_timeout(timeout)
             .wait_event(name)
-            .map_err(from_error)
+            .map_err(Got::from_error)
     }
 
     fn events(&mut self) -> Vec<Event> {
@@ -89,7 +70,7 @@ impl Adapter for StdClient {
     }
 
     fn event_capacity(&self) -> usize {
-        64
+        Options::new().max_queued_events
     }
 
     fn lagged(&mut self) -> u64 {

@@ -26,7 +26,7 @@ fn options() -> Options {
     Options::default()
         .socket_wait(Duration::from_secs(20))
         .handshake_timeout(Duration::from_secs(60))
-        .call_timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(60))
 }
 
 /// `guest-info`, untyped: `qmp_core::commands::qga::GuestInfo` expects
@@ -240,7 +240,7 @@ fn concurrent_calls_timeouts_and_dropped_calls() {
             .execute("guest-info", Value::Null)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Timeout), "{err:?}");
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
         assert!(!guest_info(&agent).await.unwrap()["version"].is_null());
         // Calls dropped half-way.
         for i in 0..100u64 {
@@ -361,10 +361,7 @@ fn waits_for_the_socket_and_fails_clearly_without_an_agent() {
         Agent::connect_unix(&mute_path, opts).await.unwrap_err()
     });
     assert!(
-        matches!(
-            err,
-            Error::Closed(CloseCause::Session(CloseReason::SyncTimeout))
-        ),
+        matches!(&err, Error::Timeout { waiting_for, .. } if waiting_for.contains("guest-sync")),
         "{err:?}"
     );
     drop(mute);

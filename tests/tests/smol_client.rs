@@ -39,7 +39,7 @@ fn greeting_untyped_and_typed_calls() {
     run("basic calls", async move {
         let (qmp, driver) = Qmp::connect_unix(&socket, options()).await.unwrap();
         let driver = smol::spawn(driver);
-        let greeting = qmp.greeting();
+        let greeting = qmp.greeting().expect("a greeting");
         assert_eq!(greeting.version.major, 7);
         assert!(qmp.oob_enabled());
         assert!(qmp.can_pass_fds());
@@ -325,7 +325,7 @@ fn dropping_calls_at_any_point_keeps_the_connection_in_step() {
                         .with_timeout(Duration::from_micros(i % 300))
                         .call(&QueryStatus)
                         .await;
-                    assert!(matches!(r, Ok(_) | Err(Error::Timeout)), "{r:?}");
+                    assert!(matches!(r, Ok(_) | Err(Error::Timeout { .. })), "{r:?}");
                 }
             }
         }
@@ -452,7 +452,7 @@ fn a_stopped_qemu_times_calls_out_and_the_connection_recovers() {
             .collect();
         for c in calls {
             let r = c.await;
-            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+            assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
         }
         rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
         // The late replies are dropped as they come; new calls wait for
@@ -546,15 +546,15 @@ fn timeouts_on_calls_events_handshake_and_accept() {
         let quick = qmp.with_timeout(Duration::from_micros(1));
         assert!(matches!(
             quick.execute("query-qmp-schema", Value::Null).await,
-            Err(Error::Timeout)
+            Err(Error::Timeout { .. })
         ));
         let r = qmp
             .execute_with(Request::new("query-qmp-schema").timeout(Duration::from_micros(1)))
             .await;
-        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
         assert!(matches!(
             qmp.wait_event("NEVER", Duration::from_millis(50)).await,
-            Err(Error::Timeout)
+            Err(Error::Timeout { .. })
         ));
         // The late replies are dropped; the next call is answered.
         assert_eq!(
@@ -563,7 +563,7 @@ fn timeouts_on_calls_events_handshake_and_accept() {
         );
         assert_eq!(
             qmp.with_timeout(Duration::from_secs(30)).timeout(),
-            Some(Duration::from_secs(30))
+            Duration::from_secs(30)
         );
         qmp.disconnect();
         driver.await;
@@ -575,10 +575,7 @@ fn timeouts_on_calls_events_handshake_and_accept() {
         let opts = Options::default().handshake_timeout(Duration::from_millis(200));
         let err = Qmp::connect_unix(&path, opts).await.unwrap_err();
         assert!(
-            matches!(
-                err,
-                Error::Closed(CloseCause::Session(CloseReason::HandshakeTimeout))
-            ),
+            matches!(err, Error::Timeout { .. }) && err.is_timeout(),
             "{err:?}"
         );
         drop(silent);
@@ -587,7 +584,10 @@ fn timeouts_on_calls_events_handshake_and_accept() {
         let listener = Listener::bind(dir.join("accept.sock")).unwrap();
         let opts = Options::default().connect_timeout(Duration::from_millis(100));
         let err = Qmp::accept_unix(&listener, opts).await.unwrap_err();
-        assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
+        assert!(
+            matches!(err, Error::Connect { .. }) && err.is_timeout(),
+            "{err:?}"
+        );
 
         // Nothing at the path: a clear error after the wait, no hang.
         let missing = dir.join("missing.sock");
@@ -626,7 +626,7 @@ fn accept_mode() {
     run("accept", async move {
         let (qmp, driver) = listener.accept(options()).await.unwrap();
         let driver = smol::spawn(driver);
-        assert_eq!(qmp.greeting().version.major, 7);
+        assert_eq!(qmp.greeting().unwrap().version.major, 7);
         assert_eq!(
             qmp.call(&QueryStatus).await.unwrap().status,
             RunState::Prelaunch
@@ -784,7 +784,7 @@ fn tcp_and_any_stream_work_but_cannot_pass_fds() {
         let fd = temp_file_fd(&dir, "t");
         let err = qmp.add_fd(fd.as_fd(), &AddFd::default()).await.unwrap_err();
         assert!(matches!(err, Error::FdPassingUnsupported { .. }), "{err:?}");
-        assert!(err.to_string().contains("not over TCP"), "{err}");
+        assert!(err.to_string().ends_with("this connection is TCP"), "{err}");
         qmp.call(&QueryStatus).await.unwrap();
         qmp.disconnect();
         driver.await;

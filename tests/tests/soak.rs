@@ -293,7 +293,7 @@ async fn deadlines(s: Rc<Shared>, seed: u64) {
             ("query-status", Duration::from_micros(20 + rng.below(300)))
         };
         match guarded(&s, what, qmp.with_timeout(limit).execute(what, None)).await {
-            Some(Err(Error::Timeout)) => s.add("deliberate timeouts"),
+            Some(Err(Error::Timeout { .. })) => s.add("deliberate timeouts"),
             Some(Ok(v)) if what == "query-status" && !v["status"].is_string() => {
                 s.problem(format!("query-status got {v}"))
             }
@@ -371,7 +371,7 @@ async fn watch_events(s: Rc<Shared>, qmp: Qmp) {
 
 async fn connect(socket: &std::path::Path) -> (Qmp, qmp_smol::Driver) {
     let options = Options::default()
-        .call_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(10))
         .socket_wait(Duration::from_secs(5));
     Qmp::connect_unix(socket, options)
         .await

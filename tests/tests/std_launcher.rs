@@ -53,7 +53,7 @@ fn launch_query_wait_for_an_event_and_shut_down() {
     within(LIMIT, "launch", || {
         let mut qemu = builder().arg("-S").launch().unwrap();
         let pid = pid_of(&qemu);
-        assert_eq!(qemu.greeting().version.major, 7);
+        assert_eq!(qemu.greeting().unwrap().version.major, 7);
         assert!(qemu.oob_enabled());
         assert_eq!(qemu.call(&QueryStatus).unwrap().status, RunState::Prelaunch);
         qemu.execute("cont", None).unwrap();

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use qmp_std::serde_json::Value;
-use qmp_std::{Agent, Config, Error, Event, Options, Qemu, Qmp, Request, Socket};
+use qmp_std::{Agent, Error, Event, Options, Qemu, Qmp, Request, Socket};
 
 use crate::cli::Args;
 
@@ -42,7 +42,7 @@ impl Link {
             // A socket that is not there yet is an error at once, as for QMP.
             options = options.socket_wait(Duration::ZERO);
         } else if args.skip_negotiation {
-            options = options.config(Config::qmp().negotiate(false));
+            options = options.negotiate(false);
         }
         if args.launch {
             let qemu = Qemu::builder()
@@ -83,15 +83,13 @@ impl Link {
     /// "QEMU 7.2.0 (Debian ...)", or "guest agent".
     pub(crate) fn describe(&mut self) -> String {
         match self.qmp() {
-            Some(q) => {
-                let g = q.greeting();
-                let package = g.package.trim();
-                if package.is_empty() {
-                    format!("QEMU {}", g.version)
-                } else {
-                    format!("QEMU {} ({package})", g.version)
+            Some(q) => match q.greeting() {
+                Some(g) if !g.package.trim().is_empty() => {
+                    format!("QEMU {} ({})", g.version, g.package.trim())
                 }
-            }
+                Some(g) => format!("QEMU {}", g.version),
+                None => "QEMU".into(),
+            },
             None => "the guest agent".into(),
         }
     }
@@ -121,9 +119,9 @@ impl Link {
     /// Whether the session has ended, and why.
     pub(crate) fn closed(&mut self) -> Option<String> {
         match self {
-            Link::Qmp(q) => q.close_reason().map(|r| r.to_string()),
-            Link::Launched(q) => q.close_reason().map(|r| r.to_string()),
-            Link::Agent(a) => a.close_reason().map(|r| r.to_string()),
+            Link::Qmp(q) => q.close_cause().map(|r| r.to_string()),
+            Link::Launched(q) => q.close_cause().map(|r| r.to_string()),
+            Link::Agent(a) => a.close_cause().map(|r| r.to_string()),
         }
         .or_else(|| self.is_closed().then(|| "the connection failed".into()))
     }

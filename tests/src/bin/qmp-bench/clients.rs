@@ -73,7 +73,7 @@ pub(crate) fn smol_options() -> qmp_smol::Options {
     qmp_smol::Options::default()
         .socket_wait(SOCKET_WAIT)
         .handshake_timeout(HANDSHAKE)
-        .call_timeout(CALL_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
 }
 
 impl SmolClient {
