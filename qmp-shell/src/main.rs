@@ -5,8 +5,8 @@
 //! qmp-shell [OPTIONS] [ADDRESS] [-- QEMU_ARGS...]
 //! ```
 //!
-//! See `qmp-shell --help` and the "qmp-shell" section of the repository's
-//! README for the command syntax and the exit statuses.
+//! See `qmp-shell --help` and this crate's README for the command syntax
+//! and the exit statuses.
 
 #![forbid(unsafe_code)]
 
