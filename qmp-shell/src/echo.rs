@@ -1,12 +1,13 @@
-//! `--verbose`: the JSON sent and received, echoed on stderr.
+//! `--verbose`: the JSON sent and received, echoed on stderr as `-> ...`
+//! for what was sent and `<- ...` for what was received.
 //!
-//! qmp-std logs every byte it writes and reads at `trace` level; this
-//! logger shows those records, one line per message, as `-> ...` for what
-//! was sent and `<- ...` for what was received, and drops the rest.
-
-use std::io::Write;
+//! The messages are learnt from qmp-std's `trace` log records, which
+//! carry every byte it writes and reads; [`wire_message`] is the one place
+//! that knows their text.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::output;
 
 struct Echo;
 
@@ -20,21 +21,20 @@ impl Log for Echo {
             return;
         }
         let text = record.args().to_string();
-        let Some((arrow, bytes)) = ["QMP -> ", "QMP <- ", "QGA -> ", "QGA <- "]
-            .iter()
-            .find_map(|p| text.strip_prefix(p).map(|rest| (&p[4..6], rest)))
-        else {
-            return;
-        };
-        let mut err = std::io::stderr().lock();
-        for line in bytes.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
-            // The guest agent's resync uses a 0xFF byte: show it, not U+FFFD.
-            let line = line.replace('\u{fffd}', "<0xff>");
-            let _ = writeln!(err, "{arrow} {}", line.trim_end());
+        if let Some((arrow, bytes)) = wire_message(&text) {
+            output::wire(arrow, bytes);
         }
     }
 
     fn flush(&self) {}
+}
+
+/// The direction (`->` sent, `<-` received) and the bytes of a log line
+/// that records a message on the wire; `None` for any other line.
+fn wire_message(text: &str) -> Option<(&'static str, &str)> {
+    ["QMP -> ", "QMP <- ", "QGA -> ", "QGA <- "]
+        .iter()
+        .find_map(|p| text.strip_prefix(p).map(|rest| (&p[4..6], rest)))
 }
 
 /// Installs the echo (once, at start).
@@ -42,5 +42,20 @@ pub(crate) fn install() {
     static ECHO: Echo = Echo;
     if log::set_logger(&ECHO).is_ok() {
         log::set_max_level(LevelFilter::Trace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_lines_and_others() {
+        assert_eq!(
+            wire_message("QMP -> {\"execute\":\"stop\"}"),
+            Some(("->", "{\"execute\":\"stop\"}"))
+        );
+        assert_eq!(wire_message("QGA <- {}"), Some(("<-", "{}")));
+        assert_eq!(wire_message("connected to /tmp/q"), None);
     }
 }
