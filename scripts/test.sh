@@ -16,6 +16,31 @@ step() {
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo test --workspace
+# Packaging: every publishable crate (those without `publish = false`) is
+# packaged and its package built on its own, as a user would get it;
+# `--dry-run` uploads nothing.
+step cargo publish --dry-run --workspace --allow-dirty
+# A library user gets no shell dependencies.
+tree=$(cargo tree -p qmp-std -e normal)
+if grep -E '\b(clap|rustyline) v' <<<"$tree"; then
+    echo "error: qmp-std depends on the shell's clap or rustyline" >&2
+    exit 1
+fi
+# The stated minimum Rust versions: each crate is built with the toolchain
+# its `rust-version` names (installed with rustup when missing).
+rust_version() {
+    sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$1"
+}
+check_msrv() {
+    local version=$1
+    shift
+    if ! cargo "+$version" --version >/dev/null 2>&1; then
+        step rustup toolchain install "$version" --profile minimal
+    fi
+    step cargo "+$version" check --all-features "$@"
+}
+check_msrv "$(rust_version Cargo.toml)" -p qmp-core -p qmp-std -p qmp-smol
+check_msrv "$(rust_version qmp-shell/Cargo.toml)" -p qmp-shell
 # no_std proof: the library defines its own panic handler (a std leak
 # anywhere in qmp-core's dependency tree is a duplicate lang item), and the
 # binary runs a whole session on a fixed 64 KiB heap without std. Built on

@@ -14,4 +14,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh >&2
 export PATH="$PATH:/usr/sbin"
 
-exec cargo run --quiet --release -p qmp-std --bin qmp-shell -- --launch "$@"
+# The first build takes a while: let cargo show its progress (on stderr,
+# as always), then run the binary without cargo's own lines.
+cargo build --release -p qmp-shell
+exec cargo run --quiet --release -p qmp-shell -- --launch "$@"

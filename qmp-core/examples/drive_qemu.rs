@@ -10,8 +10,8 @@
 //! ```
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::UnixListener;
-use std::process::{Command, Stdio};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as StdInstant};
 
 use qmp_core::{Client, Config, Event, Instant, Output, Request, RequestId};
@@ -21,23 +21,31 @@ fn now(origin: StdInstant) -> Instant {
     Instant::from_micros(origin.elapsed().as_micros() as u64)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let origin = StdInstant::now();
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Starts a paused QEMU connected to a socket of ours.
+fn launch_qemu() -> Result<(Child, UnixStream)> {
     let dir = std::env::temp_dir().join(format!("qmp-drive-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("qmp.sock");
     // Listen first and let QEMU connect to us: no race with its start-up.
     let listener = UnixListener::bind(&path)?;
     let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let mut child = Command::new(&qemu)
+    let child = Command::new(&qemu)
         .args(["-machine", "none", "-nodefaults", "-display", "none", "-S"])
         .arg("-qmp")
         .arg(format!("unix:{},server=off", path.display()))
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start {qemu}: {e}"))?;
-    let (mut sock, _) = listener.accept()?;
+    let (sock, _) = listener.accept()?;
     std::fs::remove_dir_all(&dir)?;
+    Ok((child, sock))
+}
+
+fn main() -> Result<()> {
+    let origin = StdInstant::now();
+    let (mut child, mut sock) = launch_qemu()?;
 
     let mut client = Client::new(
         now(origin),
@@ -104,20 +112,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         // 3. Sleep until the socket has data or the next deadline passes.
-        let wait = client.poll_timeout().map(|d| {
-            d.saturating_duration_since(now(origin))
-                .max(Duration::from_millis(1))
-        });
-        sock.set_read_timeout(wait)?;
-        match sock.read(&mut buf) {
-            Ok(0) => client.handle_eof(now(origin)),
-            Ok(n) => {
-                client.handle_input(now(origin), &buf[..n]);
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                client.handle_timeout(now(origin));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        wait_and_feed(&mut client, &mut sock, &mut buf, origin)?;
     }
+}
+
+/// Sleeps until `sock` has data or the engine's next deadline passes, and
+/// hands the engine what happened: bytes, end of file, or the time.
+fn wait_and_feed(
+    client: &mut Client,
+    sock: &mut UnixStream,
+    buf: &mut [u8],
+    origin: StdInstant,
+) -> Result<()> {
+    let wait = client.poll_timeout().map(|d| {
+        d.saturating_duration_since(now(origin))
+            .max(Duration::from_millis(1))
+    });
+    sock.set_read_timeout(wait)?;
+    match sock.read(buf) {
+        Ok(0) => client.handle_eof(now(origin)),
+        Ok(n) => {
+            client.handle_input(now(origin), &buf[..n]);
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            client.handle_timeout(now(origin));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }

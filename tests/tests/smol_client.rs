@@ -404,17 +404,8 @@ fn qemu_killed_mid_burst_ends_every_call_and_stream() {
     server.kill();
     let _ = server.child.wait();
     killed_tx.send(Instant::now()).unwrap();
-    let limit = Instant::now() + Duration::from_secs(30);
-    while !outcome.is_finished() {
-        assert!(
-            Instant::now() < limit,
-            "calls did not end within 30 s of the kill"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let (failed, cause, elapsed) = outcome
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let (failed, cause, elapsed) =
+        join_within(outcome, Duration::from_secs(30), "the calls after the kill");
     assert!(failed > 0, "the burst finished before QEMU died");
     assert!(
         matches!(
@@ -428,6 +419,23 @@ fn qemu_killed_mid_burst_ends_every_call_and_stream() {
         elapsed < Duration::from_secs(1),
         "calls and streams took {elapsed:?} to end"
     );
+}
+
+/// Joins `thread`, failing the test when it has not ended `limit` from
+/// now.
+#[track_caller]
+fn join_within<T>(thread: std::thread::JoinHandle<T>, limit: Duration, what: &str) -> T {
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not end within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 #[test]
@@ -692,36 +700,7 @@ fn fd_passing_with_add_fd() {
         for t in many {
             assert_eq!(t.await["fdset-id"].as_i64(), Some(set));
         }
-        // Calls with descriptors dropped half-way never let their
-        // descriptors be taken by, or take those of, the next such call.
-        for i in 0..30u64 {
-            let add = AddFd {
-                fdset_id: Some(set),
-                opaque: Some(format!("dropped-{i}")),
-            };
-            let fd = temp_file_fd(&dir, "d");
-            let fds = [fd.as_fd()];
-            let call = qmp.execute_with_fds(Request::command(&add).unwrap(), &fds);
-            let mut call = Box::pin(call);
-            if i % 3 == 0 {
-                let _ = future::poll_once(&mut call).await;
-            } else {
-                let wait = async_io::Timer::after(Duration::from_micros(i * 37 % 500));
-                let _ = future::or(async { Some(call.await) }, async {
-                    wait.await;
-                    None
-                })
-                .await;
-            }
-            let keep = AddFd {
-                fdset_id: Some(set),
-                opaque: Some(format!("kept-{i}")),
-            };
-            let fd = temp_file_fd(&dir, "k");
-            qmp.call_with_fds(&keep, &[fd.as_fd()])
-                .await
-                .unwrap_or_else(|e| panic!("kept-{i}: {e}"));
-        }
+        drop_fd_calls_half_way(&qmp, &dir, set).await;
         let sets = qmp.call(&QueryFdsets).await.unwrap();
         let ours = sets.iter().find(|s| s.fdset_id == set).expect("our fd set");
         let all: Vec<_> = ours.fds.iter().filter_map(|f| f.opaque.clone()).collect();
@@ -746,6 +725,40 @@ fn fd_passing_with_add_fd() {
         qmp.disconnect();
         driver.await;
     });
+}
+
+/// Calls with descriptors dropped half-way never let their descriptors
+/// be taken by, or take those of, the next such call (`kept-N` notes
+/// that the caller checks in the fd set).
+async fn drop_fd_calls_half_way(qmp: &Qmp, dir: &TempDir, set: i64) {
+    for i in 0..30u64 {
+        let add = AddFd {
+            fdset_id: Some(set),
+            opaque: Some(format!("dropped-{i}")),
+        };
+        let fd = temp_file_fd(dir, "d");
+        let fds = [fd.as_fd()];
+        let call = qmp.execute_with_fds(Request::command(&add).unwrap(), &fds);
+        let mut call = Box::pin(call);
+        if i % 3 == 0 {
+            let _ = future::poll_once(&mut call).await;
+        } else {
+            let wait = async_io::Timer::after(Duration::from_micros(i * 37 % 500));
+            let _ = future::or(async { Some(call.await) }, async {
+                wait.await;
+                None
+            })
+            .await;
+        }
+        let keep = AddFd {
+            fdset_id: Some(set),
+            opaque: Some(format!("kept-{i}")),
+        };
+        let fd = temp_file_fd(dir, "k");
+        qmp.call_with_fds(&keep, &[fd.as_fd()])
+            .await
+            .unwrap_or_else(|e| panic!("kept-{i}: {e}"));
+    }
 }
 
 fn free_port() -> u16 {

@@ -403,20 +403,7 @@ fn soak() {
         });
         let mut watcher = ex.spawn(watch_events(s.clone(), qmp));
 
-        let mut tasks = vec![ex.spawn(run_control(s.clone()))];
-        for _ in 0..2 {
-            tasks.push(ex.spawn(out_of_band(s.clone())));
-        }
-        for i in 0..2 {
-            tasks.push(ex.spawn(deadlines(s.clone(), 0x9e37_79b9 + i)));
-        }
-        for i in 0..2 {
-            tasks.push(ex.spawn(cancels(s.clone(), 0x85eb_ca6b + i)));
-        }
-        for i in 0..13 {
-            tasks.push(ex.spawn(queries(s.clone(), 0xc2b2_ae35 + i)));
-        }
-        assert_eq!(tasks.len(), 20);
+        let tasks = spawn_tasks(&ex, &s);
 
         // Memory is measured once everything is warm: after the first
         // reconnect, when every kind of call has run.
@@ -432,23 +419,7 @@ fn soak() {
             if !s.running() {
                 break;
             }
-            // Drop the connection under the tasks' feet and make a new one.
-            let old = s.qmp();
-            *s.generation.borrow_mut() += 1;
-            old.disconnect();
-            let cause = (&mut driver).await;
-            if !cause.is_local() {
-                s.problem(format!("the connection ended by itself: {cause}"));
-            }
-            (&mut watcher).await;
-            let (qmp, d) = connect(&qemu.socket).await;
-            *s.qmp.borrow_mut() = qmp.clone();
-            let stats = old.stats();
-            s.tally.borrow_mut().add("unknown replies", stats.unknown_replies);
-            s.tally.borrow_mut().add("late replies dropped", stats.late_replies);
-            driver = ex.spawn(d);
-            watcher = ex.spawn(watch_events(s.clone(), qmp));
-            s.add("reconnects");
+            (driver, watcher) = reconnect(&ex, &s, &qemu.socket, driver, watcher).await;
             if rss_start.is_none() {
                 rss_start = Some(rss_kib());
             }
@@ -458,56 +429,146 @@ fn soak() {
         }
         let qmp = s.qmp();
         let stats = qmp.stats();
-        s.tally.borrow_mut().add("unknown replies", stats.unknown_replies);
-        s.tally.borrow_mut().add("late replies dropped", stats.late_replies);
+        s.tally
+            .borrow_mut()
+            .add("unknown replies", stats.unknown_replies);
+        s.tally
+            .borrow_mut()
+            .add("late replies dropped", stats.late_replies);
         qmp.disconnect();
         driver.await;
         watcher.await;
         let rss_end = rss_kib();
 
-        let elapsed = started.elapsed();
-        let t = s.tally.borrow();
-        let calls: u64 = ["replies", "oob replies", "deliberate timeouts", "cancelled futures"]
-            .iter()
-            .map(|k| t.get(k))
-            .sum();
-        println!("soak: {:.1} min against {}", elapsed.as_secs_f64() / 60.0, tests::qemu_binary());
-        for (k, v) in &t.0 {
-            println!("soak: {k}: {v}");
-        }
-        println!(
-            "soak: {calls} calls ended as planned, {:.0}/s",
-            calls as f64 / elapsed.as_secs_f64()
-        );
-        let start = rss_start.unwrap_or(samples.first().copied().unwrap_or(0));
-        println!(
-            "soak: VmRSS {start} KiB after the first reconnect, {rss_end} KiB at the end, {rss_max} KiB at most; samples {samples:?}"
-        );
-        let problems = s.problems.borrow();
-        for p in problems.iter() {
-            println!("soak: PROBLEM {p}");
-        }
-        assert!(problems.is_empty(), "{} problems", t.get("problems"));
-        // QEMU finishes the command it was running when a client left and
-        // writes that reply to the next client, after the greeting and
-        // before the reply to `qmp_capabilities`: at most one per
-        // reconnect, never matched (every request of the new session
-        // still waits for the negotiation then). Any other is a fault.
-        assert!(
-            t.get("unknown replies") <= t.get("reconnects"),
-            "{} replies nobody asked for in {} reconnects",
-            t.get("unknown replies"),
-            t.get("reconnects")
-        );
-        assert!(t.get("replies") > 0 && t.get("run-state events seen") > 0);
-        assert_eq!(
-            t.get("events (slow subscriber)") + t.get("lagged (slow subscriber)"),
-            t.get("events (fast subscriber)")
-        );
-        // Flat: within 8 MiB (allocator slack) of the warm figure.
-        assert!(
-            rss_end <= start + 8 * 1024,
-            "resident memory grew from {start} KiB to {rss_end} KiB"
-        );
+        let memory = Memory {
+            start: rss_start.unwrap_or(samples.first().copied().unwrap_or(0)),
+            end: rss_end,
+            max: rss_max,
+            samples,
+        };
+        report(&s, started.elapsed(), &memory);
     }));
+}
+
+/// Drops the connection under the tasks' feet and makes a new one; the
+/// new connection's driver and event watcher.
+async fn reconnect(
+    ex: &smol::LocalExecutor<'_>,
+    s: &Rc<Shared>,
+    socket: &std::path::Path,
+    driver: smol::Task<CloseCause>,
+    watcher: smol::Task<()>,
+) -> (smol::Task<CloseCause>, smol::Task<()>) {
+    let old = s.qmp();
+    *s.generation.borrow_mut() += 1;
+    old.disconnect();
+    let cause = driver.await;
+    if !cause.is_local() {
+        s.problem(format!("the connection ended by itself: {cause}"));
+    }
+    watcher.await;
+    let (qmp, d) = connect(socket).await;
+    *s.qmp.borrow_mut() = qmp.clone();
+    let stats = old.stats();
+    s.tally
+        .borrow_mut()
+        .add("unknown replies", stats.unknown_replies);
+    s.tally
+        .borrow_mut()
+        .add("late replies dropped", stats.late_replies);
+    let driver = ex.spawn(d);
+    let watcher = ex.spawn(watch_events(s.clone(), qmp));
+    s.add("reconnects");
+    (driver, watcher)
+}
+
+/// The twenty tasks of the soak, sharing `s`.
+fn spawn_tasks<'a>(ex: &smol::LocalExecutor<'a>, s: &Rc<Shared>) -> Vec<smol::Task<()>> {
+    let mut tasks = vec![ex.spawn(run_control(s.clone()))];
+    for _ in 0..2 {
+        tasks.push(ex.spawn(out_of_band(s.clone())));
+    }
+    for i in 0..2 {
+        tasks.push(ex.spawn(deadlines(s.clone(), 0x9e37_79b9 + i)));
+    }
+    for i in 0..2 {
+        tasks.push(ex.spawn(cancels(s.clone(), 0x85eb_ca6b + i)));
+    }
+    for i in 0..13 {
+        tasks.push(ex.spawn(queries(s.clone(), 0xc2b2_ae35 + i)));
+    }
+    assert_eq!(tasks.len(), 20);
+    tasks
+}
+
+/// Resident memory over the soak, in KiB.
+struct Memory {
+    /// After the first reconnect (warm), or the first sample.
+    start: u64,
+    end: u64,
+    max: u64,
+    /// One at each reconnect.
+    samples: Vec<u64>,
+}
+
+/// Prints the tally and checks it: no problem, no reply nobody asked for
+/// beyond one per reconnect, no event lost, memory flat.
+fn report(s: &Shared, elapsed: Duration, memory: &Memory) {
+    let t = s.tally.borrow();
+    let calls: u64 = [
+        "replies",
+        "oob replies",
+        "deliberate timeouts",
+        "cancelled futures",
+    ]
+    .iter()
+    .map(|k| t.get(k))
+    .sum();
+    println!(
+        "soak: {:.1} min against {}",
+        elapsed.as_secs_f64() / 60.0,
+        tests::qemu_binary()
+    );
+    for (k, v) in &t.0 {
+        println!("soak: {k}: {v}");
+    }
+    println!(
+        "soak: {calls} calls ended as planned, {:.0}/s",
+        calls as f64 / elapsed.as_secs_f64()
+    );
+    let &Memory {
+        start,
+        end: rss_end,
+        max: rss_max,
+        ref samples,
+    } = memory;
+    println!(
+        "soak: VmRSS {start} KiB after the first reconnect, {rss_end} KiB at the end, {rss_max} KiB at most; samples {samples:?}"
+    );
+    let problems = s.problems.borrow();
+    for p in problems.iter() {
+        println!("soak: PROBLEM {p}");
+    }
+    assert!(problems.is_empty(), "{} problems", t.get("problems"));
+    // QEMU finishes the command it was running when a client left and
+    // writes that reply to the next client, after the greeting and
+    // before the reply to `qmp_capabilities`: at most one per
+    // reconnect, never matched (every request of the new session
+    // still waits for the negotiation then). Any other is a fault.
+    assert!(
+        t.get("unknown replies") <= t.get("reconnects"),
+        "{} replies nobody asked for in {} reconnects",
+        t.get("unknown replies"),
+        t.get("reconnects")
+    );
+    assert!(t.get("replies") > 0 && t.get("run-state events seen") > 0);
+    assert_eq!(
+        t.get("events (slow subscriber)") + t.get("lagged (slow subscriber)"),
+        t.get("events (fast subscriber)")
+    );
+    // Flat: within 8 MiB (allocator slack) of the warm figure.
+    assert!(
+        rss_end <= start + 8 * 1024,
+        "resident memory grew from {start} KiB to {rss_end} KiB"
+    );
 }

@@ -67,6 +67,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
 
+/// A recorded session: (sent by the client?, bytes) per message.
+type Steps = [(bool, Vec<u8>)];
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let transcripts = root.join("../tests/transcripts");
@@ -77,26 +80,45 @@ fn main() {
     let schema = transcript(&transcripts, "qemu-schema.json");
     let qga = transcript(&transcripts, "qga-session.json");
 
-    // The framer: two bytes of chunking seed, then a server's stream.
-    let framer = seeds.join("framer");
-    for (name, steps) in [("qemu-session", &qemu), ("qemu-pretty", &pretty)] {
+    framer_seeds(&seeds.join("framer"), &qemu, &pretty, &schema, &qga);
+    engine_seeds(&seeds.join("engine"), &qemu, &pretty);
+    agent_seeds(&seeds.join("agent"), &qga);
+    println!("seeds written under {}", seeds.display());
+}
+
+/// The framer: two bytes of chunking seed, then a server's stream.
+fn framer_seeds(framer: &Path, qemu: &Steps, pretty: &Steps, schema: &Steps, qga: &Steps) {
+    for (name, steps) in [("qemu-session", qemu), ("qemu-pretty", pretty)] {
         for seed in [[0u8, 0], [7, 1], [200, 99]] {
             let mut b = seed.to_vec();
             b.extend(server_bytes(steps));
-            write(&framer, &format!("{name}-{}", seed[0]), &b);
+            write(framer, &format!("{name}-{}", seed[0]), &b);
         }
     }
     let mut b = vec![3, 3];
-    b.extend(server_bytes(&schema).into_iter().take(8192));
-    write(&framer, "qemu-schema-head", &b);
+    b.extend(server_bytes(schema).into_iter().take(8192));
+    write(framer, "qemu-schema-head", &b);
     let mut b = vec![5, 5];
-    b.extend(server_bytes(&qga));
-    write(&framer, "qga-session", &b);
+    b.extend(server_bytes(qga));
+    write(framer, "qga-session", &b);
+}
 
-    // QMP sessions: the recorded requests, then the server's bytes as
-    // they came (whole, and a byte at a time), then the end.
-    let engine = seeds.join("engine");
-    for (name, steps) in [("qemu-session", &qemu), ("qemu-pretty", &pretty)] {
+/// A request expecting a reply, without descriptors.
+fn exec(name: u8, timeout_ms: Option<u16>, oob: bool) -> Op {
+    Op::Execute {
+        name,
+        timeout_ms,
+        oob,
+        no_reply: false,
+        fds: false,
+    }
+}
+
+/// QMP sessions: the recorded requests, then the server's bytes as they
+/// came (whole, and a byte at a time), then the end; and one structured
+/// session.
+fn engine_seeds(engine: &Path, qemu: &Steps, pretty: &Steps) {
+    for (name, steps) in [("qemu-session", qemu), ("qemu-pretty", pretty)] {
         let mut ops = executes(steps);
         ops.extend(
             steps
@@ -105,20 +127,13 @@ fn main() {
                 .map(|(_, b)| Op::Input(b.clone())),
         );
         ops.push(Op::Eof);
-        write(&engine, name, &encode(0, &ops));
+        write(engine, name, &encode(0, &ops));
         let mut ops = executes(steps);
         ops.push(Op::Chunked(server_bytes(steps), 1));
-        write(&engine, &format!("{name}-bytewise"), &encode(0, &ops));
+        write(engine, &format!("{name}-bytewise"), &encode(0, &ops));
     }
     // Structured: greeting, negotiation, pipelined calls with timeouts,
     // out of band, events, replies out of order, a stall.
-    let exec = |name: u8, timeout_ms: Option<u16>, oob: bool| Op::Execute {
-        name,
-        timeout_ms,
-        oob,
-        no_reply: false,
-        fds: false,
-    };
     let mut ops = vec![exec(0, Some(100), false), exec(4, None, false)];
     ops.extend([Op::Greeting { oob: true }, Op::CapsReply { ok: true }]);
     ops.extend((0..10).map(|i| exec(i % 10, Some(50 * u16::from(i)), false)));
@@ -145,29 +160,25 @@ fn main() {
         Op::Advance(1000),
         Op::IdlessError,
     ]);
-    write(&engine, "structured", &encode(0b1000, &ops));
+    write(engine, "structured", &encode(0b1000, &ops));
+}
 
-    // Guest agent sessions: the recorded requests, the stale bytes
-    // before the agent's delimiter, an answer to our own sync, the rest.
-    let agent = seeds.join("agent");
+/// Guest agent sessions: the recorded requests, the stale bytes before
+/// the agent's delimiter, an answer to our own sync, the rest; and one
+/// structured session.
+fn agent_seeds(agent: &Path, qga: &Steps) {
     let recv: Vec<Vec<u8>> = qga.iter().filter(|s| !s.0).map(|s| s.1.clone()).collect();
-    let mut ops = executes(&qga);
+    let mut ops = executes(qga);
     ops.push(Op::Input(recv[0].clone()));
     ops.push(Op::SyncAnswer { stale: false });
     ops.extend(recv[1..].iter().cloned().map(Op::Input));
     ops.push(Op::Eof);
-    write(&agent, "qga-session", &encode(0, &ops));
+    write(agent, "qga-session", &encode(0, &ops));
     let ops = vec![
         exec(3, Some(100), false),
         Op::SyncAnswer { stale: true },
         Op::SyncAnswer { stale: false },
-        Op::Execute {
-            name: 2,
-            timeout_ms: None,
-            oob: false,
-            no_reply: false,
-            fds: false,
-        },
+        exec(2, None, false),
         exec(6, Some(10), false),
         Op::Advance(20),
         Op::Reply {
@@ -180,6 +191,5 @@ fn main() {
         Op::SyncAnswer { stale: false },
         Op::Advance(600),
     ];
-    write(&agent, "structured", &encode(0b1000, &ops));
-    println!("seeds written under {}", seeds.display());
+    write(agent, "structured", &encode(0b1000, &ops));
 }

@@ -361,17 +361,7 @@ impl Harness {
                 if self.on_wire.is_empty() {
                     return;
                 }
-                let id = self.on_wire[usize::from(*pick) % self.on_wire.len()];
-                let msg = if *error {
-                    format!(
-                        "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{id}\"}}, \"id\": {id}}}\r\n"
-                    )
-                } else {
-                    format!("{{\"return\": {{\"for\": {id}}}, \"id\": {id}}}\r\n")
-                };
-                let at = usize::from(*split) % (msg.len() + 1);
-                self.feed(&msg.as_bytes()[..at]);
-                self.feed(&msg.as_bytes()[at..]);
+                self.reply(*pick, *error, *split);
             }
             Op::ReplyUnknown(n) => {
                 let id = 1_000_000 + u64::from(*n);
@@ -386,68 +376,17 @@ impl Harness {
                 );
                 self.feed(e.as_bytes());
             }
-            Op::SyncAnswer { stale } => {
-                let token = match (self.token, stale) {
-                    (Some(t), false) => t,
-                    (Some(t), true) => t ^ 1,
-                    (None, _) => 42,
-                };
-                let mut answer = vec![0xFF];
-                answer.extend_from_slice(format!("{{\"return\": {token}}}\n").as_bytes());
-                self.feed(&answer);
-            }
+            Op::SyncAnswer { stale } => self.sync_answer(*stale),
             Op::Eof => self.client.handle_eof(self.now),
-            Op::Advance(ms) => {
-                self.now = self.now + Duration::from_millis(u64::from(*ms));
-                // As a driver does: wake at each deadline until none is due.
-                let mut rounds = 0;
-                while let Some(t) = self.client.poll_timeout() {
-                    if t > self.now {
-                        break;
-                    }
-                    self.client.handle_timeout(self.now);
-                    self.drain(None);
-                    rounds += 1;
-                    assert!(rounds < 1000, "poll_timeout stays in the past");
-                }
-                self.check_deadlines();
-            }
+            Op::Advance(ms) => self.advance(Duration::from_millis(u64::from(*ms))),
             Op::SpuriousTimeout => self.client.handle_timeout(self.now),
-            Op::Execute {
+            &Op::Execute {
                 name,
                 timeout_ms,
                 oob,
                 no_reply,
                 fds,
-            } => {
-                let name = NAMES[usize::from(*name) % NAMES.len()];
-                let mut r = Request::new(name);
-                if let Some(ms) = timeout_ms {
-                    r = r.timeout(Duration::from_millis(u64::from(*ms)));
-                }
-                if *oob {
-                    r = r.oob();
-                }
-                if *no_reply {
-                    r = r.no_reply();
-                }
-                if *fds {
-                    r = r.with_fds();
-                }
-                self.request_bytes += name.len() + 64;
-                if let Ok(id) = self.client.execute(self.now, r) {
-                    assert!(!self.submitted.contains(&id), "id {id} reused");
-                    assert!(!self.closed, "a closed session took a request");
-                    self.submitted.push(id);
-                    if let Some(ms) = timeout_ms {
-                        self.deadlines
-                            .insert(id, self.now + Duration::from_millis(u64::from(*ms)));
-                    }
-                    if *fds {
-                        self.with_fds.insert(id);
-                    }
-                }
-            }
+            } => self.execute(name, timeout_ms, oob, no_reply, fds),
             Op::Cancel(n) => {
                 if self.submitted.is_empty() {
                     return;
@@ -464,6 +403,82 @@ impl Harness {
             Op::PartialWrite(n) => write_limit = Some(usize::from(*n)),
         }
         self.drain(write_limit);
+    }
+
+    /// The server answers the request picked from those on the wire, in
+    /// two pieces cut at `split`.
+    fn reply(&mut self, pick: u8, error: bool, split: u8) {
+        let id = self.on_wire[usize::from(pick) % self.on_wire.len()];
+        let msg = if error {
+            format!(
+                "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{id}\"}}, \"id\": {id}}}\r\n"
+            )
+        } else {
+            format!("{{\"return\": {{\"for\": {id}}}, \"id\": {id}}}\r\n")
+        };
+        let at = usize::from(split) % (msg.len() + 1);
+        self.feed(&msg.as_bytes()[..at]);
+        self.feed(&msg.as_bytes()[at..]);
+    }
+
+    /// The guest agent's answer to a resync: ours, or a stale one.
+    fn sync_answer(&mut self, stale: bool) {
+        let token = match (self.token, stale) {
+            (Some(t), false) => t,
+            (Some(t), true) => t ^ 1,
+            (None, _) => 42,
+        };
+        let mut answer = vec![0xFF];
+        answer.extend_from_slice(format!("{{\"return\": {token}}}\n").as_bytes());
+        self.feed(&answer);
+    }
+
+    /// Time passes; as a driver does, wake at each deadline until none
+    /// is due.
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+        let mut rounds = 0;
+        while let Some(t) = self.client.poll_timeout() {
+            if t > self.now {
+                break;
+            }
+            self.client.handle_timeout(self.now);
+            self.drain(None);
+            rounds += 1;
+            assert!(rounds < 1000, "poll_timeout stays in the past");
+        }
+        self.check_deadlines();
+    }
+
+    /// Submits the request an [`Op::Execute`] describes.
+    fn execute(&mut self, name: u8, timeout_ms: Option<u16>, oob: bool, no_reply: bool, fds: bool) {
+        let name = NAMES[usize::from(name) % NAMES.len()];
+        let mut r = Request::new(name);
+        if let Some(ms) = timeout_ms {
+            r = r.timeout(Duration::from_millis(u64::from(ms)));
+        }
+        if oob {
+            r = r.oob();
+        }
+        if no_reply {
+            r = r.no_reply();
+        }
+        if fds {
+            r = r.with_fds();
+        }
+        self.request_bytes += name.len() + 64;
+        if let Ok(id) = self.client.execute(self.now, r) {
+            assert!(!self.submitted.contains(&id), "id {id} reused");
+            assert!(!self.closed, "a closed session took a request");
+            self.submitted.push(id);
+            if let Some(ms) = timeout_ms {
+                self.deadlines
+                    .insert(id, self.now + Duration::from_millis(u64::from(ms)));
+            }
+            if fds {
+                self.with_fds.insert(id);
+            }
+        }
     }
 
     /// Pulls everything out as a driver would and checks what comes.

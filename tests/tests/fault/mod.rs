@@ -473,74 +473,89 @@ impl Player {
                 std::thread::sleep(d);
                 Ok(())
             }
-            Step::Expect { name, args } => {
-                let req = self.read_request()?;
-                let got = req
-                    .get("execute")
-                    .or_else(|| req.get("exec-oob"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if got != name {
-                    return Err(Stop::Fail(format!("expected `{name}`, got {req}")));
-                }
-                if let Some(args) = args
-                    && req.get("arguments") != Some(&args)
-                {
-                    return Err(Stop::Fail(format!("expected arguments {args}, got {req}")));
-                }
-                Ok(())
-            }
+            Step::Expect { name, args } => self.expect(&name, args),
             Step::ExpectN(n) => {
                 for _ in 0..n {
                     self.read_request()?;
                 }
                 Ok(())
             }
-            Step::ReplyAll => {
-                let mut out = Vec::new();
-                for id in self.unanswered.drain(..).rev() {
-                    out.extend_from_slice(
-                        format!("{{\"return\": {{\"n\": {id}}}, \"id\": {id}}}\r\n").as_bytes(),
-                    );
-                    out.extend_from_slice(b"{\"event\": \"BETWEEN\"}\r\n");
-                }
-                self.write(&out)
-            }
-            Step::Flood { count, pause } => {
-                for i in 0..count {
-                    let ev = format!(
-                        "{{\"event\": \"FLOOD\", \"data\": {{\"i\": {i}}}, \"timestamp\": {{\"seconds\": 1, \"microseconds\": 2}}}}\r\n"
-                    );
-                    self.write(ev.as_bytes())?;
-                    if i % 10 == 9 {
-                        std::thread::sleep(pause);
-                    }
-                }
-                Ok(())
-            }
+            Step::ReplyAll => self.reply_all(),
+            Step::Flood { count, pause } => self.flood(count, pause),
             Step::Hold => {
                 let _ = released.recv_timeout(Duration::from_secs(30));
                 Ok(())
             }
-            Step::Close => {
-                // Closing with unread bytes makes the client's read fail
-                // with ECONNRESET instead of end of file: take them first.
-                let _ = self.stream.set_nonblocking(true);
-                let mut sink = [0u8; 65536];
-                while matches!(self.stream.read(&mut sink), Ok(n) if n > 0) {}
-                let _ = self.stream.shutdown(std::net::Shutdown::Both);
-                Err(Stop::PeerGone)
+            Step::Close => self.close(),
+            Step::Drain => self.drain(),
+        }
+    }
+
+    /// Reads a request and checks its name, and its arguments if given.
+    fn expect(&mut self, name: &str, args: Option<Value>) -> Result<(), Stop> {
+        let req = self.read_request()?;
+        let got = req
+            .get("execute")
+            .or_else(|| req.get("exec-oob"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if got != name {
+            return Err(Stop::Fail(format!("expected `{name}`, got {req}")));
+        }
+        if let Some(args) = args
+            && req.get("arguments") != Some(&args)
+        {
+            return Err(Stop::Fail(format!("expected arguments {args}, got {req}")));
+        }
+        Ok(())
+    }
+
+    /// Answers every unanswered request, newest first, with an event
+    /// between replies.
+    fn reply_all(&mut self) -> Result<(), Stop> {
+        let mut out = Vec::new();
+        for id in self.unanswered.drain(..).rev() {
+            out.extend_from_slice(
+                format!("{{\"return\": {{\"n\": {id}}}, \"id\": {id}}}\r\n").as_bytes(),
+            );
+            out.extend_from_slice(b"{\"event\": \"BETWEEN\"}\r\n");
+        }
+        self.write(&out)
+    }
+
+    /// `count` events, with a pause after every ten.
+    fn flood(&mut self, count: usize, pause: Duration) -> Result<(), Stop> {
+        for i in 0..count {
+            let ev = format!(
+                "{{\"event\": \"FLOOD\", \"data\": {{\"i\": {i}}}, \"timestamp\": {{\"seconds\": 1, \"microseconds\": 2}}}}\r\n"
+            );
+            self.write(ev.as_bytes())?;
+            if i % 10 == 9 {
+                std::thread::sleep(pause);
             }
-            Step::Drain => {
-                let mut sink = [0u8; 65536];
-                loop {
-                    match self.stream.read(&mut sink) {
-                        Ok(0) => return Err(Stop::PeerGone),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => return Err(io_stop(e)),
-                    }
-                }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), Stop> {
+        // Closing with unread bytes makes the client's read fail
+        // with ECONNRESET instead of end of file: take them first.
+        let _ = self.stream.set_nonblocking(true);
+        let mut sink = [0u8; 65536];
+        while matches!(self.stream.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        Err(Stop::PeerGone)
+    }
+
+    /// Reads and drops everything until the client closes.
+    fn drain(&mut self) -> Result<(), Stop> {
+        let mut sink = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return Err(Stop::PeerGone),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_stop(e)),
             }
         }
     }

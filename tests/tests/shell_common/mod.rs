@@ -1,11 +1,13 @@
 //! Finding the `qmp-shell` binary and running it with a time limit.
 //!
-//! The binary lives in another package (`qmp-std`), so Cargo does not
+//! The binary lives in another package (`qmp-shell`), so Cargo does not
 //! hand this package its path (`CARGO_BIN_EXE_*` is only for a package's
-//! own binaries). The first test that needs it runs `cargo build -p
-//! qmp-std --bin qmp-shell` once, with the same profile as the tests, and
-//! takes the executable's path from Cargo's JSON messages. After
-//! `cargo test` has built everything this is a no-op that takes a moment.
+//! own binaries, and depending on another package's binary is not stable
+//! Cargo). The first test that needs it runs `cargo build -p qmp-shell`
+//! once, with the same profile as the tests, and takes the executable's
+//! path from Cargo's JSON messages, so it is found wherever
+//! `CARGO_TARGET_DIR` puts it. After `cargo test` has built everything
+//! this is a no-op that takes a moment.
 
 #![allow(dead_code)]
 
@@ -22,7 +24,7 @@ pub(crate) fn qmp_shell() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "-p", "qmp-std", "--bin", "qmp-shell"])
+            .args(["build", "--quiet", "-p", "qmp-shell", "--bin", "qmp-shell"])
             .arg("--message-format=json-render-diagnostics")
             .stderr(Stdio::inherit());
         if !cfg!(debug_assertions) {

@@ -5,7 +5,7 @@
 //! resident memory it adds per connection is measured from a fresh
 //! process's baseline.
 
-use std::rc::Rc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -29,80 +29,106 @@ pub(crate) fn child(instances: usize, calls: u64) -> Result<Value> {
     let launched = start.elapsed();
     let baseline = rss_kib()?;
 
-    let ex = Rc::new(LocalExecutor::new());
+    let ex = LocalExecutor::new();
     let sockets: Vec<_> = qemus.iter().map(|q| q.sockets[0].clone()).collect();
-    let outcome = smol::block_on(ex.run({
-        let ex = ex.clone();
-        async move {
-            let connecting: Vec<_> = sockets
-                .into_iter()
-                .map(|path| ex.spawn(qmp_smol::Qmp::connect_unix(path, smol_options())))
-                .collect();
-            let (mut handles, mut drivers, mut errors) = (Vec::new(), Vec::new(), 0u64);
-            for c in connecting {
-                match c.await {
-                    Ok((qmp, driver)) => {
-                        drivers.push(ex.spawn(driver));
-                        handles.push(qmp);
-                    }
-                    Err(e) => {
-                        eprintln!("fan-out: connect failed: {e}");
-                        errors += 1;
-                    }
-                }
-            }
-            let connected = rss_kib();
-            let t0 = Instant::now();
-            let workers: Vec<_> = handles
-                .iter()
-                .cloned()
-                .map(|qmp| {
-                    ex.spawn(async move {
-                        let mut failed = 0u64;
-                        for _ in 0..calls {
-                            if let Err(e) = qmp.execute("query-status", None).await {
-                                if failed == 0 {
-                                    eprintln!("fan-out: call failed: {e}");
-                                }
-                                failed += 1;
-                            }
-                        }
-                        failed
-                    })
-                })
-                .collect();
-            for w in workers {
-                errors += w.await;
-            }
-            let elapsed = t0.elapsed();
-            let after = rss_kib();
-            let ok = handles.len();
-            for qmp in &handles {
-                qmp.disconnect();
-            }
-            for d in drivers {
-                d.await;
-            }
-            (ok, errors, elapsed, connected, after)
-        }
-    }));
-    let (ok, errors, elapsed, connected, after) = outcome;
-    let (connected, after) = (connected?, after?);
+    let run = smol::block_on(ex.run(fan_out(&ex, sockets, calls)));
+    let (connected, after) = (run.connected?, run.after?);
     for q in &mut qemus {
         q.kill();
     }
     drop(qemus);
-    let total = ok as u64 * calls;
+    let total = run.ok as u64 * calls;
     let per_conn = |rss: u64| rss.saturating_sub(baseline) as f64 / instances.max(1) as f64;
     Ok(json!({
         "fanout_instances": instances,
-        "fanout_connected": ok,
+        "fanout_connected": run.ok,
         "fanout_calls_per_instance": calls,
-        "fanout_calls_per_s": total as f64 / elapsed.as_secs_f64().max(1e-9),
-        "fanout_errors": errors,
+        "fanout_calls_per_s": total as f64 / run.elapsed.as_secs_f64().max(1e-9),
+        "fanout_errors": run.errors,
         "fanout_rss_kib_per_connection": per_conn(after),
         "fanout_rss_kib_per_connection_idle": per_conn(connected),
         "fanout_rss_kib_baseline": baseline,
         "fanout_launch_s": launched.as_secs_f64(),
     }))
+}
+
+/// What one fan-out run measured.
+struct FanOut {
+    /// Connections made.
+    ok: usize,
+    /// Failed connects and calls.
+    errors: u64,
+    /// The time all the calls took.
+    elapsed: Duration,
+    /// Resident memory once connected, and after the calls.
+    connected: Result<u64>,
+    after: Result<u64>,
+}
+
+/// Connects to every socket, then makes `calls` calls on each
+/// connection, all at once, on `ex`.
+async fn fan_out(ex: &LocalExecutor<'_>, sockets: Vec<PathBuf>, calls: u64) -> FanOut {
+    let connecting: Vec<_> = sockets
+        .into_iter()
+        .map(|path| ex.spawn(qmp_smol::Qmp::connect_unix(path, smol_options())))
+        .collect();
+    let (mut handles, mut drivers, mut errors) = (Vec::new(), Vec::new(), 0u64);
+    for c in connecting {
+        match c.await {
+            Ok((qmp, driver)) => {
+                drivers.push(ex.spawn(driver));
+                handles.push(qmp);
+            }
+            Err(e) => {
+                eprintln!("fan-out: connect failed: {e}");
+                errors += 1;
+            }
+        }
+    }
+    let connected = rss_kib();
+    let t0 = Instant::now();
+    errors += call_all(ex, &handles, calls).await;
+    let elapsed = t0.elapsed();
+    let after = rss_kib();
+    for qmp in &handles {
+        qmp.disconnect();
+    }
+    for d in drivers {
+        d.await;
+    }
+    FanOut {
+        ok: handles.len(),
+        errors,
+        elapsed,
+        connected,
+        after,
+    }
+}
+
+/// `calls` calls on each connection, the connections side by side; the
+/// number that failed.
+async fn call_all(ex: &LocalExecutor<'_>, handles: &[qmp_smol::Qmp], calls: u64) -> u64 {
+    let workers: Vec<_> = handles
+        .iter()
+        .cloned()
+        .map(|qmp| {
+            ex.spawn(async move {
+                let mut failed = 0u64;
+                for _ in 0..calls {
+                    if let Err(e) = qmp.execute("query-status", None).await {
+                        if failed == 0 {
+                            eprintln!("fan-out: call failed: {e}");
+                        }
+                        failed += 1;
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut errors = 0;
+    for w in workers {
+        errors += w.await;
+    }
+    errors
 }

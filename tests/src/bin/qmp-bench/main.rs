@@ -241,7 +241,7 @@ fn thousands(x: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -368,7 +368,12 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
     smol.close();
     spawned.close();
     drop(qemu);
+    report_serial(&r, n, report);
+    Ok(())
+}
 
+/// The serial figures, and their rows of the table.
+fn report_serial(r: &Rounds, n: u64, report: &mut Report) {
     report.set("serial_calls", n);
     let names = [
         "raw",
@@ -426,7 +431,6 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
         "    its CPU, QEMU's CPU per call".into(),
         format!("{}; {}", cpu(5), qemu_cpu(5)),
     ]);
-    Ok(())
 }
 
 /// `WINDOW` calls in flight: raw and qmp-smol (qmp-std makes one call at

@@ -210,85 +210,107 @@ impl ShellHelper {
             .map_or(0, |(i, c)| i + c.len_utf8());
         let word = &before[start..];
         let mut prior: Vec<&str> = before[..start].split_whitespace().collect();
-        let mut table = &self.words.commands;
-        if self.in_transaction || prior.first() == Some(&"transaction(") {
-            if prior.first() == Some(&"transaction(") {
-                prior.remove(0);
-            }
-            if prior.first() == Some(&")") {
-                return (start, Vec::new());
-            }
-            table = &self.words.actions;
-        }
-        if prior.is_empty() {
-            let mut names: Vec<Pair> = table
-                .keys()
-                .filter(|n| n.starts_with(word))
-                .map(|n| Pair {
-                    display: n.clone(),
-                    replacement: format!("{n} "),
-                })
-                .collect();
-            if !self.hmp
-                && !self.in_transaction
-                && table.contains_key("transaction")
-                && "transaction(".starts_with(word)
-            {
-                names.push(Pair {
-                    display: "transaction(".into(),
-                    replacement: "transaction(".into(),
-                });
-            }
-            return (start, names);
-        }
-        if self.hmp {
-            // `info` subcommands; nothing else has named arguments.
-            let names = match (prior.as_slice(), table.get(prior[0])) {
-                ([_], Some(subs)) => subs
-                    .0
-                    .keys()
-                    .filter(|n| n.starts_with(word))
-                    .map(|n| Pair {
-                        display: n.clone(),
-                        replacement: format!("{n} "),
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            return (start, names);
-        }
-        if word.contains('=') {
-            return (start, Vec::new());
-        }
-        let Some(mut members) = table.get(prior[0]) else {
+        let Some(table) = self.table(&mut prior) else {
             return (start, Vec::new());
         };
-        // `a.b.c`: follow `a` and `b`, complete `c`.
-        let (path, last) = match word.rfind('.') {
-            Some(i) => (&word[..=i], &word[i + 1..]),
-            None => ("", word),
+        let names = match prior.first() {
+            None => self.command_names(table, word),
+            Some(command) if self.hmp => hmp_subcommands(table, &prior, command, word),
+            Some(command) => argument_names(table, command, word),
         };
-        for part in path.split('.').filter(|p| !p.is_empty()) {
-            match members.0.get(part) {
-                Some(m) => members = m,
-                None => return (start, Vec::new()),
-            }
-        }
-        let names = members
-            .0
-            .iter()
-            .filter(|(n, _)| n.starts_with(last))
-            .map(|(n, nested)| Pair {
-                display: n.clone(),
-                replacement: if nested.0.is_empty() {
-                    format!("{path}{n}=")
-                } else {
-                    format!("{path}{n}.")
-                },
-            })
-            .collect();
         (start, names)
     }
+
+    /// The names that the first word of `prior` is one of: commands, or
+    /// transaction actions (then `transaction(` is taken off `prior`).
+    /// `None` after a block's `)`, where nothing is offered.
+    fn table(&self, prior: &mut Vec<&str>) -> Option<&BTreeMap<String, Members>> {
+        let opens_block = prior.first() == Some(&"transaction(");
+        if !self.in_transaction && !opens_block {
+            return Some(&self.words.commands);
+        }
+        if opens_block {
+            prior.remove(0);
+        }
+        if prior.first() == Some(&")") {
+            return None;
+        }
+        Some(&self.words.actions)
+    }
+
+    /// The first word: a command (or action) name, and `transaction(`.
+    fn command_names(&self, table: &BTreeMap<String, Members>, word: &str) -> Vec<Pair> {
+        let mut names = word_pairs(table.keys(), word);
+        if !self.hmp
+            && !self.in_transaction
+            && table.contains_key("transaction")
+            && "transaction(".starts_with(word)
+        {
+            names.push(Pair {
+                display: "transaction(".into(),
+                replacement: "transaction(".into(),
+            });
+        }
+        names
+    }
+}
+
+/// Names starting with `word`, each to be followed by a space.
+fn word_pairs<'a>(names: impl Iterator<Item = &'a String>, word: &str) -> Vec<Pair> {
+    names
+        .filter(|n| n.starts_with(word))
+        .map(|n| Pair {
+            display: n.clone(),
+            replacement: format!("{n} "),
+        })
+        .collect()
+}
+
+/// HMP: `info` subcommands; nothing else has named arguments.
+fn hmp_subcommands(
+    table: &BTreeMap<String, Members>,
+    prior: &[&str],
+    command: &str,
+    word: &str,
+) -> Vec<Pair> {
+    match (prior, table.get(command)) {
+        ([_], Some(subs)) => word_pairs(subs.0.keys(), word),
+        _ => Vec::new(),
+    }
+}
+
+/// The argument names of `command` that `word` may start; `a.b.c`
+/// follows `a` and `b` and completes `c`.
+fn argument_names(table: &BTreeMap<String, Members>, command: &str, word: &str) -> Vec<Pair> {
+    if word.contains('=') {
+        return Vec::new();
+    }
+    let Some(mut members) = table.get(command) else {
+        return Vec::new();
+    };
+    let (path, last) = match word.rfind('.') {
+        Some(i) => (&word[..=i], &word[i + 1..]),
+        None => ("", word),
+    };
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        match members.0.get(part) {
+            Some(m) => members = m,
+            None => return Vec::new(),
+        }
+    }
+    members
+        .0
+        .iter()
+        .filter(|(n, _)| n.starts_with(last))
+        .map(|(n, nested)| Pair {
+            display: n.clone(),
+            replacement: if nested.0.is_empty() {
+                format!("{path}{n}=")
+            } else {
+                format!("{path}{n}.")
+            },
+        })
+        .collect()
 }
 
 impl Completer for ShellHelper {

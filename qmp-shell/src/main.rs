@@ -5,8 +5,8 @@
 //! qmp-shell [OPTIONS] [ADDRESS] [-- QEMU_ARGS...]
 //! ```
 //!
-//! See `qmp-shell --help` and the "qmp-shell" section of the repository's
-//! README for the command syntax and the exit statuses.
+//! See `qmp-shell --help` and this crate's README for the command syntax
+//! and the exit statuses.
 
 #![forbid(unsafe_code)]
 
@@ -14,16 +14,19 @@ mod batch;
 mod cli;
 mod complete;
 mod echo;
+mod history;
 mod interactive;
-mod link;
+mod output;
+mod peer;
 mod syntax;
+mod worker;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use crate::batch::{Status, report_failure};
+use crate::batch::Status;
 use crate::cli::Args;
-use crate::link::Link;
+use crate::peer::Peer;
 
 fn main() -> ExitCode {
     let args = Args::parse_checked();
@@ -34,29 +37,29 @@ fn main() -> ExitCode {
     let commands = match batch::parse_commands(&args) {
         Ok(commands) => commands,
         Err(e) => {
-            report_failure(e);
+            output::failure(e);
             return Status::Failure.into();
         }
     };
     let scripted = !args.commands.is_empty() || args.events;
     let interactive = !scripted && std::io::stdin().is_terminal();
-    let mut link = match Link::open(&args) {
-        Ok(link) => link,
+    let mut peer = match Peer::open(&args) {
+        Ok(peer) => peer,
         Err(e) => {
-            report_failure(e);
+            output::failure(e);
             return Status::Failure.into();
         }
     };
     if interactive {
-        return interactive::run(link, &args).into();
+        return interactive::run(peer, &args).into();
     }
     let status = if scripted {
-        batch::run(&mut link, &args, &commands)
+        batch::run(&mut peer, &args, &commands)
     } else {
-        batch::run_stdin(&mut link, &args)
+        batch::run_stdin(&mut peer, &args)
     };
-    if let Err(e) = link.close() {
-        report_failure(format!("while closing: {e}"));
+    if let Err(e) = peer.close() {
+        output::failure(format!("while closing: {e}"));
     }
     status.into()
 }

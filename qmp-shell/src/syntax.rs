@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use qmp_std::Request;
 use qmp_std::serde_json::{self, Map, Value};
 
 /// Why a line could not be understood; the shell reports it and goes on.
@@ -62,6 +63,9 @@ impl Piece {
     }
 }
 
+/// The characters of a line, with their byte offsets.
+type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
+
 /// Splits `line` into words, honouring quotes and brackets.
 fn words(line: &str) -> Result<Vec<Word>, SyntaxError> {
     let mut out = Vec::new();
@@ -71,110 +75,152 @@ fn words(line: &str) -> Result<Vec<Word>, SyntaxError> {
         if chars.peek().is_none() {
             return Ok(out);
         }
-        // Pieces before the first unquoted `=` (the key), and after it.
-        let mut key: Option<Vec<Piece>> = None;
-        let mut pieces: Vec<Piece> = Vec::new();
-        let mut plain = String::new();
-        let mut depth: Vec<char> = Vec::new();
-        let flush = |plain: &mut String, pieces: &mut Vec<Piece>| {
-            if !plain.is_empty() {
-                pieces.push(Piece::Plain(std::mem::take(plain)));
-            }
-        };
-        while let Some((at, c)) = chars.next() {
-            if !depth.is_empty() {
-                // Inside brackets: keep everything as typed, so the value
-                // can be parsed as JSON; strings keep their quotes.
-                plain.push(c);
-                match c {
-                    '{' => depth.push('}'),
-                    '[' => depth.push(']'),
-                    '}' | ']' => {
-                        if depth.last() == Some(&c) {
-                            depth.pop();
-                        } else {
-                            return Err(SyntaxError::new(format!(
-                                "unexpected `{c}` at column {}",
-                                at + 1
-                            )));
-                        }
-                    }
-                    '"' => json_string_raw(&mut chars, &mut plain, at)?,
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                c if c.is_whitespace() => break,
-                '=' if key.is_none() => {
-                    flush(&mut plain, &mut pieces);
-                    key = Some(std::mem::take(&mut pieces));
-                }
-                '{' | '[' => {
-                    plain.push(c);
-                    depth.push(if c == '{' { '}' } else { ']' });
-                }
-                '\'' => {
-                    flush(&mut plain, &mut pieces);
-                    let mut text = String::new();
-                    loop {
-                        match chars.next() {
-                            Some((_, '\'')) => break,
-                            Some((_, c)) => text.push(c),
-                            None => {
-                                return Err(SyntaxError::new(format!(
-                                    "the single quote at column {} is never closed",
-                                    at + 1
-                                )));
-                            }
-                        }
-                    }
-                    pieces.push(Piece::Single(text));
-                }
-                '"' => {
-                    flush(&mut plain, &mut pieces);
-                    let mut raw = String::from("\"");
-                    json_string_raw(&mut chars, &mut raw, at)?;
-                    let text: String = serde_json::from_str(&raw).map_err(|e| {
-                        SyntaxError::new(format!(
-                            "the string at column {} is not a valid JSON string: {e}",
-                            at + 1
-                        ))
-                    })?;
-                    pieces.push(Piece::Double(text));
-                }
-                '\\' => match chars.next() {
-                    Some((_, c)) => plain.push(c),
-                    None => plain.push('\\'),
-                },
-                c => plain.push(c),
-            }
+        out.push(word(&mut chars)?);
+    }
+}
+
+/// Reads one word: up to whitespace that is neither quoted nor inside
+/// brackets.
+fn word(chars: &mut Chars<'_>) -> Result<Word, SyntaxError> {
+    let mut parts = WordParts::default();
+    while let Some((at, c)) = chars.next() {
+        if !parts.depth.is_empty() {
+            parts.bracketed(c, at, chars)?;
+            continue;
         }
-        if let Some(close) = depth.last() {
+        match c {
+            c if c.is_whitespace() => break,
+            '=' if parts.key.is_none() => parts.end_key(),
+            '{' | '[' => parts.open(c),
+            '\'' => {
+                let text = single_quoted(chars, at)?;
+                parts.piece(Piece::Single(text));
+            }
+            '"' => {
+                let text = double_quoted(chars, at)?;
+                parts.piece(Piece::Double(text));
+            }
+            '\\' => parts.plain.push(chars.next().map_or('\\', |(_, c)| c)),
+            c => parts.plain.push(c),
+        }
+    }
+    parts.finish()
+}
+
+/// A word being read.
+#[derive(Debug, Default)]
+struct WordParts {
+    /// The pieces before the first unquoted `=`, once there was one.
+    key: Option<Vec<Piece>>,
+    /// The pieces of the key until then, of the value after.
+    pieces: Vec<Piece>,
+    /// Unquoted text not yet made a piece.
+    plain: String,
+    /// The closing brackets still owed, innermost last.
+    depth: Vec<char>,
+}
+
+impl WordParts {
+    fn flush(&mut self) {
+        if !self.plain.is_empty() {
+            self.pieces
+                .push(Piece::Plain(std::mem::take(&mut self.plain)));
+        }
+    }
+
+    fn piece(&mut self, piece: Piece) {
+        self.flush();
+        self.pieces.push(piece);
+    }
+
+    /// The first unquoted `=`: what came before is the key.
+    fn end_key(&mut self) {
+        self.flush();
+        self.key = Some(std::mem::take(&mut self.pieces));
+    }
+
+    fn open(&mut self, bracket: char) {
+        self.plain.push(bracket);
+        self.depth.push(if bracket == '{' { '}' } else { ']' });
+    }
+
+    /// A character inside brackets: kept as typed, so the value can be
+    /// parsed as JSON; strings keep their quotes.
+    fn bracketed(&mut self, c: char, at: usize, chars: &mut Chars<'_>) -> Result<(), SyntaxError> {
+        match c {
+            '{' | '[' => self.open(c),
+            '}' | ']' if self.depth.last() == Some(&c) => {
+                self.plain.push(c);
+                self.depth.pop();
+            }
+            '}' | ']' => {
+                return Err(SyntaxError::new(format!(
+                    "unexpected `{c}` at column {}",
+                    at + 1
+                )));
+            }
+            '"' => {
+                self.plain.push(c);
+                json_string_raw(chars, &mut self.plain, at)?;
+            }
+            c => self.plain.push(c),
+        }
+        Ok(())
+    }
+
+    /// The word read: bare, or `key=value` with a typed value.
+    fn finish(mut self) -> Result<Word, SyntaxError> {
+        if let Some(close) = self.depth.last() {
             return Err(SyntaxError::new(format!(
                 "a bracket is never closed (missing `{close}`); quote a value \
                  with brackets in it if it is not JSON"
             )));
         }
-        flush(&mut plain, &mut pieces);
-        out.push(match key {
-            None => Word::Bare(pieces.iter().map(Piece::text).collect()),
+        self.flush();
+        Ok(match self.key {
+            None => Word::Bare(self.pieces.iter().map(Piece::text).collect()),
             Some(key) => {
                 let key: String = key.iter().map(Piece::text).collect();
-                let value = typed_value(&key, pieces)?;
+                let value = typed_value(&key, self.pieces)?;
                 Word::Arg { key, value }
             }
-        });
+        })
     }
+}
+
+/// The text of a `'...'` piece whose opening quote is at column `at`.
+fn single_quoted(chars: &mut Chars<'_>, at: usize) -> Result<String, SyntaxError> {
+    let mut text = String::new();
+    loop {
+        match chars.next() {
+            Some((_, '\'')) => return Ok(text),
+            Some((_, c)) => text.push(c),
+            None => {
+                return Err(SyntaxError::new(format!(
+                    "the single quote at column {} is never closed",
+                    at + 1
+                )));
+            }
+        }
+    }
+}
+
+/// The decoded text of a `"..."` piece whose opening quote is at column
+/// `at`.
+fn double_quoted(chars: &mut Chars<'_>, at: usize) -> Result<String, SyntaxError> {
+    let mut raw = String::from("\"");
+    json_string_raw(chars, &mut raw, at)?;
+    serde_json::from_str(&raw).map_err(|e| {
+        SyntaxError::new(format!(
+            "the string at column {} is not a valid JSON string: {e}",
+            at + 1
+        ))
+    })
 }
 
 /// Copies a JSON string's raw text (after its opening quote, which is
 /// already in `out`) up to and including the closing quote.
-fn json_string_raw(
-    chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
-    out: &mut String,
-    at: usize,
-) -> Result<(), SyntaxError> {
+fn json_string_raw(chars: &mut Chars<'_>, out: &mut String, at: usize) -> Result<(), SyntaxError> {
     loop {
         match chars.next() {
             Some((_, '"')) => {
@@ -260,6 +306,11 @@ fn arguments(words: &[Word]) -> Result<Map<String, Value>, SyntaxError> {
         }
     }
     Ok(args)
+}
+
+/// A request object as a request for the client.
+pub(crate) fn to_request(value: &Value) -> Result<Request, SyntaxError> {
+    Request::from_value(value).map_err(|e| SyntaxError::new(e.detail))
 }
 
 /// A request object `{"execute": name, "arguments": {...}}`.

@@ -1,18 +1,20 @@
 //! The connection the shell talks over: a QMP socket, a QEMU it launched,
 //! or a guest agent.
 
+use std::fmt;
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use qmp_std::serde_json::Value;
-use qmp_std::{Agent, Error, Event, Options, Qemu, Qmp, Request, Socket};
+use qmp_std::{Agent, CloseCause, CloseReason, Error, Event, Options, Qemu, Qmp, Request, Socket};
 
 use crate::cli::Args;
 
 /// Where the shell sends its commands.
 #[derive(Debug)]
-pub(crate) enum Link {
+pub(crate) enum Peer {
     /// A QMP server reached at an address.
     Qmp(Qmp),
     /// A QEMU this shell started; stopped when the shell ends.
@@ -27,13 +29,43 @@ pub(crate) enum Waited {
     Event(Event),
     /// Nothing came in time.
     Nothing,
-    /// The connection has closed; the text says why.
-    Closed(String),
+    /// The connection has closed.
+    Closed(Ended),
 }
 
-impl Link {
+/// Why the session ended.
+#[derive(Clone, Debug)]
+pub(crate) enum Ended {
+    /// The engine closed it, for this reason.
+    Closed(CloseReason),
+    /// The connection failed without the engine closing it (a socket
+    /// error, for one); the error, when a call or wait met it.
+    Failed(Option<Arc<Error>>),
+}
+
+impl Ended {
+    /// Why a call or wait that failed with `e` shows the session over.
+    fn from_error(e: Error) -> Ended {
+        match e.close_reason() {
+            Some(reason) => Ended::Closed(reason.clone()),
+            None => Ended::Failed(Some(Arc::new(e))),
+        }
+    }
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ended::Closed(reason) => reason.fmt(f),
+            Ended::Failed(Some(e)) => e.fmt(f),
+            Ended::Failed(None) => f.write_str("the connection failed"),
+        }
+    }
+}
+
+impl Peer {
     /// Connects as the command line says, every wait bounded by `--timeout`.
-    pub(crate) fn open(args: &Args) -> Result<Link, Error> {
+    pub(crate) fn open(args: &Args) -> Result<Peer, Error> {
         let mut options = Options::new()
             .connect_timeout(args.timeout)
             .handshake_timeout(args.timeout)
@@ -50,34 +82,34 @@ impl Link {
                 .options(options)
                 .stop_timeout(args.timeout.min(Duration::from_secs(5)))
                 .launch()?;
-            return Ok(Link::Launched(Box::new(qemu)));
+            return Ok(Peer::Launched(Box::new(qemu)));
         }
         let address = args.address.as_deref().unwrap_or_default();
         match (is_tcp(address), args.agent) {
             (true, true) => {
                 let stream = connect_tcp(address, args.timeout)?;
-                Ok(Link::Agent(Agent::from_stream(
+                Ok(Peer::Agent(Agent::from_stream(
                     Socket::Tcp(stream),
                     options,
                 )?))
             }
-            (true, false) => Ok(Link::Qmp(Qmp::connect_tcp(address, options)?)),
-            (false, true) => Ok(Link::Agent(Agent::connect_unix(address, options)?)),
-            (false, false) => Ok(Link::Qmp(Qmp::connect_unix(address, options)?)),
+            (true, false) => Ok(Peer::Qmp(Qmp::connect_tcp(address, options)?)),
+            (false, true) => Ok(Peer::Agent(Agent::connect_unix(address, options)?)),
+            (false, false) => Ok(Peer::Qmp(Qmp::connect_unix(address, options)?)),
         }
     }
 
     /// The QMP client, unless this is a guest agent.
     fn qmp(&mut self) -> Option<&mut Qmp> {
         match self {
-            Link::Qmp(q) => Some(q),
-            Link::Launched(q) => Some(q.qmp()),
-            Link::Agent(_) => None,
+            Peer::Qmp(q) => Some(q),
+            Peer::Launched(q) => Some(q.qmp()),
+            Peer::Agent(_) => None,
         }
     }
 
     pub(crate) fn is_agent(&self) -> bool {
-        matches!(self, Link::Agent(_))
+        matches!(self, Peer::Agent(_))
     }
 
     /// "QEMU 7.2.0 (Debian ...)", or "guest agent".
@@ -97,9 +129,9 @@ impl Link {
     /// Runs a request, waiting at most `timeout` for its reply.
     pub(crate) fn execute(&mut self, request: Request, timeout: Duration) -> Result<Value, Error> {
         match self {
-            Link::Qmp(q) => q.with_timeout(timeout).execute_with(request),
-            Link::Launched(q) => q.with_timeout(timeout).execute_with(request),
-            Link::Agent(a) => a.with_timeout(timeout).execute_with(request),
+            Peer::Qmp(q) => q.with_timeout(timeout).execute_with(request),
+            Peer::Launched(q) => q.with_timeout(timeout).execute_with(request),
+            Peer::Agent(a) => a.with_timeout(timeout).execute_with(request),
         }
     }
 
@@ -112,46 +144,42 @@ impl Link {
         match qmp.with_timeout(timeout).wait_event_where(|_| true) {
             Ok(event) => Waited::Event(event),
             Err(Error::Timeout { .. }) => Waited::Nothing,
-            Err(e) => Waited::Closed(closed_text(&e)),
+            Err(e) => Waited::Closed(Ended::from_error(e)),
         }
     }
 
     /// Whether the session has ended, and why.
-    pub(crate) fn closed(&mut self) -> Option<String> {
-        match self {
-            Link::Qmp(q) => q.close_cause().map(|r| r.to_string()),
-            Link::Launched(q) => q.close_cause().map(|r| r.to_string()),
-            Link::Agent(a) => a.close_cause().map(|r| r.to_string()),
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        let cause = match self {
+            Peer::Qmp(q) => q.close_cause(),
+            Peer::Launched(q) => q.close_cause(),
+            Peer::Agent(a) => a.close_cause(),
+        };
+        match cause {
+            Some(CloseCause::Session(reason)) => Some(Ended::Closed(reason)),
+            Some(other) => Some(Ended::Failed(Some(Arc::new(Error::Closed(other))))),
+            None => self.is_closed().then_some(Ended::Failed(None)),
         }
-        .or_else(|| self.is_closed().then(|| "the connection failed".into()))
     }
 
     fn is_closed(&self) -> bool {
         match self {
-            Link::Qmp(q) => q.is_closed(),
-            Link::Launched(q) => q.is_closed(),
-            Link::Agent(a) => a.is_closed(),
+            Peer::Qmp(q) => q.is_closed(),
+            Peer::Launched(q) => q.is_closed(),
+            Peer::Agent(a) => a.is_closed(),
         }
     }
 
     /// Ends the session; a launched QEMU is stopped (quit, then signals).
     pub(crate) fn close(self) -> Result<(), Error> {
         match self {
-            Link::Qmp(q) => q.disconnect(),
-            Link::Agent(a) => a.disconnect(),
-            Link::Launched(q) => {
+            Peer::Qmp(q) => q.disconnect(),
+            Peer::Agent(a) => a.disconnect(),
+            Peer::Launched(q) => {
                 q.shutdown()?;
             }
         }
         Ok(())
-    }
-}
-
-/// Why the session ended, from the error a wait or call met.
-fn closed_text(e: &Error) -> String {
-    match e.close_reason() {
-        Some(r) => r.to_string(),
-        None => e.to_string(),
     }
 }
 
