@@ -13,7 +13,6 @@
 mod batch;
 mod cli;
 mod complete;
-mod echo;
 mod history;
 mod interactive;
 mod output;
@@ -30,9 +29,6 @@ use crate::peer::Peer;
 
 fn main() -> ExitCode {
     let args = Args::parse_checked();
-    if args.verbose {
-        echo::install();
-    }
     // A typo in a -c command runs nothing (and starts no QEMU).
     let commands = match batch::parse_commands(&args) {
         Ok(commands) => commands,

@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::io::Write;
 
 use qmp_std::serde_json::{self, Value};
-use qmp_std::{Error, Event};
+use qmp_std::{Direction, Error, Event, Traffic};
 use rustyline::ExternalPrinter;
 
 use crate::peer::Ended;
@@ -73,12 +73,16 @@ pub(crate) fn closed(ended: &Ended) {
 }
 
 /// One message sent (`->`) or received (`<-`), for `--verbose`, one line
-/// of stderr per line of the message.
-pub(crate) fn wire(arrow: &str, bytes: &str) {
+/// of stderr per line of the message (a pretty-printing monitor sends
+/// several).
+pub(crate) fn wire(traffic: &Traffic) {
+    let arrow = match traffic.direction {
+        Direction::Received => "<-",
+        _ => "->",
+    };
+    let text = String::from_utf8_lossy(&traffic.bytes);
     let mut err = std::io::stderr().lock();
-    for line in bytes.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
-        // The guest agent's resync uses a 0xFF byte: show it, not U+FFFD.
-        let line = line.replace('\u{fffd}', "<0xff>");
+    for line in text.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
         let _ = writeln!(err, "{arrow} {}", line.trim_end());
     }
 }

@@ -11,6 +11,7 @@ use qmp_std::serde_json::Value;
 use qmp_std::{Agent, CloseCause, CloseReason, Error, Event, Options, Qemu, Qmp, Request, Socket};
 
 use crate::cli::Args;
+use crate::output;
 
 /// Where the shell sends its commands.
 #[derive(Debug)]
@@ -70,6 +71,9 @@ impl Peer {
             .connect_timeout(args.timeout)
             .handshake_timeout(args.timeout)
             .timeout(args.timeout);
+        if args.verbose {
+            options = options.on_traffic(|_, traffic| output::wire(traffic));
+        }
         if args.agent {
             // A socket that is not there yet is an error at once, as for QMP.
             options = options.socket_wait(Duration::ZERO);

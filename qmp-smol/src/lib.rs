@@ -22,4 +22,4 @@ pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
 pub use qmp_core;
 /// `serde_json`, as the engine uses it.
 pub use qmp_core::serde_json;
-pub use qmp_core::{Event, Greeting, Request, SessionState, Traffic};
+pub use qmp_core::{Direction, Event, Greeting, Request, SessionState, Traffic};

@@ -20,6 +20,6 @@ pub use stream::{Polled, Socket, Stream};
 pub use qmp_core;
 pub use qmp_core::serde_json;
 pub use qmp_core::{
-    CloseReason, Command, Config, ErrorClass, Event, EventQueue, ExecuteError, Greeting, Request,
-    RequestId, SessionState, Stats, Traffic, Version, commands,
+    CloseReason, Command, Config, Direction, ErrorClass, Event, EventQueue, ExecuteError, Greeting,
+    Request, RequestId, SessionState, Stats, Traffic, Version, commands,
 };
