@@ -36,13 +36,15 @@ fn session(chunks: &mut dyn Iterator<Item = &[u8]>) -> Outcome {
     let config = Config::qmp()
         .await_greeting(false)
         .negotiate(false)
-        .max_message_size(LIMIT);
-    // Room for every event one input can hold, so none is dropped.
-    let mut c: Client<1024, 4> = Client::sized(Instant::ZERO, config);
+        .max_message_size(LIMIT)
+        // Room for every event one input can hold, so none is dropped.
+        .max_queued_events(1024)
+        .max_open_requests(4);
+    let mut c = Client::new(Instant::ZERO, config);
     let mut events = Vec::new();
     let mut close = None;
     for chunk in chunks {
-        let _ = c.handle_input(Instant::ZERO, chunk);
+        c.handle_input(Instant::ZERO, chunk);
         assert!(
             c.buffered_bytes() <= 2 * LIMIT,
             "{} bytes buffered",

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use qmp_core::serde_json::{self, Value};
-use qmp_core::{Client, Config, Instant, Output, Request, RequestError, RequestId, Runstate};
+use qmp_core::{Client, Config, Instant, Output, Request, RequestError, RequestId, SessionState};
 
 /// Capacity of the event queue under test: small, so overflow is reached.
 pub const EVENTS: usize = 8;
@@ -239,34 +239,38 @@ pub fn encode(config: u8, ops: &[Op]) -> Vec<u8> {
 
 /// A QMP configuration chosen by the bits of `b`.
 pub fn qmp_config(b: u8) -> Config {
-    let mut c = Config::qmp()
+    let c = Config::qmp()
         .max_message_size(MAX_MESSAGE)
         .await_greeting(b & 1 == 0)
         .negotiate(b & 2 == 0)
         .enable_oob(b & 4 == 0)
         .max_in_flight(usize::from(b >> 5) + 1);
-    if b & 8 != 0 {
-        c = c.handshake_timeout(Duration::from_millis(500));
-    }
-    c
+    let handshake = (b & 8 != 0).then_some(Duration::from_millis(500));
+    sized(c.handshake_timeout(handshake))
 }
 
 /// A guest agent configuration chosen by the bits of `b`.
 pub fn qga_config(b: u8) -> Config {
-    let mut c = Config::qga()
+    let c = Config::qga()
         .max_message_size(MAX_MESSAGE)
         .sync_on_start(b & 1 == 0)
         .sync_seed(u64::from(b))
         .max_in_flight(usize::from(b >> 5) + 1);
-    if b & 8 != 0 {
-        c = c.sync_timeout(Duration::from_millis(500));
-    }
-    c
+    let sync = (b & 8 != 0).then_some(Duration::from_millis(500));
+    sized(c.sync_timeout(sync))
+}
+
+/// The harness's capacities, and only the deadlines a request asks for,
+/// so that every timeout the harness sees is one it can check.
+fn sized(c: Config) -> Config {
+    c.max_queued_events(EVENTS)
+        .max_open_requests(REQUESTS)
+        .request_timeout(None)
 }
 
 /// The engine and everything the harness knows about it.
 pub struct Harness {
-    client: Client<EVENTS, REQUESTS>,
+    client: Client,
     now: Instant,
     /// Every byte written to the "server".
     wire: Vec<u8>,
@@ -290,7 +294,7 @@ impl Harness {
     /// A harness around a new engine with `config`.
     pub fn new(config: Config) -> Self {
         let mut h = Harness {
-            client: Client::sized(Instant::ZERO, config),
+            client: Client::new(Instant::ZERO, config),
             now: Instant::ZERO,
             wire: Vec::new(),
             parsed: 0,
@@ -318,7 +322,7 @@ impl Harness {
         self.stalled = false;
         self.client.handle_eof(self.now);
         self.drain(None);
-        self.client.close();
+        self.client.abort();
         self.drain(None);
         for id in &self.submitted {
             assert!(
@@ -329,7 +333,7 @@ impl Harness {
     }
 
     fn feed(&mut self, bytes: &[u8]) {
-        let _ = self.client.handle_input(self.now, bytes);
+        self.client.handle_input(self.now, bytes);
     }
 
     fn apply(&mut self, op: &Op) {
@@ -398,7 +402,7 @@ impl Harness {
                 }
             }
             Op::Resync => self.client.resync(self.now),
-            Op::Close => self.client.close(),
+            Op::Close => self.client.close(self.now),
             Op::Stall(on) => self.stalled = *on,
             Op::PartialWrite(n) => write_limit = Some(usize::from(*n)),
         }
@@ -528,7 +532,7 @@ impl Harness {
                 _ => {}
             }
         }
-        if self.client.runstate() == Runstate::Closed {
+        if self.client.state() == SessionState::Closed {
             assert!(self.closed, "closed without Output::Closed");
         }
         // Events are left queued now and then, to reach the cap.
