@@ -11,8 +11,8 @@ use qmp_core::{Command as TypedCommand, Request};
 
 use qmp_os::{CloseCause, Error, Options, seed};
 
-use crate::driver::{Driver, Instruction};
-use crate::link::{self, Link};
+use crate::driver::Driver;
+use crate::link::{self, Instruction, Link};
 use crate::transport::Transport;
 
 /// A cloneable handle to a guest agent (qemu-ga) connection.

@@ -9,81 +9,36 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::io;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant as StdInstant;
 
 use async_channel::{Receiver, Sender};
-use async_io::Timer;
 use futures_core::Stream as _;
 use qmp_core::serde_json::Value;
-use qmp_core::{CloseReason, Event, Instant, Output, Request, RequestId, SessionState};
+use qmp_core::{CloseReason, Event, Output, RequestId, SessionState};
 use qmp_os::{CloseCause, Conn, Error};
 
 use crate::events::Hub;
-use crate::transport::Transport;
+use crate::link::{Handshake, Instruction};
+use crate::transport::{Alarm, Pipe, Transport};
 
-const READ_CHUNK: usize = 8 * 1024;
-/// The most events one read can complete: the smallest event,
-/// `{"event":""}`, is 12 bytes, plus one that began in an earlier read.
-/// The engine's queue holds at least this many, so that events are lost
-/// only to subscribers' own queues, never between a read and its drain.
-pub(crate) const MAX_EVENTS_PER_READ: usize = READ_CHUNK / 12 + 1;
 /// Loop turns per poll before yielding to other tasks.
 const BUDGET: usize = 64;
-
-/// A call handed to the driver.
-pub(crate) struct Submission {
-    pub(crate) token: u64,
-    pub(crate) request: Request,
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) fds: Vec<OwnedFd>,
-    pub(crate) reply: Sender<Result<Value, Error>>,
-}
-
-/// What handles tell the driver.
-pub(crate) enum Instruction {
-    Execute(Submission),
-    /// The caller went away: never send it, or drop its late reply.
-    Cancel(u64),
-    Close,
-    Resync,
-}
-
-/// What the handles keep of a connection once it runs.
-pub(crate) struct Handshake {
-    pub(crate) greeting: Option<qmp_core::Greeting>,
-    pub(crate) oob: bool,
-    pub(crate) clock: qmp_os::Clock,
-    pub(crate) name: Arc<str>,
-}
 
 /// Drives one connection: the engine, the socket, the timer, every call's
 /// reply and every subscriber's events. Nothing moves unless it is polled;
 /// a call whose deadline passes ends with a timeout all the same.
 ///
-/// It is a future: spawn it on an executor, or poll it yourself next to
-/// your own work. It completes when the connection closes and returns why.
-///
-/// ```no_run
-/// # smol::block_on(async {
-/// let (qmp, driver) = qmp_smol::Qmp::connect_unix("/tmp/qmp.sock", Default::default()).await?;
-/// // Either: a task of its own.
-/// let driver = smol::spawn(driver);
-/// qmp.execute("query-status", None).await?;
-/// qmp.disconnect();
-/// println!("closed: {}", driver.await);
-/// # Ok::<(), qmp_smol::Error>(()) });
-/// ```
+/// It is a future: spawn it on an executor (`smol::spawn(driver)`, as the
+/// [crate docs](crate) show), or poll it yourself next to your own work.
+/// It completes when the connection closes and returns why.
 ///
 /// ```no_run
 /// use futures_lite::future;
 /// # smol::block_on(async {
 /// let (qmp, driver) = qmp_smol::Qmp::connect_unix("/tmp/qmp.sock", Default::default()).await?;
-/// // Or: polled alongside your work, in the same task.
+/// // Polled alongside the work, in the same task.
 /// let work = async {
 ///     let status = qmp.execute("query-status", None).await;
 ///     qmp.disconnect();
@@ -103,15 +58,8 @@ pub struct Driver {
 
 struct Inner {
     conn: Conn,
-    io: Transport,
-    buf: Box<[u8]>,
-    /// The socket may have bytes: cleared by a short read, set again by
-    /// the reactor (waiting for readiness saves a system call per turn).
-    readable: bool,
-    /// Bytes were written to a stream that may buffer them.
-    unflushed: bool,
-    timer: Timer,
-    timer_at: Option<StdInstant>,
+    pipe: Pipe,
+    alarm: Alarm,
     hub: Arc<Hub>,
     /// Boxed: a receiver that is waiting is pinned.
     instructions: Pin<Box<Receiver<Instruction>>>,
@@ -134,12 +82,8 @@ impl Driver {
     ) -> Result<(Driver, Handshake), Error> {
         let mut inner = Box::new(Inner {
             conn,
-            io,
-            buf: vec![0; READ_CHUNK].into_boxed_slice(),
-            readable: true,
-            unflushed: false,
-            timer: Timer::never(),
-            timer_at: None,
+            pipe: Pipe::new(io),
+            alarm: Alarm::default(),
             hub,
             instructions: Box::pin(instructions),
             waiters: HashMap::new(),
@@ -243,7 +187,10 @@ impl Inner {
 
     /// One read, the writes, and the timer. Returns whether anything moved.
     fn turn(&mut self, cx: &mut Context<'_>) -> bool {
-        let io = self.read(cx).and_then(|r| Ok(r | self.write(cx)?));
+        let (pipe, conn) = (&mut self.pipe, &mut self.conn);
+        let io = pipe
+            .read(cx, conn)
+            .and_then(|r| Ok(r | pipe.write(cx, conn)?));
         let progress = io.unwrap_or_else(|e| {
             self.conn.failed(e);
             true
@@ -251,79 +198,10 @@ impl Inner {
         progress | self.timers(cx)
     }
 
-    fn read(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        if self.conn.state() == SessionState::Closed {
-            return Ok(false);
-        }
-        if !self.readable {
-            match self.io.poll_readable(cx) {
-                Poll::Ready(r) => r?,
-                Poll::Pending => return Ok(false),
-            }
-            self.readable = true;
-        }
-        match self.io.poll_read(cx, &mut self.buf) {
-            Poll::Ready(Ok(0)) => self.conn.received_eof(),
-            Poll::Ready(Ok(n)) => {
-                // A short read most likely emptied the socket.
-                self.readable = n == self.buf.len();
-                self.conn.received(&self.buf[..n]);
-            }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => {
-                self.readable = false;
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        let mut progress = false;
-        while let Some((bytes, fds)) = self.conn.transmit() {
-            match self.io.poll_write(cx, bytes, fds) {
-                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    self.conn.transmitted(n);
-                    self.unflushed = true;
-                    progress = true;
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(progress),
-            }
-        }
-        if self.unflushed {
-            match self.io.poll_flush(cx) {
-                Poll::Ready(r) => {
-                    r?;
-                    self.unflushed = false;
-                }
-                // The waker is registered; the next turn tries again.
-                Poll::Pending => {}
-            }
-        }
-        Ok(progress)
-    }
-
-    /// Fires the engine's deadline when due and arms the timer for the next.
+    /// Fires the engine's deadline when due and arms the alarm for the next.
     fn timers(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = self.conn.tick();
-        let next = self.conn.next_deadline();
-        if next != self.timer_at {
-            match next {
-                Some(at) => self.timer.set_at(at),
-                None => self.timer = Timer::never(),
-            }
-            self.timer_at = next;
-        }
-        if next.is_some() && Pin::new(&mut self.timer).poll(cx).is_ready() {
-            // A fired timer stays silent until re-armed: force that.
-            self.timer_at = None;
-            progress = true;
-        }
-        progress
+        let fired = self.conn.tick();
+        self.alarm.poll(cx, self.conn.next_deadline()) | fired
     }
 
     fn take_instructions(&mut self, cx: &mut Context<'_>) -> bool {

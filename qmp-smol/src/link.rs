@@ -13,14 +13,40 @@ use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt, future};
 use qmp_core::serde_json::Value;
-use qmp_core::{Command as TypedCommand, Config, Dialect, Event, Greeting, Request};
+use qmp_core::{Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Request};
 use qmp_os::{
     CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking, deadline_after,
 };
 
-use crate::driver::{Driver, Handshake, Instruction, MAX_EVENTS_PER_READ, Submission};
+use crate::driver::Driver;
 use crate::events::{EventFilter, Hub, Subscription};
-use crate::transport::Transport;
+use crate::transport::{MAX_EVENTS_PER_READ, Transport};
+
+/// A call handed to the driver.
+pub(crate) struct Submission {
+    pub(crate) token: u64,
+    pub(crate) request: Request,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) fds: Vec<OwnedFd>,
+    pub(crate) reply: Sender<Result<Value, Error>>,
+}
+
+/// What handles tell the driver.
+pub(crate) enum Instruction {
+    Execute(Submission),
+    /// The caller went away: never send it, or drop its late reply.
+    Cancel(u64),
+    Close,
+    Resync,
+}
+
+/// What the handles keep of a connection once it runs.
+pub(crate) struct Handshake {
+    pub(crate) greeting: Option<qmp_core::Greeting>,
+    pub(crate) oob: bool,
+    pub(crate) clock: qmp_os::Clock,
+    pub(crate) name: Arc<str>,
+}
 
 pub(crate) struct Shared {
     instructions: Sender<Instruction>,

@@ -301,7 +301,7 @@ impl Qmp {
     /// [`CloseReason::Local`](qmp_core::CloseReason::Local). Await
     /// [`closed`](Self::closed) to know it is done.
     pub fn disconnect(&self) {
-        self.link.send(crate::driver::Instruction::Close);
+        self.link.send(crate::link::Instruction::Close);
     }
 
     /// Completes once the connection has closed, with why.

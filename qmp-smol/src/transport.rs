@@ -1,14 +1,139 @@
-//! The socket under a connection: a Unix stream (which can carry file
-//! descriptors) or any async byte stream.
+//! The socket under a connection (a Unix stream, which can carry file
+//! descriptors, or any async byte stream), and the moving of bytes
+//! between it and the engine's connection.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Instant as StdInstant;
 
-use async_io::Async;
+use async_io::{Async, Timer};
 use futures_lite::{AsyncRead, AsyncWrite};
+use qmp_core::SessionState;
+use qmp_os::Conn;
+
+const READ_CHUNK: usize = 8 * 1024;
+/// The most events one read can complete: the smallest event,
+/// `{"event":""}`, is 12 bytes, plus one that began in an earlier read.
+/// The engine's queue holds at least this many, so that events are lost
+/// only to subscribers' own queues, never between a read and its drain.
+pub(crate) const MAX_EVENTS_PER_READ: usize = READ_CHUNK / 12 + 1;
+
+/// One timer for the engine's next deadline, re-armed only when that
+/// deadline changes.
+pub(crate) struct Alarm {
+    timer: Timer,
+    at: Option<StdInstant>,
+}
+
+impl Default for Alarm {
+    fn default() -> Self {
+        Alarm {
+            timer: Timer::never(),
+            at: None,
+        }
+    }
+}
+
+impl Alarm {
+    /// Arms the timer for `next` (`None`: never) and reports whether it
+    /// has gone off.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, next: Option<StdInstant>) -> bool {
+        if next != self.at {
+            match next {
+                Some(at) => self.timer.set_at(at),
+                None => self.timer = Timer::never(),
+            }
+            self.at = next;
+        }
+        if next.is_some() && Pin::new(&mut self.timer).poll(cx).is_ready() {
+            // A fired timer stays silent until re-armed: force that.
+            self.at = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// The socket with its read buffer and what is known of its readiness.
+pub(crate) struct Pipe {
+    io: Transport,
+    buf: Box<[u8]>,
+    /// The socket may have bytes: cleared by a short read, set again by
+    /// the reactor (waiting for readiness saves a system call per turn).
+    readable: bool,
+    /// Bytes were written to a stream that may buffer them.
+    unflushed: bool,
+}
+
+impl Pipe {
+    pub(crate) fn new(io: Transport) -> Self {
+        Pipe {
+            io,
+            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            readable: true,
+            unflushed: false,
+        }
+    }
+
+    /// One read fed to `conn`. Returns whether anything arrived.
+    pub(crate) fn read(&mut self, cx: &mut Context<'_>, conn: &mut Conn) -> io::Result<bool> {
+        if conn.state() == SessionState::Closed {
+            return Ok(false);
+        }
+        if !self.readable {
+            match self.io.poll_readable(cx) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => return Ok(false),
+            }
+            self.readable = true;
+        }
+        match self.io.poll_read(cx, &mut self.buf) {
+            Poll::Ready(Ok(0)) => conn.received_eof(),
+            Poll::Ready(Ok(n)) => {
+                // A short read most likely emptied the socket.
+                self.readable = n == self.buf.len();
+                conn.received(&self.buf[..n]);
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {
+                self.readable = false;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes what `conn` has to send. Returns whether anything went.
+    pub(crate) fn write(&mut self, cx: &mut Context<'_>, conn: &mut Conn) -> io::Result<bool> {
+        let mut progress = false;
+        while let Some((bytes, fds)) = conn.transmit() {
+            match self.io.poll_write(cx, bytes, fds) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    conn.transmitted(n);
+                    self.unflushed = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.unflushed {
+            // Pending registers the waker; the next turn tries again.
+            if let Poll::Ready(r) = self.io.poll_flush(cx) {
+                r?;
+                self.unflushed = false;
+            }
+        }
+        Ok(progress)
+    }
+}
 
 /// Any stream a connection can run over.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Send {}
