@@ -483,7 +483,8 @@ impl Player {
             Step::ReplyAll => self.reply_all(),
             Step::Flood { count, pause } => self.flood(count, pause),
             Step::Hold => {
-                let _ = released.recv_timeout(Duration::from_secs(30));
+                // A hang guard longer than any client's default timeout.
+                let _ = released.recv_timeout(Duration::from_secs(60));
                 Ok(())
             }
             Step::Close => self.close(),
