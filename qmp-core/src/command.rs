@@ -64,6 +64,14 @@ macro_rules! open_enum {
                     $name::Other(s) => s,
                 }
             }
+
+            /// The value for a name as sent; never fails.
+            pub fn from_wire(s: alloc::string::String) -> Self {
+                match s.as_str() {
+                    $($wire => $name::$variant,)*
+                    _ => $name::Other(s),
+                }
+            }
         }
 
         impl serde::Serialize for $name {
@@ -74,11 +82,7 @@ macro_rules! open_enum {
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = alloc::string::String::deserialize(d)?;
-                Ok(match s.as_str() {
-                    $($wire => $name::$variant,)*
-                    _ => $name::Other(s),
-                })
+                alloc::string::String::deserialize(d).map($name::from_wire)
             }
         }
 

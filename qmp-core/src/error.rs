@@ -3,58 +3,24 @@
 use alloc::string::String;
 use core::fmt;
 
-/// The class of an error QEMU returned, an open set.
-///
-/// QEMU reports a handful of classes; anything else (a newer QEMU, a
-/// different server) is kept verbatim in [`ErrorClass::Other`].
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// `GenericError`: almost every error QEMU reports today.
-    GenericError,
-    /// `CommandNotFound`: the command does not exist or is not enabled.
-    CommandNotFound,
-    /// `DeviceNotActive`: a device exists but is not active.
-    DeviceNotActive,
-    /// `DeviceNotFound`: the named device does not exist.
-    DeviceNotFound,
-    /// `KVMMissingCap`: KVM lacks a required capability.
-    KvmMissingCap,
-    /// A class this crate does not know, as the server spelled it.
-    Other(String),
-}
-
-impl ErrorClass {
-    /// The class as it appears on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ErrorClass::GenericError => "GenericError",
-            ErrorClass::CommandNotFound => "CommandNotFound",
-            ErrorClass::DeviceNotActive => "DeviceNotActive",
-            ErrorClass::DeviceNotFound => "DeviceNotFound",
-            ErrorClass::KvmMissingCap => "KVMMissingCap",
-            ErrorClass::Other(s) => s,
-        }
+crate::command::open_enum!(
+    /// The class of an error QEMU returned, an open set.
+    ///
+    /// QEMU reports a handful of classes; anything else (a newer QEMU, a
+    /// different server) is kept verbatim in [`ErrorClass::Other`].
+    ErrorClass {
+        /// `GenericError`: almost every error QEMU reports today.
+        GenericError = "GenericError",
+        /// `CommandNotFound`: the command does not exist or is not enabled.
+        CommandNotFound = "CommandNotFound",
+        /// `DeviceNotActive`: a device exists but is not active.
+        DeviceNotActive = "DeviceNotActive",
+        /// `DeviceNotFound`: the named device does not exist.
+        DeviceNotFound = "DeviceNotFound",
+        /// `KVMMissingCap`: KVM lacks a required capability.
+        KvmMissingCap = "KVMMissingCap",
     }
-
-    /// Parses a class name as sent by the server; never fails.
-    pub fn from_wire(name: String) -> Self {
-        match name.as_str() {
-            "GenericError" => ErrorClass::GenericError,
-            "CommandNotFound" => ErrorClass::CommandNotFound,
-            "DeviceNotActive" => ErrorClass::DeviceNotActive,
-            "DeviceNotFound" => ErrorClass::DeviceNotFound,
-            "KVMMissingCap" => ErrorClass::KvmMissingCap,
-            _ => ErrorClass::Other(name),
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+);
 
 /// An error the server returned for a request: `{"error": {"class", "desc"}}`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,6 +24,18 @@ pub(crate) enum Frame<'a> {
 }
 
 /// Why the stream cannot be framed any further.
+/// What lies before the next message.
+enum Gap {
+    /// The message starts at this index.
+    Start(usize),
+    /// A 0xFF byte (the guest agent's delimiter).
+    Delimiter,
+    /// A byte that cannot start a message.
+    NotAnObject { offset: u64, byte: u8 },
+    /// The input ended first.
+    End,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FrameError {
     /// A message grew past the limit before it ended.
@@ -108,25 +120,14 @@ impl Framer {
         let data: &'a [u8] = input;
         let mut i = 0;
         if !self.in_message {
-            loop {
-                let Some(&byte) = data.get(i) else {
-                    self.consume(input, i);
-                    return None;
-                };
-                match byte {
-                    b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-                    b'{' => break,
-                    0xFF => {
-                        self.consume(input, i + 1);
-                        return Some(Ok(Frame::Delimiter));
-                    }
-                    byte => {
-                        let offset = self.offset + i as u64;
-                        self.consume(input, i + 1);
-                        return Some(Err(FrameError::NotAnObject { offset, byte }));
-                    }
+            i = match self.skip_gap(input) {
+                Gap::Start(i) => i,
+                Gap::Delimiter => return Some(Ok(Frame::Delimiter)),
+                Gap::NotAnObject { offset, byte } => {
+                    return Some(Err(FrameError::NotAnObject { offset, byte }));
                 }
-            }
+                Gap::End => return None,
+            };
             let start = self.offset + i as u64;
             let window = &data[i..data.len().min(i + self.limit)];
             // A window of a few bytes rarely holds a whole message, and a
@@ -180,6 +181,33 @@ impl Framer {
                 }
                 self.consume(input, data.len());
                 None
+            }
+        }
+    }
+
+    /// Skips the whitespace between messages. Anything but the `{` that
+    /// starts the next message is consumed and reported.
+    #[inline(always)]
+    fn skip_gap(&mut self, input: &mut &[u8]) -> Gap {
+        let data: &[u8] = input;
+        let mut i = 0;
+        loop {
+            let Some(&byte) = data.get(i) else {
+                self.consume(input, i);
+                return Gap::End;
+            };
+            match byte {
+                b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+                b'{' => return Gap::Start(i),
+                0xFF => {
+                    self.consume(input, i + 1);
+                    return Gap::Delimiter;
+                }
+                byte => {
+                    let offset = self.offset + i as u64;
+                    self.consume(input, i + 1);
+                    return Gap::NotAnObject { offset, byte };
+                }
             }
         }
     }

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::error::GreetingError;
 
-/// A QEMU version triple.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A QEMU version triple, as the greeting and `query-version` report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 pub struct Version {
     /// Major version.
     pub major: u32,
@@ -24,25 +24,13 @@ impl fmt::Display for Version {
     }
 }
 
-/// A capability the server offers; the set is open.
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Capability {
-    /// Out-of-band command execution (`exec-oob`).
-    Oob,
-    /// A capability this crate does not know, kept as sent.
-    Other(String),
-}
-
-impl Capability {
-    /// The capability's name on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Capability::Oob => "oob",
-            Capability::Other(s) => s,
-        }
+crate::command::open_enum!(
+    /// A capability the server offers; the set is open.
+    Capability {
+        /// Out-of-band command execution (`exec-oob`).
+        Oob = "oob",
     }
-}
+);
 
 /// The server's greeting: `{"QMP": {"version": ..., "capabilities": [...]}}`.
 #[non_exhaustive]
@@ -88,8 +76,7 @@ impl Greeting {
             Some(Value::Array(caps)) => caps
                 .iter()
                 .map(|c| match c.as_str() {
-                    Some("oob") => Ok(Capability::Oob),
-                    Some(other) => Ok(Capability::Other(other.to_string())),
+                    Some(name) => Ok(Capability::from_wire(name.to_string())),
                     None => Err(invalid("QMP.capabilities")),
                 })
                 .collect::<Result<_, _>>()?,

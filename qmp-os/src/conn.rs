@@ -16,7 +16,7 @@ use qmp_core::{
     SessionState, Stats, Traffic,
 };
 
-use crate::clock::Clock;
+use crate::clock::StdClock;
 use crate::error::{CloseCause, Error};
 use crate::fds::duplicate;
 use crate::options::{Options, TrafficHook, request_limit};
@@ -32,7 +32,7 @@ use crate::options::{Options, TrafficHook, request_limit};
 /// these steps.
 pub struct Conn {
     engine: Client,
-    clock: Clock,
+    clock: StdClock,
     name: Arc<str>,
     hook: Option<TrafficHook>,
     /// Duplicates of descriptors for requests not yet written; dropped
@@ -72,7 +72,7 @@ impl Conn {
         target: &'static str,
         without_fds: Option<&'static str>,
     ) -> Self {
-        let clock = Clock::new();
+        let clock = StdClock::new();
         // Copies of the traffic only when someone will look at them.
         let record = options.on_traffic.is_some() || log_enabled!(target: target, Level::Debug);
         let config = config.record_traffic(record);
@@ -108,7 +108,7 @@ impl Conn {
     }
 
     /// The clock that feeds the engine.
-    pub fn clock(&self) -> Clock {
+    pub fn clock(&self) -> StdClock {
         self.clock
     }
 

@@ -11,7 +11,7 @@ mod error;
 mod fds;
 mod options;
 
-pub use clock::{Clock, deadline_after, seed};
+pub use clock::{StdClock, deadline_after, seed};
 pub use conn::Conn;
 pub use connect::{ConnectAttempts, connect_unix_nonblocking};
 pub use error::{CloseCause, Error, LaunchError};

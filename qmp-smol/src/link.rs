@@ -44,7 +44,7 @@ pub(crate) enum Instruction {
 pub(crate) struct Handshake {
     pub(crate) greeting: Option<qmp_core::Greeting>,
     pub(crate) oob: bool,
-    pub(crate) clock: qmp_os::Clock,
+    pub(crate) clock: qmp_os::StdClock,
     pub(crate) name: Arc<str>,
 }
 

@@ -165,40 +165,8 @@ impl QemuBuilder {
         }
         cmd.args(&self.args);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut pair = None;
-        let mut listen = None;
-        match self.socket {
-            QmpSocket::Pair => {
-                let (ours, theirs) = UnixStream::pair()?;
-                cmd.arg("-chardev")
-                    .arg(format!("socket,id={CHARDEV_ID},fd=0"));
-                cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
-                pair = Some(ours);
-            }
-            QmpSocket::Listen => {
-                let dir = PrivateDir::new()?;
-                let path = dir.path.join("qmp.sock");
-                let listener = UnixListener::bind(&path)?;
-                let Some(text) = path.to_str() else {
-                    return Err(launch_error(
-                        Error::Io(std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            format!("the socket path {} is not UTF-8", path.display()),
-                        )),
-                        None,
-                        String::new(),
-                    ));
-                };
-                // QEMU's option syntax escapes a comma by doubling it.
-                let text = text.replace(',', ",,");
-                cmd.arg("-chardev")
-                    .arg(format!("socket,id={CHARDEV_ID},path={text},server=off"));
-                cmd.stdin(Stdio::null());
-                listen = Some((listener, dir));
-            }
-        }
-        cmd.arg("-mon")
-            .arg(format!("chardev={CHARDEV_ID},mode=control"));
+        let endpoint = Endpoint::attach(self.socket, &mut cmd)
+            .map_err(|e| launch_error(e, None, String::new()))?;
         debug!("launching {cmd:?}");
         let spawned = cmd.spawn();
         // The command holds QEMU's end of the socketpair: close our copy so
@@ -212,18 +180,7 @@ impl QemuBuilder {
         if let Some(stderr) = child.stderr.take() {
             spawn_reader(stderr, child.id(), self.stderr_lines, Arc::clone(&tail));
         }
-        let connected = match (pair, listen) {
-            (Some(ours), _) => Qmp::from_stream(Socket::Unix(ours), self.options.clone()),
-            (None, Some((listener, dir))) => {
-                let accepted =
-                    accept_from_child(&listener, &mut child, self.options.connect_timeout);
-                drop(listener);
-                drop(dir);
-                accepted.and_then(|s| Qmp::from_stream(Socket::Unix(s), self.options.clone()))
-            }
-            (None, None) => unreachable!("one socket kind is always chosen"),
-        };
-        match connected {
+        match endpoint.connect(&mut child, &self.options) {
             Ok(qmp) => {
                 if let Some(g) = qmp.greeting() {
                     debug!("QEMU {} running as pid {}", g.version, child.id());
@@ -248,6 +205,60 @@ impl QemuBuilder {
                 }
                 let stderr = tail_text(&tail, Duration::from_secs(1));
                 Err(launch_error(cause, status, stderr))
+            }
+        }
+    }
+}
+
+/// Our end of QEMU's QMP socket while QEMU starts.
+enum Endpoint {
+    /// One end of a socketpair; QEMU has the other as its stdin.
+    Pair(UnixStream),
+    /// A listener QEMU connects to, in a private directory.
+    Listen(UnixListener, PrivateDir),
+}
+
+impl Endpoint {
+    /// Makes the socket and adds the arguments that hand it to QEMU.
+    fn attach(kind: QmpSocket, cmd: &mut Command) -> Result<Endpoint, Error> {
+        let (endpoint, chardev) = match kind {
+            QmpSocket::Pair => {
+                let (ours, theirs) = UnixStream::pair()?;
+                cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+                (Endpoint::Pair(ours), format!("socket,id={CHARDEV_ID},fd=0"))
+            }
+            QmpSocket::Listen => {
+                let dir = PrivateDir::new()?;
+                let path = dir.path.join("qmp.sock");
+                let listener = UnixListener::bind(&path)?;
+                let Some(text) = path.to_str() else {
+                    return Err(Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("the socket path {} is not UTF-8", path.display()),
+                    )));
+                };
+                // QEMU's option syntax escapes a comma by doubling it.
+                let text = text.replace(',', ",,");
+                cmd.stdin(Stdio::null());
+                let chardev = format!("socket,id={CHARDEV_ID},path={text},server=off");
+                (Endpoint::Listen(listener, dir), chardev)
+            }
+        };
+        cmd.arg("-chardev").arg(chardev);
+        cmd.arg("-mon")
+            .arg(format!("chardev={CHARDEV_ID},mode=control"));
+        Ok(endpoint)
+    }
+
+    /// Connects to the QEMU `child` just started and negotiates.
+    fn connect(self, child: &mut Child, options: &Options) -> Result<Qmp, Error> {
+        match self {
+            Endpoint::Pair(ours) => Qmp::from_stream(Socket::Unix(ours), options.clone()),
+            Endpoint::Listen(listener, dir) => {
+                let accepted = accept_from_child(&listener, child, options.connect_timeout);
+                drop(listener);
+                drop(dir);
+                accepted.and_then(|s| Qmp::from_stream(Socket::Unix(s), options.clone()))
             }
         }
     }

@@ -22,22 +22,11 @@ impl Command for QmpCapabilities {
     type Returns = Empty;
 }
 
-/// A version triple as `query-version` reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct VersionTriple {
-    /// Major version.
-    pub major: u32,
-    /// Minor version.
-    pub minor: u32,
-    /// Micro version.
-    pub micro: u32,
-}
-
 /// What `query-version` returns.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct VersionInfo {
     /// The QEMU version.
-    pub qemu: VersionTriple,
+    pub qemu: crate::Version,
     /// The package string.
     #[serde(default)]
     pub package: String,
