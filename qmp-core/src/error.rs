@@ -1,7 +1,11 @@
 //! Every way a request or a session can end badly, as typed values.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
+use serde_json::Value;
+
+use crate::request::RequestId;
 
 crate::command::open_enum!(
     /// The class of an error QEMU returned, an open set.
@@ -23,12 +27,48 @@ crate::command::open_enum!(
 );
 
 /// An error the server returned for a request: `{"error": {"class", "desc"}}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ExecuteError {
     /// The error class.
     pub class: ErrorClass,
     /// The human-readable description, verbatim.
     pub desc: String,
+    /// The request it answers, when it answers one of ours.
+    pub request: Option<RequestId>,
+    /// That request's command name.
+    pub command: Option<String>,
+    /// The `error` object as received, members this crate does not read
+    /// included (boxed: errors are rare, and every result carries room for
+    /// one).
+    pub raw: Box<Value>,
+}
+
+impl ExecuteError {
+    /// An error of `class` saying `desc`, for no request in particular.
+    pub fn new(class: ErrorClass, desc: impl Into<String>) -> Self {
+        let desc = desc.into();
+        ExecuteError {
+            raw: Box::new(serde_json::json!({"class": class.as_str(), "desc": desc})),
+            class,
+            desc,
+            request: None,
+            command: None,
+        }
+    }
+
+    /// The same error with `raw` as the object received.
+    pub fn with_raw(mut self, raw: Value) -> Self {
+        self.raw = Box::new(raw);
+        self
+    }
+
+    /// The same error, said of request `id` running `command`.
+    pub fn for_request(mut self, id: RequestId, command: impl Into<String>) -> Self {
+        self.request = Some(id);
+        self.command = Some(command.into());
+        self
+    }
 }
 
 impl fmt::Display for ExecuteError {
@@ -65,7 +105,7 @@ impl core::error::Error for GreetingError {}
 /// Why a session ended. Every request still pending at that moment ends
 /// with [`RequestError::Interrupted`] carrying the same reason.
 #[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CloseReason {
     /// The peer closed the connection between messages.
     Eof,
@@ -93,6 +133,12 @@ pub enum CloseReason {
     /// restarted its side of the protocol, and nothing it says now can be
     /// matched with what was asked before.
     UnexpectedGreeting,
+    /// A reply the session cannot go on without (to `qmp_capabilities`,
+    /// or without an id) was neither a return nor a well-formed error.
+    BadReply {
+        /// The message as received.
+        message: String,
+    },
     /// `qmp_capabilities` failed.
     Negotiation(ExecuteError),
     /// The server sent an error without an id while no request without an
@@ -128,6 +174,12 @@ impl fmt::Display for CloseReason {
                 )
             }
             CloseReason::Greeting(e) => write!(f, "bad greeting: {e}"),
+            CloseReason::BadReply { message } => {
+                write!(
+                    f,
+                    "a reply that is neither a return nor an error: {message}"
+                )
+            }
             CloseReason::UnexpectedGreeting => {
                 f.write_str("the server greeted again in the middle of the session")
             }
@@ -159,12 +211,19 @@ impl core::error::Error for CloseReason {
 
 /// How a request ended when it did not succeed.
 #[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum RequestError {
     /// The server answered with an error.
     Server(ExecuteError),
     /// The request's deadline passed first; a late reply will be dropped.
     Timeout,
+    /// The reply was neither a return nor a well-formed error (both
+    /// members, an error that is not an object with a string `class`, or
+    /// an id alone). The session goes on.
+    BadReply {
+        /// The message as received.
+        message: String,
+    },
     /// The session closed before the reply came.
     Interrupted(CloseReason),
 }
@@ -174,6 +233,9 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::Server(e) => fmt::Display::fmt(e, f),
             RequestError::Timeout => f.write_str("timed out waiting for the reply"),
+            RequestError::BadReply { message } => {
+                write!(f, "the reply is neither a return nor an error: {message}")
+            }
             RequestError::Interrupted(why) => write!(f, "interrupted: {why}"),
         }
     }
@@ -184,14 +246,14 @@ impl core::error::Error for RequestError {
         match self {
             RequestError::Server(e) => Some(e),
             RequestError::Interrupted(e) => Some(e),
-            RequestError::Timeout => None,
+            RequestError::Timeout | RequestError::BadReply { .. } => None,
         }
     }
 }
 
 /// Why the engine refused to take a request.
 #[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SubmitError {
     /// The session has ended.
     Closed(CloseReason),

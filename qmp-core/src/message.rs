@@ -17,8 +17,8 @@ struct Wire {
     greeting: Option<Value>,
     #[serde(rename = "return", default, deserialize_with = "present")]
     ret: Option<Value>,
-    #[serde(default)]
-    error: Option<WireError>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
     #[serde(default)]
@@ -27,13 +27,6 @@ struct Wire {
     data: Option<Value>,
     #[serde(default)]
     timestamp: Option<Timestamp>,
-}
-
-#[derive(Deserialize)]
-struct WireError {
-    class: String,
-    #[serde(default)]
-    desc: String,
 }
 
 /// Distinguishes `"return": null` from a missing member.
@@ -52,13 +45,24 @@ pub(crate) enum ReplyId {
     Foreign,
 }
 
+/// Why a reply carries no `return` value.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The server's error object, well formed.
+    Server(ExecuteError),
+    /// A reply that is neither a return nor a well-formed error (both, or
+    /// an error without a string `class`, or an id alone): the message as
+    /// received.
+    Bad(String),
+}
+
 /// One decoded message.
 #[derive(Debug)]
 pub(crate) enum Incoming {
     Greeting(Value),
     Reply {
         id: ReplyId,
-        result: Result<Value, ExecuteError>,
+        result: Result<Value, Fault>,
     },
     Event(Event),
     /// A JSON object that is none of the above.
@@ -82,7 +86,7 @@ pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason>
             None => return Err(malformed(bytes, offset, &e)),
         },
     };
-    Ok(classify(wire))
+    Ok(classify(wire, bytes))
 }
 
 /// Decodes the object at the start of `window` (which begins with `{`)
@@ -119,7 +123,7 @@ fn decode_prefix_as_is(
                 };
                 return Some((len, Err(err)));
             }
-            Some((len, Ok(classify(wire))))
+            Some((len, Ok(classify(wire, &window[..len]))))
         }
         Err(e) if e.is_eof() => None,
         Err(e) => {
@@ -184,36 +188,44 @@ fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
     fixed
 }
 
-fn classify(wire: Wire) -> Incoming {
+fn classify(wire: Wire, bytes: &[u8]) -> Incoming {
     let id = match wire.id {
         None => ReplyId::Missing,
         Some(Value::Number(n)) => n.as_u64().map_or(ReplyId::Foreign, ReplyId::Number),
         Some(_) => ReplyId::Foreign,
     };
     if let Some(body) = wire.greeting {
-        Incoming::Greeting(body)
-    } else if let Some(name) = wire.event {
-        Incoming::Event(Event {
+        return Incoming::Greeting(body);
+    }
+    if let Some(name) = wire.event {
+        return Incoming::Event(Event {
             name,
             data: wire.data.unwrap_or(Value::Null),
             timestamp: wire.timestamp,
-        })
-    } else if let Some(ret) = wire.ret {
-        Incoming::Reply {
-            id,
-            result: Ok(ret),
-        }
-    } else if let Some(err) = wire.error {
-        Incoming::Reply {
-            id,
-            result: Err(ExecuteError {
-                class: ErrorClass::from_wire(err.class),
-                desc: err.desc,
-            }),
-        }
-    } else {
-        Incoming::Unrecognized
+        });
     }
+    // Only a fault's path copies the message.
+    let bad = || Fault::Bad(String::from_utf8_lossy(bytes).into_owned());
+    let result = match (wire.ret, wire.error) {
+        (Some(ret), None) => Ok(ret),
+        (None, Some(err)) => Err(server_error(err).map_or_else(bad, Fault::Server)),
+        (Some(_), Some(_)) => Err(bad()),
+        (None, None) if id != ReplyId::Missing => Err(bad()),
+        (None, None) => return Incoming::Unrecognized,
+    };
+    Incoming::Reply { id, result }
+}
+
+/// The server's error, when `err` is an object with a string `class`.
+fn server_error(err: Value) -> Option<ExecuteError> {
+    let class = err.get("class")?.as_str()?;
+    let desc = match err.get("desc") {
+        None => String::new(),
+        Some(Value::String(desc)) => desc.clone(),
+        Some(_) => return None,
+    };
+    let class = ErrorClass::from_wire(String::from(class));
+    Some(ExecuteError::new(class, desc).with_raw(err))
 }
 
 /// Turns serde's line and column into a stream offset.
@@ -270,10 +282,11 @@ mod tests {
         match r {
             Incoming::Reply {
                 id: ReplyId::Foreign,
-                result: Err(e),
+                result: Err(Fault::Server(e)),
             } => {
                 assert_eq!(e.class, ErrorClass::Other("Nope".into()));
                 assert_eq!(e.desc, "d");
+                assert_eq!(*e.raw, json!({"class": "Nope", "desc": "d"}));
             }
             other => panic!("{other:?}"),
         }
@@ -301,6 +314,35 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(decode(b"{}", 0).unwrap(), Incoming::Unrecognized));
+    }
+
+    #[test]
+    fn bad_replies_keep_the_message() {
+        for text in [
+            r#"{"id": 4}"#,
+            r#"{"id": 4, "return": {}, "error": {"class": "X", "desc": ""}}"#,
+            r#"{"id": 4, "error": "oops"}"#,
+            r#"{"id": 4, "error": {"desc": "no class"}}"#,
+            r#"{"id": 4, "error": {"class": 7}}"#,
+            r#"{"id": 4, "error": null}"#,
+        ] {
+            match decode(text.as_bytes(), 0).unwrap() {
+                Incoming::Reply {
+                    id: ReplyId::Number(4),
+                    result: Err(Fault::Bad(m)),
+                } => assert_eq!(m, text),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // A well-formed error without `desc` is still the server's error.
+        let r = decode(br#"{"id": 4, "error": {"class": "GenericError"}}"#, 0).unwrap();
+        assert!(matches!(
+            r,
+            Incoming::Reply {
+                result: Err(Fault::Server(_)),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -174,6 +174,11 @@ impl Request {
         &self.name
     }
 
+    /// The command name, taken out of the request.
+    pub(crate) fn into_name(self) -> Cow<'static, str> {
+        self.name
+    }
+
     /// Whether this is an out-of-band request.
     pub fn is_oob(&self) -> bool {
         self.oob

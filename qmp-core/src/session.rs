@@ -11,7 +11,7 @@ use crate::error::{CloseReason, RequestError, SubmitError};
 use crate::event::{Event, EventQueue};
 use crate::framing::{Frame, FrameError, Framer};
 use crate::greeting::{Capability, Greeting};
-use crate::message::{Incoming, ReplyId, decode, decode_prefix};
+use crate::message::{Fault, Incoming, ReplyId, decode, decode_prefix};
 use crate::request::{Request, RequestId, write_u64};
 use crate::table::{Cancelled, Pending, RequestTable, State};
 use crate::time::Instant;
@@ -324,18 +324,21 @@ impl Client {
             (Some(d), _) => Some(d),
             (None, t) => t.map(|t| now + t),
         };
+        let eof_ok = self.config.dialect == Dialect::Qmp && request.name() == "quit";
+        let (oob, no_reply, fds) = (request.oob, request.no_reply, request.fds);
         self.requests.push(Pending {
             id,
+            name: request.into_name(),
             state: State::Queued,
             deadline,
-            oob: request.oob,
-            no_reply: request.no_reply,
-            eof_ok: self.config.dialect == Dialect::Qmp && request.name() == "quit",
-            fds: request.fds,
+            oob,
+            no_reply,
+            eof_ok,
+            fds,
             ran: false,
             bytes,
         });
-        if request.oob {
+        if oob {
             // Accepted only while running: it overtakes everything queued.
             self.release(self.requests.len() - 1);
         } else {
@@ -664,12 +667,7 @@ impl Client {
         }
     }
 
-    fn on_reply(
-        &mut self,
-        now: Instant,
-        n: u64,
-        result: Result<Value, crate::error::ExecuteError>,
-    ) {
+    fn on_reply(&mut self, now: Instant, n: u64, result: Result<Value, Fault>) {
         if let Phase::Negotiating { oob_requested, .. } = self.phase
             && n == NEGOTIATION_ID
         {
@@ -678,21 +676,26 @@ impl Client {
                     self.oob = oob_requested;
                     self.become_running(now);
                 }
-                Err(e) => self.close_with(CloseReason::Negotiation(e)),
+                Err(Fault::Server(e)) => self.close_with(CloseReason::Negotiation(e)),
+                Err(Fault::Bad(message)) => self.close_with(CloseReason::BadReply { message }),
             }
             return;
         }
+        let id = RequestId(n);
         match self.requests.take_answered(n) {
             None => self.stats.unknown_replies += 1,
             Some(p) if p.state == State::Abandoned => self.stats.late_replies += 1,
-            Some(_) => self.outputs.push_back(Output::Reply {
-                id: RequestId(n),
-                result: result.map_err(RequestError::Server),
+            Some(p) => self.outputs.push_back(Output::Reply {
+                id,
+                result: result.map_err(|fault| match fault {
+                    Fault::Server(e) => RequestError::Server(e.for_request(id, p.name)),
+                    Fault::Bad(message) => RequestError::BadReply { message },
+                }),
             }),
         }
     }
 
-    fn on_idless_reply(&mut self, now: Instant, result: Result<Value, crate::error::ExecuteError>) {
+    fn on_idless_reply(&mut self, now: Instant, result: Result<Value, Fault>) {
         let negotiating = matches!(self.phase, Phase::Negotiating { .. });
         let Some(sync) = self.sync_mut() else {
             match result {
@@ -701,7 +704,8 @@ impl Client {
                 // `qmp_capabilities` is on the wire: an id-less error then
                 // is a previous client's, handed to us by QEMU.
                 Err(_) if negotiating => self.stats.unknown_replies += 1,
-                Err(e) => self.close_with(CloseReason::ServerParseError(e)),
+                Err(Fault::Server(e)) => self.close_with(CloseReason::ServerParseError(e)),
+                Err(Fault::Bad(message)) => self.close_with(CloseReason::BadReply { message }),
             }
             return;
         };

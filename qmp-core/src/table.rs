@@ -5,6 +5,7 @@
 //! through one method here, so "in flight" and "queued" cannot drift from
 //! what the table holds.
 
+use alloc::borrow::Cow;
 use alloc::collections::{BinaryHeap, VecDeque};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
@@ -27,6 +28,8 @@ pub(crate) enum State {
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) id: u64,
+    /// The command, for the errors that answer it.
+    pub(crate) name: Cow<'static, str>,
     pub(crate) state: State,
     pub(crate) deadline: Option<Instant>,
     pub(crate) oob: bool,
@@ -381,6 +384,7 @@ mod tests {
     fn pending(id: u64, fds: bool) -> Pending {
         Pending {
             id,
+            name: Cow::Borrowed("test"),
             state: State::Queued,
             deadline: None,
             oob: false,

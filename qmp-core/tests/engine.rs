@@ -1068,3 +1068,59 @@ fn descriptors_wait_for_the_previous_set_even_when_its_caller_gave_up() {
     h.feed(&reply(second, "{}"));
     assert_eq!(h.result(second), &Ok(json!({})));
 }
+
+#[test]
+fn a_bad_reply_ends_its_own_request_and_nothing_else() {
+    let mut h = Harness::running(true);
+    let shapes = [
+        r#"{"id": ID}"#,
+        r#"{"id": ID, "return": {}, "error": {"class": "GenericError", "desc": "x"}}"#,
+        r#"{"id": ID, "error": "not an object"}"#,
+        r#"{"id": ID, "error": {"desc": "no class"}}"#,
+    ];
+    for shape in shapes {
+        let bad = h.exec(Request::new("query-status"));
+        let good = h.exec(Request::new("query-name"));
+        let text = shape.replace("ID", &bad.get().to_string());
+        h.feed(text.as_bytes());
+        h.feed(&reply(good, "{}"));
+        assert_eq!(
+            h.result(bad),
+            &Err(RequestError::BadReply { message: text }),
+            "{shape}"
+        );
+        assert_eq!(h.result(good), &Ok(json!({})));
+    }
+    assert_eq!(h.closed(), None, "the session goes on");
+    assert_eq!(h.client.state(), SessionState::Running);
+}
+
+#[test]
+fn a_server_error_names_its_request_and_keeps_the_object() {
+    let mut h = Harness::running(true);
+    let id = h.exec(Request::new("device_del"));
+    let text = format!(
+        r#"{{"id": {}, "error": {{"class": "DeviceNotFound", "desc": "Device 'x' not found", "extra": 1}}}}"#,
+        id.get()
+    );
+    h.feed(text.as_bytes());
+    match h.result(id) {
+        Err(RequestError::Server(e)) => {
+            assert_eq!(e.class, ErrorClass::DeviceNotFound);
+            assert_eq!(e.request, Some(id));
+            assert_eq!(e.command.as_deref(), Some("device_del"));
+            assert_eq!(e.raw["extra"], 1);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_reply_to_the_negotiation_ends_the_session() {
+    let mut h = Harness::new(Config::qmp());
+    h.feed(&greeting(true));
+    h.feed(br#"{"id": 0, "error": 5}"#);
+    assert!(
+        matches!(h.closed(), Some(CloseReason::BadReply { message }) if message.contains("\"error\": 5"))
+    );
+}

@@ -77,8 +77,15 @@ impl From<CloseReason> for CloseCause {
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum Error {
-    /// The server answered the command with an error (class and desc).
+    /// The server answered the command with an error: class and desc, the
+    /// request's id and command, and the error object as received.
     Server(ExecuteError),
+    /// The reply was neither a return nor a well-formed error; only this
+    /// call failed, the connection goes on.
+    BadReply {
+        /// The message as received.
+        message: String,
+    },
     /// Nothing came before the deadline; a late reply is dropped.
     Timeout {
         /// What was awaited, e.g. "the reply to `query-status`".
@@ -206,6 +213,7 @@ impl Error {
         match e {
             RequestError::Server(e) => Error::Server(e),
             RequestError::Interrupted(r) => Error::Interrupted(CloseCause::Session(r)),
+            RequestError::BadReply { message } => Error::BadReply { message },
             RequestError::Timeout => Error::Timeout {
                 waiting_for: what(),
                 after: timeout,
@@ -220,6 +228,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Server(e) => write!(f, "the server returned an error: {e}"),
+            Error::BadReply { message } => {
+                write!(f, "the reply is neither a return nor an error: {message}")
+            }
             Error::Timeout { waiting_for, after } => {
                 write!(f, "timed out after {after:?} waiting for {waiting_for}")
             }
@@ -260,7 +271,9 @@ impl std::error::Error for Error {
             Error::Connect { source, .. } => Some(source),
             Error::Launch(e) => Some(&*e.cause),
             Error::Io(e) => Some(e),
-            Error::Timeout { .. } | Error::FdPassingUnsupported { .. } => None,
+            Error::Timeout { .. } | Error::FdPassingUnsupported { .. } | Error::BadReply { .. } => {
+                None
+            }
         }
     }
 }
@@ -318,7 +331,7 @@ impl From<Error> for io::Error {
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Interrupted(_) | Error::Closed(_) => io::ErrorKind::ConnectionAborted,
             Error::FdPassingUnsupported { .. } => io::ErrorKind::Unsupported,
-            Error::Codec(_) => io::ErrorKind::InvalidData,
+            Error::Codec(_) | Error::BadReply { .. } => io::ErrorKind::InvalidData,
             _ => io::ErrorKind::Other,
         };
         match e {
@@ -335,10 +348,10 @@ mod tests {
 
     #[test]
     fn conversions_keep_the_facts() {
-        let server = ExecuteError {
-            class: ErrorClass::CommandNotFound,
-            desc: "The command x has not been found".into(),
-        };
+        let server = ExecuteError::new(
+            ErrorClass::CommandNotFound,
+            "The command x has not been found",
+        );
         let what = || "the reply to `x`".to_string();
         let t = Duration::from_secs(1);
         let e = Error::from_request(RequestError::Server(server.clone()), what, t);

@@ -57,6 +57,8 @@ pub(crate) enum Got {
     Closed(CloseReason),
     /// The socket failed with this kind of error.
     Io(ErrorKind),
+    /// The reply was neither a return nor an error: the message received.
+    BadReply(String),
     /// Anything else, described.
     Other(String),
 }
@@ -75,6 +77,7 @@ impl Got {
     pub(crate) fn from_error(e: Error) -> Got {
         match e {
             Error::Server(e) => Got::Server(e.class, e.desc),
+            Error::BadReply { message } => Got::BadReply(message),
             // The only wait of a connect, after the socket, is the handshake.
             Error::Timeout { waiting_for, .. } if waiting_for.contains("greeting") => {
                 Got::HandshakeTimeout
@@ -894,14 +897,50 @@ pub(crate) fn error_without_an_id<A: Adapter>() {
     );
     let mut c: A = connect(&server, Opts::default());
     let started = Instant::now();
-    let want = Got::Closed(CloseReason::ServerParseError(qmp_core::ExecuteError {
-        class: ErrorClass::GenericError,
-        desc: "JSON parse error, invalid keyword 'tru'".into(),
-    }));
+    let want = Got::Closed(CloseReason::ServerParseError(qmp_core::ExecuteError::new(
+        ErrorClass::GenericError,
+        "JSON parse error, invalid keyword 'tru'",
+    )));
     assert_eq!(c.call("query-status", Value::Null), want);
     took(started.elapsed(), Duration::ZERO, Duration::from_secs(5));
     // Later calls fail at once with the same reason.
     assert_eq!(c.call("query-status", Value::Null), want);
+    c.close();
+    server.finish_ok();
+}
+
+/// Replies that are neither a return nor a well-formed error end their own
+/// call with the message received; the session and the next call go on.
+pub(crate) fn bad_replies_end_only_their_call<A: Adapter>() {
+    const SHAPES: [&str; 4] = [
+        r#"{"id": $id}"#,
+        r#"{"return": {}, "error": {"class": "GenericError", "desc": "both"}, "id": $id}"#,
+        r#"{"error": "not an object", "id": $id}"#,
+        r#"{"error": {"desc": "no class"}, "id": $id}"#,
+    ];
+    let mut script = Script::new().greet();
+    for shape in SHAPES {
+        script = script
+            .expect("query-status")
+            .send(&format!("{shape}\r\n"))
+            .expect("query-name")
+            .reply("{}");
+    }
+    let server = FaultServer::start(script.drain());
+    let mut c: A = connect(&server, Opts::default());
+    for shape in SHAPES {
+        match c.call("query-status", Value::Null) {
+            Got::BadReply(message) => {
+                let (head, tail) = shape.split_once("$id").unwrap();
+                assert!(
+                    message.starts_with(head) && message.ends_with(tail),
+                    "{message}"
+                );
+            }
+            other => panic!("{shape}: {other:?}"),
+        }
+        assert_eq!(c.call("query-name", Value::Null), Got::Value(json!({})));
+    }
     c.close();
     server.finish_ok();
 }
@@ -1386,6 +1425,13 @@ macro_rules! fault_matrix {
             fault::bounded(
                 "unknown_id_then_the_right_one",
                 fault::unknown_id_then_the_right_one::<$adapter>,
+            );
+        }
+        #[test]
+        fn bad_replies_end_only_their_call() {
+            fault::bounded(
+                "bad_replies_end_only_their_call",
+                fault::bad_replies_end_only_their_call::<$adapter>,
             );
         }
         #[test]
