@@ -23,12 +23,12 @@ mod request;
 mod session;
 mod time;
 
-pub use command::{Command, Empty};
+pub use command::{Command, Empty, EventData};
 pub use config::{Config, Dialect};
 pub use error::{
     CloseReason, CodecError, ErrorClass, ExecuteError, GreetingError, RequestError, SubmitError,
 };
-pub use event::{Event, EventQueue, Timestamp};
+pub use event::{Event, EventDecodeError, EventQueue, Timestamp};
 pub use greeting::{Capability, Greeting, Version};
 pub use request::{Request, RequestId};
 pub use session::{Client, Output, Runstate, Stats, Transmit};
