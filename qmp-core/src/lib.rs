@@ -18,6 +18,7 @@ mod error;
 mod event;
 mod framing;
 mod greeting;
+pub mod introspect;
 mod message;
 mod request;
 mod session;
