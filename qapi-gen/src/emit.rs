@@ -75,7 +75,7 @@ impl<'a> Ns<'a> {
         );
         let got = unique(
             wanted,
-            &["Availability", "CommandInfo", "EventInfo", "QType"],
+            &["Availability", "CommandSpec", "EventSpec", "QType"],
         );
         let (type_ids, branch_ids) = got.split_at(types.len());
         let mut idents: BTreeMap<String, String> = types
@@ -89,7 +89,7 @@ impl<'a> Ns<'a> {
             .map(|(i, n)| (i.name.clone(), n.clone()))
             .collect();
         let mut taken: Vec<String> = got.clone();
-        taken.extend(["Availability", "CommandInfo", "EventInfo", "QType"].map(String::from));
+        taken.extend(["Availability", "CommandSpec", "EventSpec", "QType"].map(String::from));
         let mut named = |kind: fn(&UDef) -> bool, suffix: &str| -> Vec<(&'a UItem, String)> {
             let list: Vec<&UItem> = items.values().filter(|i| kind(&i.def)).collect();
             let wanted: Vec<String> = list
@@ -410,7 +410,7 @@ impl<'a> Ns<'a> {
     }
 
     fn emit_tables(&self, out: &mut String) {
-        out.push_str("/// Every command of this protocol, in name order.\npub const COMMANDS: &[crate::CommandInfo] = &[\n");
+        out.push_str("/// Every command of this protocol, in name order.\npub const COMMANDS: &[crate::CommandSpec] = &[\n");
         for (item, id) in &self.commands {
             let UDef::Command {
                 allow_oob,
@@ -424,15 +424,15 @@ impl<'a> Ns<'a> {
             let no_args = matches!(args, UData::Members(m) if m.iter().all(|m| m.optional));
             let _ = writeln!(
                 out,
-                "crate::CommandInfo {{ name: <{id} as qmp_core::Command>::NAME, allow_oob: {allow_oob}, no_reply: {no_reply}, needs_arguments: {}, availability: {id}::AVAILABILITY }},",
+                "crate::CommandSpec {{ name: <{id} as qmp_core::Command>::NAME, allow_oob: {allow_oob}, no_reply: {no_reply}, needs_arguments: {}, availability: {id}::AVAILABILITY }},",
                 !no_args
             );
         }
-        out.push_str("];\n\n/// Every event of this protocol, in name order.\npub const EVENTS: &[crate::EventInfo] = &[\n");
+        out.push_str("];\n\n/// Every event of this protocol, in name order.\npub const EVENTS: &[crate::EventSpec] = &[\n");
         for (_, id) in &self.events {
             let _ = writeln!(
                 out,
-                "crate::EventInfo {{ name: <{id} as qmp_core::EventData>::NAME, availability: {id}::AVAILABILITY, check: crate::support::check_event::<{id}> }},"
+                "crate::EventSpec {{ name: <{id} as qmp_core::EventData>::NAME, availability: {id}::AVAILABILITY, check: crate::support::check_event::<{id}> }},"
             );
         }
         out.push_str("];\n\n");

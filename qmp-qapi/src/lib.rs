@@ -42,7 +42,7 @@ impl Availability {
 
 /// What the schema says about a command, as data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommandInfo {
+pub struct CommandSpec {
     /// The wire name.
     pub name: &'static str,
     /// It may run out of band.
@@ -58,7 +58,7 @@ pub struct CommandInfo {
 /// What the schema says about an event, as data, and a check that an
 /// event's data decodes as its type.
 #[derive(Clone, Copy, Debug)]
-pub struct EventInfo {
+pub struct EventSpec {
     /// The wire name.
     pub name: &'static str,
     /// Which versions have it.
@@ -72,5 +72,5 @@ pub struct EventInfo {
 /// [`qmp::visit_commands_without_arguments`]).
 pub trait CommandVisitor {
     /// Called once per command type.
-    fn visit<C: Command + Default + 'static>(&mut self, info: &'static CommandInfo);
+    fn visit<C: Command + Default + 'static>(&mut self, info: &'static CommandSpec);
 }

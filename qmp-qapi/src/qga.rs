@@ -1400,309 +1400,309 @@ pub struct GuestSyncDelimited {
 command!(GuestSyncDelimited = "guest-sync-delimited" -> i64; oob: false, no_reply: false, Availability::new(true, true, Some("1.1")));
 
 /// Every command of this protocol, in name order.
-pub const COMMANDS: &[crate::CommandInfo] = &[
-    crate::CommandInfo {
+pub const COMMANDS: &[crate::CommandSpec] = &[
+    crate::CommandSpec {
         name: <GuestExecCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestExecCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestExecStatusCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestExecStatusCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFileClose as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestFileClose::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFileFlush as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestFileFlush::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFileOpen as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestFileOpen::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFileReadCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestFileReadCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFileSeekCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestFileSeekCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFileWriteCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestFileWriteCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFsfreezeFreeze as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestFsfreezeFreeze::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFsfreezeFreezeList as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestFsfreezeFreezeList::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFsfreezeStatusCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestFsfreezeStatusCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFsfreezeThaw as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestFsfreezeThaw::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestFstrim as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestFstrim::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetCpustats as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetCpustats::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetDevices as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetDevices::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetDisks as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetDisks::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetDiskstats as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetDiskstats::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetFsinfo as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetFsinfo::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetHostName as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetHostName::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetLoad as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetLoad::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetMemoryBlockInfo as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetMemoryBlockInfo::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetMemoryBlocks as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetMemoryBlocks::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetOsinfo as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetOsinfo::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetTime as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetTime::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetTimezone as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetTimezone::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetUsers as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetUsers::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestGetVcpus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestGetVcpus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestInfo as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestInfo::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestNetworkGetInterfaces as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestNetworkGetInterfaces::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestNetworkGetRoute as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestNetworkGetRoute::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestPing as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestPing::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSetMemoryBlocks as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestSetMemoryBlocks::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSetTime as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: GuestSetTime::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSetUserPassword as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestSetUserPassword::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSetVcpus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestSetVcpus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestShutdown as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: true,
         needs_arguments: false,
         availability: GuestShutdown::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSshAddAuthorizedKeys as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestSshAddAuthorizedKeys::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSshGetAuthorizedKeys as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestSshGetAuthorizedKeys::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSshRemoveAuthorizedKeys as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestSshRemoveAuthorizedKeys::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSuspendDisk as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: true,
         needs_arguments: false,
         availability: GuestSuspendDisk::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSuspendHybrid as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: true,
         needs_arguments: false,
         availability: GuestSuspendHybrid::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSuspendRam as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: true,
         needs_arguments: false,
         availability: GuestSuspendRam::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSync as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GuestSync::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GuestSyncDelimited as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
@@ -1712,7 +1712,7 @@ pub const COMMANDS: &[crate::CommandInfo] = &[
 ];
 
 /// Every event of this protocol, in name order.
-pub const EVENTS: &[crate::EventInfo] = &[];
+pub const EVENTS: &[crate::EventSpec] = &[];
 
 /// Hands every command that can be sent without arguments (its
 /// arguments type is `Default`) to `visitor`, typed.

@@ -5377,7 +5377,7 @@ pub struct ColoCompareProperties {
 
 /// Struct `CommandInfo`: in QEMU 7.2 and 10.0, since 0.14. [QEMU reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.CommandInfo)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CommandInfo2 {
+pub struct CommandInfo {
     /// `name`.
     pub name: String,
 }
@@ -18196,7 +18196,7 @@ command!(QueryCommandLineOptions = "query-command-line-options" -> Vec<CommandLi
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryCommands;
 
-command!(QueryCommands = "query-commands" -> Vec<CommandInfo2>; oob: false, no_reply: false, Availability::new(true, true, Some("0.14")));
+command!(QueryCommands = "query-commands" -> Vec<CommandInfo>; oob: false, no_reply: false, Availability::new(true, true, Some("0.14")));
 
 /// Command `query-cpu-definitions`: in QEMU 7.2 and 10.0, since 1.2, only in builds with `any(TARGET_PPC, TARGET_ARM, TARGET_I386, TARGET_S390X, TARGET_MIPS, TARGET_LOONGARCH64, TARGET_RISCV)`. [QEMU reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine-target.query-cpu-definitions)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19239,1695 +19239,1695 @@ pub struct Yank {
 command!(Yank = "yank" -> qmp_core::Empty; oob: true, no_reply: false, Availability::new(true, true, Some("6.0")));
 
 /// Every command of this protocol, in name order.
-pub const COMMANDS: &[crate::CommandInfo] = &[
-    crate::CommandInfo {
+pub const COMMANDS: &[crate::CommandSpec] = &[
+    crate::CommandSpec {
         name: <AddFd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: AddFd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <AddClient as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: AddClient::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <AnnounceSelf as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: AnnounceSelf::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Balloon as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Balloon::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockCommit as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockCommit::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockDirtyBitmapAddCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockDirtyBitmapAddCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockDirtyBitmapClear as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockDirtyBitmapClear::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockDirtyBitmapDisable as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockDirtyBitmapDisable::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockDirtyBitmapEnable as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockDirtyBitmapEnable::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockDirtyBitmapMergeCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockDirtyBitmapMergeCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockDirtyBitmapRemove as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockDirtyBitmapRemove::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockExportAdd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockExportAdd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockExportDel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockExportDel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobCancel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobCancel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobChange as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobChange::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobComplete as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobComplete::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobDismiss as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobDismiss::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobFinalize as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobFinalize::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobPause as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobPause::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobResume as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobResume::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockJobSetSpeed as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockJobSetSpeed::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockLatencyHistogramSet as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockLatencyHistogramSet::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockSetWriteThreshold as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockSetWriteThreshold::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockStream as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockStream::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockResize as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockResize::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockSetIoThrottle as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockSetIoThrottle::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevAdd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevAdd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevBackupCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevBackupCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevChangeMedium as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevChangeMedium::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevCloseTray as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: BlockdevCloseTray::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevCreate as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevCreate::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevDel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevDel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevInsertMedium as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevInsertMedium::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevMirror as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevMirror::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevOpenTray as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: BlockdevOpenTray::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevRemoveMedium as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevRemoveMedium::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevReopen as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevReopen::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevSetActive as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevSetActive::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevSnapshotCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevSnapshotCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevSnapshotDeleteInternalSync as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevSnapshotDeleteInternalSync::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevSnapshotInternalSync as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevSnapshotInternalSync::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <BlockdevSnapshotSyncCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: BlockdevSnapshotSyncCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CalcDirtyRate as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CalcDirtyRate::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CancelVcpuDirtyLimit as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: CancelVcpuDirtyLimit::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ChangeBackingFile as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ChangeBackingFile::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ChangeVncPassword as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ChangeVncPassword::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ChardevAdd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ChardevAdd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ChardevChange as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ChardevChange::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ChardevRemove as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ChardevRemove::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ChardevSendBreak as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ChardevSendBreak::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ClientMigrateInfo as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ClientMigrateInfo::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Closefd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Closefd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Cont as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: Cont::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlAddDynamicCapacity as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlAddDynamicCapacity::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlInjectCorrectableError as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlInjectCorrectableError::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlInjectDramEvent as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlInjectDramEvent::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlInjectGeneralMediaEvent as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlInjectGeneralMediaEvent::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlInjectMemoryModuleEvent as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlInjectMemoryModuleEvent::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlInjectPoison as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlInjectPoison::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlInjectUncorrectableErrors as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlInjectUncorrectableErrors::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <CxlReleaseDynamicCapacity as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: CxlReleaseDynamicCapacity::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DeviceListProperties as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DeviceListProperties::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DeviceSyncConfig as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DeviceSyncConfig::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DeviceAdd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DeviceAdd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DeviceDel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DeviceDel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DisplayReload as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DisplayReload::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DisplayUpdate as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DisplayUpdate::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DriveBackupCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DriveBackupCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DriveMirrorCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DriveMirrorCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DumpGuestMemory as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DumpGuestMemory::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <DumpSkeys as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: DumpSkeys::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Dumpdtb as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Dumpdtb::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Eject as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: Eject::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ExpirePassword as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ExpirePassword::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <GetWin32Socket as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: GetWin32Socket::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Getfd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Getfd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <HumanMonitorCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: HumanMonitorCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <InjectNmi as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: InjectNmi::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <InputSendEvent as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: InputSendEvent::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <JobCancel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: JobCancel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <JobComplete as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: JobComplete::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <JobDismiss as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: JobDismiss::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <JobFinalize as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: JobFinalize::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <JobPause as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: JobPause::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <JobResume as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: JobResume::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Memsave as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Memsave::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Migrate as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: Migrate::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigrateContinue as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: MigrateContinue::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigrateIncoming as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: MigrateIncoming::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigratePause as qmp_core::Command>::NAME,
         allow_oob: true,
         no_reply: false,
         needs_arguments: false,
         availability: MigratePause::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigrateRecover as qmp_core::Command>::NAME,
         allow_oob: true,
         no_reply: false,
         needs_arguments: true,
         availability: MigrateRecover::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigrateSetCapabilities as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: MigrateSetCapabilities::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigrateSetParametersCommand as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: MigrateSetParametersCommand::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigrateStartPostcopy as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: MigrateStartPostcopy::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <MigrateCancel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: MigrateCancel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <NbdServerAdd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: NbdServerAdd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <NbdServerRemove as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: NbdServerRemove::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <NbdServerStart as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: NbdServerStart::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <NbdServerStop as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: NbdServerStop::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <NetdevAdd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: NetdevAdd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <NetdevDel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: NetdevDel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ObjectAdd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ObjectAdd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ObjectDel as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ObjectDel::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Pmemsave as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Pmemsave::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QmpCapabilities as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QmpCapabilities::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QomGet as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QomGet::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QomList as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QomList::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QomListProperties as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QomListProperties::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QomListTypes as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QomListTypes::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QomSet as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QomSet::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryAcpiOspmStatus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryAcpiOspmStatus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryAudiodevs as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryAudiodevs::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryBalloon as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryBalloon::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryBlock as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryBlock::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryBlockExports as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryBlockExports::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryBlockJobs as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryBlockJobs::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryBlockstats as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryBlockstats::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryChardev as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryChardev::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryChardevBackends as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryChardevBackends::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryColoStatus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryColoStatus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCommandLineOptions as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryCommandLineOptions::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCommands as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryCommands::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCpuDefinitions as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryCpuDefinitions::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCpuModelBaseline as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryCpuModelBaseline::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCpuModelComparison as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryCpuModelComparison::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCpuModelExpansion as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryCpuModelExpansion::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCpusFast as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryCpusFast::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCryptodev as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryCryptodev::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryCurrentMachine as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryCurrentMachine::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryDirtyRate as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryDirtyRate::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryDisplayOptions as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryDisplayOptions::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryDump as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryDump::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryDumpGuestMemoryCapability as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryDumpGuestMemoryCapability::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryFdsets as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryFdsets::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryGicCapabilities as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryGicCapabilities::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryHotpluggableCpus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryHotpluggableCpus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryHvBalloonStatusReport as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryHvBalloonStatusReport::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryIothreads as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryIothreads::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryJobs as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryJobs::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryKvm as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryKvm::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMachines as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMachines::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMemdev as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMemdev::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMemoryDevices as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMemoryDevices::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMemorySizeSummary as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMemorySizeSummary::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMice as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMice::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMigrate as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMigrate::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMigrateCapabilities as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMigrateCapabilities::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMigrateParameters as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMigrateParameters::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryMigrationthreads as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryMigrationthreads::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryName as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryName::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryNamedBlockNodes as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryNamedBlockNodes::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryPci as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryPci::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryPrManagers as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryPrManagers::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryQmpSchema as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryQmpSchema::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryReplay as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryReplay::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryRocker as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryRocker::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryRockerOfDpaFlows as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryRockerOfDpaFlows::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryRockerOfDpaGroups as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryRockerOfDpaGroups::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryRockerPorts as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryRockerPorts::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryRxFilter as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryRxFilter::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryS390xCpuPolarization as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryS390xCpuPolarization::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QuerySev as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QuerySev::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QuerySevAttestationReport as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QuerySevAttestationReport::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QuerySevCapabilities as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QuerySevCapabilities::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QuerySevLaunchMeasure as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QuerySevLaunchMeasure::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QuerySgx as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QuerySgx::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QuerySgxCapabilities as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QuerySgxCapabilities::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QuerySpice as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QuerySpice::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryStats as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: QueryStats::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryStatsSchemas as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryStatsSchemas::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryStatus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryStatus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryTarget as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryTarget::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryTpm as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryTpm::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryTpmModels as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryTpmModels::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryTpmTypes as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryTpmTypes::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryUuid as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryUuid::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryVcpuDirtyLimit as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryVcpuDirtyLimit::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryVersion as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryVersion::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryVmGenerationId as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryVmGenerationId::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryVnc as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryVnc::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryVncServers as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryVncServers::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryXenReplicationStatus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: QueryXenReplicationStatus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <QueryYank as qmp_core::Command>::NAME,
         allow_oob: true,
         no_reply: false,
         needs_arguments: false,
         availability: QueryYank::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Quit as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: Quit::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <RemoveFd as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: RemoveFd::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ReplayBreak as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ReplayBreak::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ReplayDeleteBreak as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: ReplayDeleteBreak::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <ReplaySeek as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: ReplaySeek::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <RequestEbpf as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: RequestEbpf::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <RingbufRead as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: RingbufRead::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <RingbufWrite as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: RingbufWrite::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <RtcResetReinjection as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: RtcResetReinjection::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Screendump as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Screendump::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SendKey as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SendKey::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SetAction as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: SetAction::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SetCpuTopology as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SetCpuTopology::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SetNumaNode as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SetNumaNode::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SetVcpuDirtyLimit as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SetVcpuDirtyLimit::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SetLink as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SetLink::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SetPassword as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SetPassword::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SevInjectLaunchSecret as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SevInjectLaunchSecret::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SnapshotDelete as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SnapshotDelete::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SnapshotLoad as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SnapshotLoad::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SnapshotSave as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: SnapshotSave::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Stop as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: Stop::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SystemPowerdown as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: SystemPowerdown::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SystemReset as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: SystemReset::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <SystemWakeup as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: SystemWakeup::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <TraceEventGetState as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: TraceEventGetState::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <TraceEventSetState as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: TraceEventSetState::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Transaction as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: Transaction::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <WatchdogSetAction as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: WatchdogSetAction::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XBlockdevAmend as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XBlockdevAmend::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XBlockdevChange as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XBlockdevChange::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XBlockdevSetIothread as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XBlockdevSetIothread::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XColoLostHeartbeat as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XColoLostHeartbeat::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XDebugBlockDirtyBitmapSha256 as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XDebugBlockDirtyBitmapSha256::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XDebugQueryBlockGraph as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XDebugQueryBlockGraph::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XExitPreconfig as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XExitPreconfig::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryInterruptControllers as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryInterruptControllers::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryIrq as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryIrq::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryJit as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryJit::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryNuma as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryNuma::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryOpcount as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryOpcount::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryProfile as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryProfile::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryRamblock as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryRamblock::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryRdma as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryRdma::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryRoms as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryRoms::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryUsb as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryUsb::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryVirtio as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XQueryVirtio::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryVirtioQueueElement as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XQueryVirtioQueueElement::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryVirtioQueueStatus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XQueryVirtioQueueStatus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryVirtioStatus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XQueryVirtioStatus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XQueryVirtioVhostQueueStatus as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XQueryVirtioVhostQueueStatus::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XenColoDoCheckpoint as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XenColoDoCheckpoint::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XenEventInject as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XenEventInject::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XenEventList as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: false,
         availability: XenEventList::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XenLoadDevicesState as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XenLoadDevicesState::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XenSaveDevicesState as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XenSaveDevicesState::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XenSetGlobalDirtyLog as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XenSetGlobalDirtyLog::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <XenSetReplication as qmp_core::Command>::NAME,
         allow_oob: false,
         no_reply: false,
         needs_arguments: true,
         availability: XenSetReplication::AVAILABILITY,
     },
-    crate::CommandInfo {
+    crate::CommandSpec {
         name: <Yank as qmp_core::Command>::NAME,
         allow_oob: true,
         no_reply: false,
@@ -20937,293 +20937,293 @@ pub const COMMANDS: &[crate::CommandInfo] = &[
 ];
 
 /// Every event of this protocol, in name order.
-pub const EVENTS: &[crate::EventInfo] = &[
-    crate::EventInfo {
+pub const EVENTS: &[crate::EventSpec] = &[
+    crate::EventSpec {
         name: <AcpiDeviceOst as qmp_core::EventData>::NAME,
         availability: AcpiDeviceOst::AVAILABILITY,
         check: crate::support::check_event::<AcpiDeviceOst>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BalloonChange as qmp_core::EventData>::NAME,
         availability: BalloonChange::AVAILABILITY,
         check: crate::support::check_event::<BalloonChange>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockExportDeleted as qmp_core::EventData>::NAME,
         availability: BlockExportDeleted::AVAILABILITY,
         check: crate::support::check_event::<BlockExportDeleted>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockImageCorrupted as qmp_core::EventData>::NAME,
         availability: BlockImageCorrupted::AVAILABILITY,
         check: crate::support::check_event::<BlockImageCorrupted>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockIoError as qmp_core::EventData>::NAME,
         availability: BlockIoError::AVAILABILITY,
         check: crate::support::check_event::<BlockIoError>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockJobCancelled as qmp_core::EventData>::NAME,
         availability: BlockJobCancelled::AVAILABILITY,
         check: crate::support::check_event::<BlockJobCancelled>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockJobCompleted as qmp_core::EventData>::NAME,
         availability: BlockJobCompleted::AVAILABILITY,
         check: crate::support::check_event::<BlockJobCompleted>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockJobError as qmp_core::EventData>::NAME,
         availability: BlockJobError::AVAILABILITY,
         check: crate::support::check_event::<BlockJobError>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockJobPending as qmp_core::EventData>::NAME,
         availability: BlockJobPending::AVAILABILITY,
         check: crate::support::check_event::<BlockJobPending>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockJobReady as qmp_core::EventData>::NAME,
         availability: BlockJobReady::AVAILABILITY,
         check: crate::support::check_event::<BlockJobReady>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <BlockWriteThreshold as qmp_core::EventData>::NAME,
         availability: BlockWriteThreshold::AVAILABILITY,
         check: crate::support::check_event::<BlockWriteThreshold>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <ColoExit as qmp_core::EventData>::NAME,
         availability: ColoExit::AVAILABILITY,
         check: crate::support::check_event::<ColoExit>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <CpuPolarizationChange as qmp_core::EventData>::NAME,
         availability: CpuPolarizationChange::AVAILABILITY,
         check: crate::support::check_event::<CpuPolarizationChange>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <DeviceDeleted as qmp_core::EventData>::NAME,
         availability: DeviceDeleted::AVAILABILITY,
         check: crate::support::check_event::<DeviceDeleted>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <DeviceTrayMoved as qmp_core::EventData>::NAME,
         availability: DeviceTrayMoved::AVAILABILITY,
         check: crate::support::check_event::<DeviceTrayMoved>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <DeviceUnplugGuestError as qmp_core::EventData>::NAME,
         availability: DeviceUnplugGuestError::AVAILABILITY,
         check: crate::support::check_event::<DeviceUnplugGuestError>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <DumpCompleted as qmp_core::EventData>::NAME,
         availability: DumpCompleted::AVAILABILITY,
         check: crate::support::check_event::<DumpCompleted>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <FailoverNegotiated as qmp_core::EventData>::NAME,
         availability: FailoverNegotiated::AVAILABILITY,
         check: crate::support::check_event::<FailoverNegotiated>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <GuestCrashloaded as qmp_core::EventData>::NAME,
         availability: GuestCrashloaded::AVAILABILITY,
         check: crate::support::check_event::<GuestCrashloaded>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <GuestPanicked as qmp_core::EventData>::NAME,
         availability: GuestPanicked::AVAILABILITY,
         check: crate::support::check_event::<GuestPanicked>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <GuestPvshutdown as qmp_core::EventData>::NAME,
         availability: GuestPvshutdown::AVAILABILITY,
         check: crate::support::check_event::<GuestPvshutdown>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <HvBalloonStatusReport as qmp_core::EventData>::NAME,
         availability: HvBalloonStatusReport::AVAILABILITY,
         check: crate::support::check_event::<HvBalloonStatusReport>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <JobStatusChange as qmp_core::EventData>::NAME,
         availability: JobStatusChange::AVAILABILITY,
         check: crate::support::check_event::<JobStatusChange>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <MemoryDeviceSizeChange as qmp_core::EventData>::NAME,
         availability: MemoryDeviceSizeChange::AVAILABILITY,
         check: crate::support::check_event::<MemoryDeviceSizeChange>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <MemoryFailure as qmp_core::EventData>::NAME,
         availability: MemoryFailure::AVAILABILITY,
         check: crate::support::check_event::<MemoryFailure>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <MemUnplugError as qmp_core::EventData>::NAME,
         availability: MemUnplugError::AVAILABILITY,
         check: crate::support::check_event::<MemUnplugError>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Migration as qmp_core::EventData>::NAME,
         availability: Migration::AVAILABILITY,
         check: crate::support::check_event::<Migration>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <MigrationPass as qmp_core::EventData>::NAME,
         availability: MigrationPass::AVAILABILITY,
         check: crate::support::check_event::<MigrationPass>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <NetdevStreamConnected as qmp_core::EventData>::NAME,
         availability: NetdevStreamConnected::AVAILABILITY,
         check: crate::support::check_event::<NetdevStreamConnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <NetdevStreamDisconnected as qmp_core::EventData>::NAME,
         availability: NetdevStreamDisconnected::AVAILABILITY,
         check: crate::support::check_event::<NetdevStreamDisconnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <NetdevVhostUserConnected as qmp_core::EventData>::NAME,
         availability: NetdevVhostUserConnected::AVAILABILITY,
         check: crate::support::check_event::<NetdevVhostUserConnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <NetdevVhostUserDisconnected as qmp_core::EventData>::NAME,
         availability: NetdevVhostUserDisconnected::AVAILABILITY,
         check: crate::support::check_event::<NetdevVhostUserDisconnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <NicRxFilterChanged as qmp_core::EventData>::NAME,
         availability: NicRxFilterChanged::AVAILABILITY,
         check: crate::support::check_event::<NicRxFilterChanged>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Powerdown as qmp_core::EventData>::NAME,
         availability: Powerdown::AVAILABILITY,
         check: crate::support::check_event::<Powerdown>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <PrManagerStatusChanged as qmp_core::EventData>::NAME,
         availability: PrManagerStatusChanged::AVAILABILITY,
         check: crate::support::check_event::<PrManagerStatusChanged>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <QuorumFailure as qmp_core::EventData>::NAME,
         availability: QuorumFailure::AVAILABILITY,
         check: crate::support::check_event::<QuorumFailure>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <QuorumReportBad as qmp_core::EventData>::NAME,
         availability: QuorumReportBad::AVAILABILITY,
         check: crate::support::check_event::<QuorumReportBad>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <RdmaGidStatusChanged as qmp_core::EventData>::NAME,
         availability: RdmaGidStatusChanged::AVAILABILITY,
         check: crate::support::check_event::<RdmaGidStatusChanged>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Reset as qmp_core::EventData>::NAME,
         availability: Reset::AVAILABILITY,
         check: crate::support::check_event::<Reset>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Resume as qmp_core::EventData>::NAME,
         availability: Resume::AVAILABILITY,
         check: crate::support::check_event::<Resume>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <RtcChange as qmp_core::EventData>::NAME,
         availability: RtcChange::AVAILABILITY,
         check: crate::support::check_event::<RtcChange>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Shutdown as qmp_core::EventData>::NAME,
         availability: Shutdown::AVAILABILITY,
         check: crate::support::check_event::<Shutdown>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <SpiceConnected as qmp_core::EventData>::NAME,
         availability: SpiceConnected::AVAILABILITY,
         check: crate::support::check_event::<SpiceConnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <SpiceDisconnected as qmp_core::EventData>::NAME,
         availability: SpiceDisconnected::AVAILABILITY,
         check: crate::support::check_event::<SpiceDisconnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <SpiceInitialized as qmp_core::EventData>::NAME,
         availability: SpiceInitialized::AVAILABILITY,
         check: crate::support::check_event::<SpiceInitialized>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <SpiceMigrateCompleted as qmp_core::EventData>::NAME,
         availability: SpiceMigrateCompleted::AVAILABILITY,
         check: crate::support::check_event::<SpiceMigrateCompleted>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <StopEvent as qmp_core::EventData>::NAME,
         availability: StopEvent::AVAILABILITY,
         check: crate::support::check_event::<StopEvent>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Suspend as qmp_core::EventData>::NAME,
         availability: Suspend::AVAILABILITY,
         check: crate::support::check_event::<Suspend>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <SuspendDisk as qmp_core::EventData>::NAME,
         availability: SuspendDisk::AVAILABILITY,
         check: crate::support::check_event::<SuspendDisk>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <UnplugPrimary as qmp_core::EventData>::NAME,
         availability: UnplugPrimary::AVAILABILITY,
         check: crate::support::check_event::<UnplugPrimary>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <VfioMigration as qmp_core::EventData>::NAME,
         availability: VfioMigration::AVAILABILITY,
         check: crate::support::check_event::<VfioMigration>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <VfuClientHangup as qmp_core::EventData>::NAME,
         availability: VfuClientHangup::AVAILABILITY,
         check: crate::support::check_event::<VfuClientHangup>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <VncConnected as qmp_core::EventData>::NAME,
         availability: VncConnected::AVAILABILITY,
         check: crate::support::check_event::<VncConnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <VncDisconnected as qmp_core::EventData>::NAME,
         availability: VncDisconnected::AVAILABILITY,
         check: crate::support::check_event::<VncDisconnected>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <VncInitialized as qmp_core::EventData>::NAME,
         availability: VncInitialized::AVAILABILITY,
         check: crate::support::check_event::<VncInitialized>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <VserportChange as qmp_core::EventData>::NAME,
         availability: VserportChange::AVAILABILITY,
         check: crate::support::check_event::<VserportChange>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Wakeup as qmp_core::EventData>::NAME,
         availability: Wakeup::AVAILABILITY,
         check: crate::support::check_event::<Wakeup>,
     },
-    crate::EventInfo {
+    crate::EventSpec {
         name: <Watchdog as qmp_core::EventData>::NAME,
         availability: Watchdog::AVAILABILITY,
         check: crate::support::check_event::<Watchdog>,

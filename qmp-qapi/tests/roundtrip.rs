@@ -891,7 +891,7 @@ fn qmp_round_trip_31() {
     check::<qmp::ColoCompareProperties>(
         r##"{"primary_in":"text","secondary_in":"text","outdev":"text","iothread":"text"}"##,
     );
-    check::<qmp::CommandInfo2>(r##"{"name":"text"}"##);
+    check::<qmp::CommandInfo>(r##"{"name":"text"}"##);
     check::<qmp::CommandLineOptionInfo>(
         r##"{"option":"text","parameters":[{"name":"text","type":"string","help":"text","default":"text"}]}"##,
     );
