@@ -574,18 +574,27 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c.to_string())
 }
 
-/// Levenshtein distance, by characters.
+/// Edit distance by characters, where swapping two neighbours counts as
+/// one edit, as typing them in the wrong order is one slip (optimal string
+/// alignment).
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // Three rows: two back (for swaps), previous, current.
+    let mut back: Vec<usize> = Vec::new();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
+    for i in 1..=a.len() {
         let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        cur.push(i);
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j - 1] + cost).min(prev[j] + 1).min(cur[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(back[j - 2] + 1);
+            }
+            cur.push(d);
         }
-        prev = cur;
+        back = core::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }
@@ -811,6 +820,8 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
+        assert_eq!(edit_distance("qeury", "query"), 1);
+        assert_eq!(edit_distance("ab", "ba"), 1);
         assert_eq!(
             closest("filenme", ["filename", "node-name"].into_iter()).as_deref(),
             Some("filename")
