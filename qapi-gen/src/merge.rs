@@ -456,3 +456,94 @@ fn merge_members(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{model, parse};
+
+    fn schema(text: &str) -> Schema {
+        model::build(&parse::parse_str(text, "m").unwrap()).unwrap()
+    }
+
+    fn merged() -> BTreeMap<String, UItem> {
+        let old = schema(
+            "{ 'enum': 'E', 'data': ['a', 'b'] }
+             { 'struct': 'S', 'data': { 'both': 'int', 'old-only': 'str', 'req-then-opt': 'str',
+                                        'renamed-enum': 'E' } }
+             { 'struct': 'Plain', 'data': { 'x': 'int', 'y': 'int' } }
+             { 'command': 'gone', 'returns': 'S' }",
+        );
+        let new = schema(
+            "{ 'enum': 'E', 'data': ['b', 'c'] }
+             { 'enum': 'E2', 'data': ['a'] }
+             { 'enum': 'K', 'data': ['k1'] }
+             { 'struct': 'S', 'data': { 'both': 'int', '*req-then-opt': 'str', 'new-only': 'bool',
+                                        'renamed-enum': 'E2' } }
+             { 'struct': 'K1', 'data': { 'y': 'int' } }
+             { 'union': 'Plain', 'base': { 'kind': 'K', 'x': 'int' }, 'discriminator': 'kind',
+               'data': { 'k1': 'K1' } }
+             { 'command': 'fresh', 'data': { 'arg': 'str' }, 'allow-oob': true }",
+        );
+        let mut notes = Vec::new();
+        merge(&[old, new], &mut notes)
+    }
+
+    fn member<'a>(item: &'a UItem, name: &str) -> &'a UMember {
+        let UDef::Struct(ms) = &item.def else {
+            panic!("{} is not a struct", item.name)
+        };
+        ms.iter().find(|m| m.name == name).unwrap()
+    }
+
+    #[test]
+    fn members_disagreeing_between_versions_are_optional() {
+        let m = merged();
+        let s = &m["S"];
+        assert!(!member(s, "both").optional);
+        assert!(member(s, "old-only").optional);
+        assert_eq!(member(s, "old-only").avail, [true, false]);
+        assert!(member(s, "new-only").optional);
+        assert!(member(s, "req-then-opt").optional);
+        // An enum for an enum: the newest type, which is open.
+        assert_eq!(member(s, "renamed-enum").ty, TypeRef::Named("E2".into()));
+    }
+
+    #[test]
+    fn enums_are_the_union_of_values_and_items_say_where_they_exist() {
+        let m = merged();
+        let UDef::Enum(vals) = &m["E"].def else {
+            panic!()
+        };
+        let names: Vec<&str> = vals.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+        assert_eq!(m["gone"].avail, [true, false]);
+        assert_eq!(m["fresh"].avail, [false, true]);
+        assert!(matches!(
+            m["fresh"].def,
+            UDef::Command {
+                allow_oob: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_struct_that_became_a_union_keeps_its_members_outside_the_branches() {
+        let m = merged();
+        let UDef::Union {
+            base,
+            branches,
+            discriminator,
+            ..
+        } = &m["Plain"].def
+        else {
+            panic!()
+        };
+        assert_eq!(discriminator, "kind");
+        let names: Vec<&str> = base.iter().map(|b| b.name.as_str()).collect();
+        // `y` moved into the k1 branch; `kind` is the discriminator.
+        assert_eq!(names, ["x"]);
+        assert_eq!(branches, &[("k1".to_string(), "K1".to_string())]);
+    }
+}

@@ -67,27 +67,37 @@ fn load_into(path: &Path, seen: &mut BTreeSet<PathBuf>, out: &mut Vec<Expr>) -> 
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let exprs = parse_str(&text, &module).map_err(|e| format!("{}: {e}", path.display()))?;
+    for e in exprs {
+        if let Some(inc) = e.value.get("include").and_then(J::as_str) {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            load_into(&dir.join(inc), seen, out)?;
+        } else {
+            out.push(e);
+        }
+    }
+    Ok(())
+}
+
+/// Parses one file's text; `include` directives are returned as they are.
+pub fn parse_str(text: &str, module: &str) -> Result<Vec<Expr>, String> {
     let mut p = Parser {
         s: text.as_bytes(),
         i: 0,
         comments: Vec::new(),
     };
+    let mut out = Vec::new();
     loop {
         p.skip_space();
         if p.i >= p.s.len() {
-            return Ok(());
+            return Ok(out);
         }
         let since = p.take_since();
-        let value = p.value().map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(inc) = value.get("include").and_then(J::as_str) {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            load_into(&dir.join(inc), seen, out)?;
-            continue;
-        }
+        let value = p.value()?;
         out.push(Expr {
             value,
             since,
-            module: module.clone(),
+            module: module.to_string(),
         });
     }
 }
