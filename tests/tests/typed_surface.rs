@@ -408,6 +408,7 @@ fn guest_agent_file_and_exec_calls_are_typed() {
             count: None,
         };
         assert_eq!(agent.call(&write).unwrap().count, 11);
+        agent.call(&qga::GuestFileFlush { handle }).unwrap();
         let seek = qga::GuestFileSeekCommand {
             handle,
             offset: 0,
