@@ -1,4 +1,4 @@
-//! Helpers the generated code calls; not part of the API.
+//! Functions the generated code calls; not part of the API.
 
 use alloc::string::String;
 use serde::de::Error as _;
