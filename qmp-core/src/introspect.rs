@@ -173,18 +173,30 @@ fn members(v: &Value) -> Result<Vec<MemberInfo>, SchemaError> {
         .collect()
 }
 
+fn members_names(v: &Value) -> Vec<String> {
+    let list = v.get("members").and_then(Value::as_array);
+    let names = list.into_iter().flatten().filter_map(|m| m.get("name"));
+    names
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 fn meta(v: &Value, kind: &str) -> Result<Option<Meta>, SchemaError> {
     Ok(Some(match kind {
         "builtin" => Meta::Builtin(text(v, "json-type")?),
         "enum" => {
-            let values = v.get("values").and_then(Value::as_array);
-            let values = values.into_iter().flatten();
-            Meta::Enum(
-                values
+            // `values` lists the names; newer servers also have `members`
+            // (objects with a `name`), which is read when `values` is gone.
+            let names: Vec<String> = match v.get("values").and_then(Value::as_array) {
+                Some(values) => values
+                    .iter()
                     .filter_map(Value::as_str)
                     .map(str::to_string)
                     .collect(),
-            )
+                None => members_names(v),
+            };
+            Meta::Enum(names)
         }
         "array" => Meta::Array(text(v, "element-type")?),
         "object" => {
@@ -622,7 +634,7 @@ mod tests {
                          {"name": "node-name", "type": "str", "default": null},
                          {"name": "cache", "type": "5", "default": null}],
              "variants": [{"case": "file", "type": "3"}, {"case": "null-co", "type": "4"}]},
-            {"name": "2", "meta-type": "enum", "values": ["file", "null-co"]},
+            {"name": "2", "meta-type": "enum", "members": [{"name": "file"}, {"name": "null-co"}]},
             {"name": "3", "meta-type": "object",
              "members": [{"name": "filename", "type": "str"},
                          {"name": "backing", "type": "7", "default": null}]},
