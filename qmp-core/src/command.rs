@@ -23,6 +23,9 @@ pub trait Command: Serialize {
     type Returns: DeserializeOwned;
     /// The server never answers this command (e.g. `guest-shutdown`).
     const NO_REPLY: bool = false;
+    /// The server may run this command out of band (`exec-oob`), when the
+    /// `oob` capability was negotiated.
+    const ALLOW_OOB: bool = false;
 
     /// Decodes a `return` value into [`Self::Returns`].
     fn decode(value: Value) -> Result<Self::Returns, CodecError> {
@@ -31,6 +34,23 @@ pub trait Command: Serialize {
             detail: e.to_string(),
         })
     }
+}
+
+/// The typed `data` of one event, named by its wire name.
+///
+/// ```
+/// use qmp_core::{Event, EventData};
+/// #[derive(serde::Deserialize)]
+/// struct Stop {}
+/// impl EventData for Stop {
+///     const NAME: &'static str = "STOP";
+/// }
+/// let ev = Event { name: "STOP".into(), data: serde_json::Value::Null, timestamp: None };
+/// assert!(ev.decode::<Stop>().is_ok());
+/// ```
+pub trait EventData: DeserializeOwned {
+    /// The event name on the wire, e.g. `BLOCK_JOB_COMPLETED`.
+    const NAME: &'static str;
 }
 
 /// The return type of commands that return nothing useful (`{}`).

@@ -1,9 +1,12 @@
 //! Asynchronous events and the bounded queue that holds them.
 
 use alloc::collections::VecDeque;
-use alloc::string::String;
+use alloc::string::{String, ToString};
+use core::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::command::EventData;
 
 /// When the server says an event happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +31,31 @@ pub struct Event {
 }
 
 impl Event {
+    /// Decodes the `data` of this event as `T`, after checking that the
+    /// event is `T`'s. An event without `data` decodes as an empty object,
+    /// and members `T` does not know are ignored (as `T`'s derive allows).
+    pub fn decode<T: EventData>(&self) -> Result<T, EventDecodeError> {
+        if self.name != T::NAME {
+            return Err(EventDecodeError::OtherEvent {
+                expected: T::NAME,
+                found: self.name.clone(),
+            });
+        }
+        let result = match &self.data {
+            Value::Null => T::deserialize(&Value::Object(serde_json::Map::new())),
+            data => T::deserialize(data),
+        };
+        result.map_err(|e| EventDecodeError::Data {
+            event: T::NAME,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Whether this event is `T`'s (by name).
+    pub fn is<T: EventData>(&self) -> bool {
+        self.name == T::NAME
+    }
+
     /// The event as QEMU would send it, e.g. for printing.
     pub fn to_value(&self) -> Value {
         let mut map = serde_json::Map::new();
@@ -44,6 +72,41 @@ impl Event {
         Value::Object(map)
     }
 }
+
+/// Why [`Event::decode`] failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventDecodeError {
+    /// The event is another one than the type asked for.
+    OtherEvent {
+        /// The name the type stands for.
+        expected: &'static str,
+        /// The event's name.
+        found: String,
+    },
+    /// The event is the right one but its `data` does not fit the type.
+    Data {
+        /// The event's name.
+        event: &'static str,
+        /// What serde reported.
+        detail: String,
+    },
+}
+
+impl fmt::Display for EventDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventDecodeError::OtherEvent { expected, found } => {
+                write!(f, "expected event `{expected}`, got `{found}`")
+            }
+            EventDecodeError::Data { event, detail } => {
+                write!(f, "event `{event}`: its data does not decode: {detail}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for EventDecodeError {}
 
 /// A bounded FIFO of events that drops the oldest when full and counts
 /// what it dropped, so a slow consumer learns how much it missed and
@@ -153,6 +216,75 @@ mod tests {
             data: Value::Null,
             timestamp: None,
         }
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct JobDone {
+        id: String,
+        #[serde(default)]
+        len: Option<u64>,
+    }
+
+    impl EventData for JobDone {
+        const NAME: &'static str = "JOB_DONE";
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Stop {}
+
+    impl EventData for Stop {
+        const NAME: &'static str = "STOP";
+    }
+
+    fn named(name: &str, data: Value) -> Event {
+        Event {
+            name: name.into(),
+            data,
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn decode_checks_the_name_and_ignores_unknown_members() {
+        let ev = named("JOB_DONE", serde_json::json!({"id": "j0", "new": [1]}));
+        assert!(ev.is::<JobDone>());
+        assert_eq!(
+            ev.decode::<JobDone>().unwrap(),
+            JobDone {
+                id: "j0".into(),
+                len: None
+            }
+        );
+        let err = ev.decode::<Stop>().unwrap_err();
+        assert_eq!(
+            err,
+            EventDecodeError::OtherEvent {
+                expected: "STOP",
+                found: "JOB_DONE".into()
+            }
+        );
+        assert!(err.to_string().contains("`STOP`"), "{err}");
+    }
+
+    #[test]
+    fn decode_reports_bad_data_and_accepts_missing_data() {
+        let err = named("JOB_DONE", serde_json::json!({"len": 3}))
+            .decode::<JobDone>()
+            .unwrap_err();
+        assert!(
+            matches!(&err, EventDecodeError::Data { event: "JOB_DONE", detail } if detail.contains("id")),
+            "{err:?}"
+        );
+        assert_eq!(
+            named("STOP", Value::Null).decode::<Stop>().unwrap(),
+            Stop {}
+        );
+        assert_eq!(
+            named("STOP", serde_json::json!({}))
+                .decode::<Stop>()
+                .unwrap(),
+            Stop {}
+        );
     }
 
     #[test]

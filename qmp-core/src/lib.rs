@@ -19,6 +19,7 @@ mod error;
 mod event;
 mod framing;
 mod greeting;
+pub mod introspect;
 mod message;
 mod request;
 mod session;
@@ -26,12 +27,12 @@ mod table;
 mod time;
 mod transmit;
 
-pub use command::{Command, Empty};
+pub use command::{Command, Empty, EventData};
 pub use config::{Config, Dialect};
 pub use error::{
     CloseReason, CodecError, ErrorClass, ExecuteError, GreetingError, RequestError, SubmitError,
 };
-pub use event::{Event, EventQueue, Timestamp};
+pub use event::{Event, EventDecodeError, EventQueue, Timestamp};
 pub use greeting::{Capability, Greeting, Version};
 pub use request::{Request, RequestId};
 pub use session::{Client, Direction, Output, SessionState, Stats, Traffic};
