@@ -88,6 +88,8 @@ fn probe(name: &str, env: (&str, &str)) -> Child {
             "--test-threads=1",
         ])
         .env(env.0, env.1)
+        // The panicking owner's backtrace is expected noise.
+        .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -191,9 +193,14 @@ fn owner_dies(how: &str, kill: bool) {
     }
     let status = owner.wait().unwrap();
     assert!(!status.success(), "the owner died: {status:?}");
+    let died = Instant::now();
     wait_until(LIMIT, "QEMU to be gone after its owner", || {
         not_running(pid, &start)
     });
+    eprintln!(
+        "owner {how}: QEMU gone {:?} after the owner",
+        died.elapsed()
+    );
 }
 
 #[test]
