@@ -488,6 +488,9 @@ impl Process {
             return Ok(status);
         }
         self.signal_group(Signal::KILL);
+        // QEMU itself too, should the group be out of reach: the wait
+        // below must not hang.
+        let _ = self.child.kill();
         let status = self.child.wait()?;
         self.reaped = Some(status);
         Ok(status)
