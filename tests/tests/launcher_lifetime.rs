@@ -355,3 +355,46 @@ fn stderr_flood_that_never_serves_is_killed_with_its_group() {
         });
     });
 }
+
+// ----- QEMU's process group goes with it ------------------------------------
+
+/// A wrapper that leaves a helper process in QEMU's group (its pid in
+/// `$0.helper`), then becomes QEMU.
+fn qemu_with_helper(dir: &TempDir) -> PathBuf {
+    fake_qemu(
+        dir,
+        &format!(
+            "#!/bin/sh\nsleep 1000 < /dev/null > /dev/null 2>&1 &\necho $! > \"$0.helper\"\nexec '{}' \"$@\"\n",
+            qemu_binary()
+        ),
+    )
+}
+
+#[test]
+fn stopping_qemu_stops_what_it_left_in_its_group() {
+    within(LIMIT, "QEMU's group", || {
+        for kill in [false, true] {
+            let dir = TempDir::new("qemu-group");
+            let program = qemu_with_helper(&dir);
+            let mut qemu = builder().program(&program).launch().unwrap();
+            qemu.call(&QueryStatus).unwrap();
+            let helper: u32 = std::fs::read_to_string(dir.join("fake-qemu.helper"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let pid = qemu.pid();
+            assert_eq!(stat(helper).expect("the helper runs")[2], pid.to_string());
+            let status = if kill {
+                qemu.kill().unwrap()
+            } else {
+                qemu.shutdown().unwrap()
+            };
+            // `quit` ends QEMU cleanly; the helper goes with the group.
+            assert_eq!(status.success(), !kill, "{status:?}");
+            wait_until(Duration::from_secs(30), "the helper to be gone", || {
+                live_in_group(pid).is_empty()
+            });
+        }
+    });
+}
