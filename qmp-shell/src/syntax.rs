@@ -9,8 +9,9 @@
 //! nested objects, each from the root: `a.b=1 c=2` is `{"a":{"b":1},"c":2}`.
 //!
 //! Nesting is limited to [`MAX_DEPTH`] levels (dotted keys and brackets
-//! together), checked while the line is read: any line, however long or
-//! deep, is a request or a syntax error, never a stack overflow.
+//! together), checked as the line is parsed, before anything that deep
+//! is built: any line, however long or deep, is a request or a syntax
+//! error, never a stack overflow.
 
 use std::borrow::Cow;
 use std::fmt;
