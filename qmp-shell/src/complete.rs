@@ -13,6 +13,8 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
+use crate::output;
+
 /// Argument names, each with the names nested under it (for objects).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Members(BTreeMap<String, Members>);
@@ -322,7 +324,11 @@ impl Completer for ShellHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        Ok(self.candidates(line, pos))
+        let (start, mut names) = self.candidates(line, pos);
+        // The names come from the server and are shown as they are: leave
+        // out any that could steer the terminal.
+        names.retain(|p| !p.replacement.chars().any(output::is_unsafe));
+        Ok((start, names))
     }
 }
 

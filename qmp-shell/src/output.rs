@@ -2,7 +2,14 @@
 //! stderr, the greeting and the end of a session, and the `-v` echo of
 //! the messages on the wire. The other modules decide what to say; this
 //! one decides how it looks.
+//!
+//! The peer is not trusted: its text (error classes and descriptions,
+//! the greeting, HMP output, guest-agent strings, event names) could
+//! carry escape sequences that retitle a terminal, clear it or worse.
+//! Everything printed passes through [`escape_controls`], so no control
+//! character but newline and tab reaches the terminal raw.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::Write;
 
@@ -16,14 +23,14 @@ use crate::syntax::SyntaxError;
 /// A failure of the shell itself (connecting, the protocol, a timeout,
 /// bad input), on one line of stderr.
 pub(crate) fn failure(what: impl Display) {
-    eprintln!("qmp-shell: {}", one_line(&what.to_string()));
+    eprintln!("qmp-shell: {}", visible(&one_line(&what.to_string())));
 }
 
 /// A failed call in one-shot mode: `Class: desc` for QEMU's own errors,
 /// a [`failure`] otherwise.
 pub(crate) fn call_error(e: &Error) {
     match e {
-        Error::Server(e) => eprintln!("{e}"),
+        Error::Server(e) => eprintln!("{}", visible(&e.to_string())),
         e => failure(e),
     }
 }
@@ -32,19 +39,22 @@ pub(crate) fn call_error(e: &Error) {
 /// `error: ...` otherwise.
 pub(crate) fn prompt_error(e: &Error) {
     match e {
-        Error::Server(e) => eprintln!("{e}"),
-        e => eprintln!("error: {}", one_line(&e.to_string())),
+        Error::Server(e) => eprintln!("{}", visible(&e.to_string())),
+        e => eprintln!("error: {}", visible(&one_line(&e.to_string()))),
     }
 }
 
 /// A line the shell could not understand, at the prompt.
 pub(crate) fn syntax_error(e: &SyntaxError) {
-    eprintln!("syntax error: {e}");
+    eprintln!("syntax error: {}", visible(&e.to_string()));
 }
 
 /// Completion could not be set up; the shell goes on without it.
 pub(crate) fn no_completion(e: &Error) {
-    eprintln!("qmp-shell: no completion: {}", one_line(&e.to_string()));
+    eprintln!(
+        "qmp-shell: no completion: {}",
+        visible(&one_line(&e.to_string()))
+    );
 }
 
 /// A command's result: text for HMP output, JSON otherwise. Nothing at
@@ -63,13 +73,13 @@ pub(crate) fn event(event: &Event, pretty: bool) {
 
 /// The first lines of an interactive session.
 pub(crate) fn greeting(peer: &str) {
-    println!("Connected to {peer}.");
+    println!("Connected to {}.", visible(peer));
     println!("Tab completes, Up recalls history, Ctrl-D leaves.");
 }
 
 /// The session ended while the prompt was being shown.
 pub(crate) fn closed(ended: &Ended) {
-    println!("The connection closed: {ended}.");
+    println!("The connection closed: {}.", visible(&ended.to_string()));
 }
 
 /// One message sent (`->`) or received (`<-`), for `--verbose`, one line
@@ -83,7 +93,7 @@ pub(crate) fn wire(traffic: &Traffic) {
     let text = String::from_utf8_lossy(&traffic.bytes);
     let mut err = std::io::stderr().lock();
     for line in text.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
-        let _ = writeln!(err, "{arrow} {}", line.trim_end());
+        let _ = writeln!(err, "{arrow} {}", visible(line.trim_end()));
     }
 }
 
@@ -91,19 +101,71 @@ pub(crate) fn wire(traffic: &Traffic) {
 pub(crate) fn format_result(value: &Value, hmp: bool, pretty: bool) -> String {
     if hmp && let Value::String(text) = value {
         let text = text.replace("\r\n", "\n");
-        return text.trim_end_matches('\n').to_owned();
+        return visible(text.trim_end_matches('\n')).into_owned();
     }
     format_json(value, pretty)
 }
 
-/// Compact or indented JSON.
+/// Compact or indented JSON. serde_json escapes the controls below
+/// U+0020; DEL and the C1 controls, which it leaves raw, are escaped here
+/// the JSON way, so the text still decodes to the same value.
 pub(crate) fn format_json(value: &Value, pretty: bool) -> String {
-    if pretty {
+    let text = if pretty {
         serde_json::to_string_pretty(value)
     } else {
         serde_json::to_string(value)
     }
-    .unwrap_or_else(|_| value.to_string())
+    .unwrap_or_else(|_| value.to_string());
+    match escape_controls(&text, Escaped::Json) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(escaped) => escaped,
+    }
+}
+
+/// How [`escape_controls`] writes a control character.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Escaped {
+    /// For text: `^[` for ESC, `^M` for CR, `^?` for DEL (caret
+    /// notation), `\u009b` for a C1 control.
+    Text,
+    /// Inside JSON text: `\u001b`, a JSON escape of the same character.
+    Json,
+}
+
+/// Whether `c` can steer a terminal: a control character (C0, DEL, C1)
+/// other than newline and tab.
+pub(crate) fn is_unsafe(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+/// `text` with every control character but newline and tab made
+/// visible, so that no escape sequence from the peer reaches the
+/// terminal. The one place where this is decided.
+pub(crate) fn escape_controls(text: &str, how: Escaped) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if !is_unsafe(c) {
+            out.push(c);
+            continue;
+        }
+        let code = u32::from(c);
+        match how {
+            Escaped::Text if code < 0x20 || code == 0x7f => {
+                out.push('^');
+                out.push(char::from((code as u8) ^ 0x40));
+            }
+            _ => out.push_str(&format!("\\u{code:04x}")),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` made safe for the terminal ([`Escaped::Text`]).
+pub(crate) fn visible(text: &str) -> Cow<'_, str> {
+    escape_controls(text, Escaped::Text)
 }
 
 fn format_event(event: &Event, pretty: bool) -> String {
@@ -145,7 +207,8 @@ impl EventPrinter {
     /// The session ended while the user was typing.
     pub(crate) fn closed(&mut self, ended: &Ended) {
         self.line(format!(
-            "The connection closed: {ended}. Press Enter to leave."
+            "The connection closed: {}. Press Enter to leave.",
+            visible(&ended.to_string())
         ));
     }
 
@@ -156,5 +219,40 @@ impl EventPrinter {
             return;
         }
         stdout_line(&text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qmp_std::serde_json::json;
+
+    #[test]
+    fn controls_are_made_visible() {
+        assert_eq!(visible("plain\ttext\n"), "plain\ttext\n");
+        assert!(matches!(visible("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            visible("GenericError\x1b[5m: bad\x1b]0;TITLE\x07\x1b[2J\r"),
+            "GenericError^[[5m: bad^[]0;TITLE^G^[[2J^M"
+        );
+        assert_eq!(
+            visible("\0 \x7f \u{9b}31m \u{85}"),
+            "^@ ^? \\u009b31m \\u0085"
+        );
+        // Other text, including non-ASCII, is kept.
+        assert_eq!(visible("caf\u{e9} \u{2192}"), "caf\u{e9} \u{2192}");
+    }
+
+    #[test]
+    fn json_output_has_no_raw_controls_and_the_same_value() {
+        let value = json!({"desc": "\x1b[2J \x7f \u{9b}2J \u{85} ok"});
+        for pretty in [false, true] {
+            let text = format_json(&value, pretty);
+            assert!(!text.chars().any(is_unsafe), "{text:?}");
+            let back: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, value);
+        }
+        let hmp = format_result(&json!("info\x1b[2J\r\n"), true, false);
+        assert_eq!(hmp, "info^[[2J");
     }
 }

@@ -7,7 +7,13 @@
 //! plain string otherwise. Inside `{...}` and `[...]` spaces do not end the
 //! value, so `props={"a": 1, "b": "x y"}` is one argument. Dotted keys build
 //! nested objects, each from the root: `a.b=1 c=2` is `{"a":{"b":1},"c":2}`.
+//!
+//! Nesting is limited to [`MAX_DEPTH`] levels (dotted keys and brackets
+//! together), checked as the line is parsed, before anything that deep
+//! is built: any line, however long or deep, is a request or a syntax
+//! error, never a stack overflow.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use qmp_std::Request;
@@ -17,14 +23,33 @@ use qmp_std::serde_json::{self, Map, Value};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SyntaxError(String);
 
+/// How deeply a command's arguments may nest: dotted-key levels plus
+/// bracket levels of the value (`a.b=[{}]` is 4), and bracket levels of
+/// a raw JSON request.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// The error for nesting deeper than [`MAX_DEPTH`].
+fn too_deep(what: &str) -> SyntaxError {
+    SyntaxError::new(format!("{what} nests deeper than {MAX_DEPTH} levels"))
+}
+
+/// At most the first 60 characters of `text`, for a message about it.
+fn shown(text: &str) -> Cow<'_, str> {
+    const SHOWN: usize = 60;
+    match text.char_indices().nth(SHOWN) {
+        Some((at, _)) => Cow::Owned(format!("{}...", &text[..at])),
+        None => Cow::Borrowed(text),
+    }
+}
+
 impl SyntaxError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         SyntaxError(message.into())
     }
 
-    /// The error, saying which line it is about.
+    /// The error, saying which line it is about (its start, when long).
     pub(crate) fn context(self, line: &str) -> Self {
-        SyntaxError(format!("in `{}`: {}", line.trim(), self.0))
+        SyntaxError(format!("in `{}`: {}", shown(line.trim()), self.0))
     }
 }
 
@@ -91,7 +116,7 @@ fn word(chars: &mut Chars<'_>) -> Result<Word, SyntaxError> {
         match c {
             c if c.is_whitespace() => break,
             '=' if parts.key.is_none() => parts.end_key(),
-            '{' | '[' => parts.open(c),
+            '{' | '[' => parts.open(c)?,
             '\'' => {
                 let text = single_quoted(chars, at)?;
                 parts.piece(Piece::Single(text));
@@ -139,16 +164,20 @@ impl WordParts {
         self.key = Some(std::mem::take(&mut self.pieces));
     }
 
-    fn open(&mut self, bracket: char) {
+    fn open(&mut self, bracket: char) -> Result<(), SyntaxError> {
+        if self.depth.len() == MAX_DEPTH {
+            return Err(too_deep("a value"));
+        }
         self.plain.push(bracket);
         self.depth.push(if bracket == '{' { '}' } else { ']' });
+        Ok(())
     }
 
     /// A character inside brackets: kept as typed, so the value can be
     /// parsed as JSON; strings keep their quotes.
     fn bracketed(&mut self, c: char, at: usize, chars: &mut Chars<'_>) -> Result<(), SyntaxError> {
         match c {
-            '{' | '[' => self.open(c),
+            '{' | '[' => self.open(c)?,
             '}' | ']' if self.depth.last() == Some(&c) => {
                 self.plain.push(c);
                 self.depth.pop();
@@ -263,7 +292,12 @@ fn typed_value(key: &str, pieces: Vec<Piece>) -> Result<Value, SyntaxError> {
 
 /// Puts `value` at the dotted path `key` in `root`, starting from the root.
 fn insert(root: &mut Map<String, Value>, key: &str, value: Value) -> Result<(), SyntaxError> {
+    let levels = key.bytes().filter(|&b| b == b'.').count() + 1;
+    if levels + value_depth(&value) > MAX_DEPTH {
+        return Err(too_deep(&format!("`{}`", shown(key))));
+    }
     let parts: Vec<&str> = key.split('.').collect();
+    let key = shown(key);
     if parts.iter().any(|p| p.is_empty()) {
         return Err(SyntaxError::new(format!(
             "`{key}=` has an empty name (check the dots)"
@@ -280,7 +314,7 @@ fn insert(root: &mut Map<String, Value>, key: &str, value: Value) -> Result<(), 
             _ => {
                 return Err(SyntaxError::new(format!(
                     "`{}` already has a value that is not an object, so `{key}` cannot go in it",
-                    parts[..=i].join(".")
+                    shown(&parts[..=i].join("."))
                 )));
             }
         };
@@ -292,6 +326,39 @@ fn insert(root: &mut Map<String, Value>, key: &str, value: Value) -> Result<(), 
     Ok(())
 }
 
+/// How many levels of brackets `value` has (0 for a scalar). Values
+/// come from the user's brackets, already limited to [`MAX_DEPTH`], so
+/// the recursion is bounded.
+fn value_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        Value::Object(members) => 1 + members.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Checks that the JSON text `line` nests at most [`MAX_DEPTH`] levels,
+/// before it is parsed.
+fn check_json_depth(line: &str) -> Result<(), SyntaxError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in line.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'{' | b'[' if !in_string => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(too_deep("the JSON"));
+                }
+            }
+            b'}' | b']' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Builds an arguments object from `key=value` words.
 fn arguments(words: &[Word]) -> Result<Map<String, Value>, SyntaxError> {
     let mut args = Map::new();
@@ -300,7 +367,8 @@ fn arguments(words: &[Word]) -> Result<Map<String, Value>, SyntaxError> {
             Word::Arg { key, value } => insert(&mut args, key, value.clone())?,
             Word::Bare(w) => {
                 return Err(SyntaxError::new(format!(
-                    "expected `key=value`, found `{w}`"
+                    "expected `key=value`, found `{}`",
+                    shown(w)
                 )));
             }
         }
@@ -332,6 +400,7 @@ pub(crate) fn hmp_request(line: &str) -> Value {
 
 /// A whole JSON object typed on one line.
 fn raw_json(line: &str, what: &str) -> Result<Value, SyntaxError> {
+    check_json_depth(line)?;
     let value: Value = serde_json::from_str(line)
         .map_err(|e| SyntaxError::new(format!("not a valid JSON {what}: {e}")))?;
     if !value.is_object() {
@@ -388,7 +457,8 @@ fn command_name(words: &[Word]) -> Result<(&str, &[Word]), SyntaxError> {
     match words.split_first() {
         Some((Word::Bare(name), rest)) if !name.is_empty() => Ok((name, rest)),
         Some((Word::Arg { key, .. }, _)) => Err(SyntaxError::new(format!(
-            "a line starts with a command name, not `{key}=...`"
+            "a line starts with a command name, not `{}=...`",
+            shown(key)
         ))),
         _ => Err(SyntaxError::new("a line starts with a command name")),
     }
@@ -621,6 +691,59 @@ mod tests {
         assert!(fails("x a={\"b\": 1").contains("never closed"));
         assert!(fails("x a={b:1}").contains("not valid JSON"));
         assert!(fails("a=1").contains("command name"));
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let key = |levels: usize| vec!["a"; levels].join(".");
+        let nested = parses(&format!("x {}=1", key(MAX_DEPTH)));
+        let mut v = &nested["arguments"];
+        for _ in 0..MAX_DEPTH {
+            v = &v["a"];
+        }
+        assert_eq!(v, &json!(1));
+        let e = fails(&format!("x {}=1", key(MAX_DEPTH + 1)));
+        assert!(e.contains("deeper than 64 levels"), "{e}");
+        // Dotted levels and the value's brackets count together.
+        let e = fails(&format!("x {}=[[1]]", key(MAX_DEPTH - 1)));
+        assert!(e.contains("deeper than 64 levels"), "{e}");
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_command(&format!("x a={}", deep(MAX_DEPTH - 1))).is_ok());
+        assert!(fails(&format!("x a={}", deep(MAX_DEPTH + 1))).contains("deeper than"));
+        let raw = |n: usize| format!(r#"{{"execute": "x", "arguments": {{"a": {}}}}}"#, deep(n));
+        assert!(parse_command(&raw(MAX_DEPTH - 2)).is_ok());
+        assert!(fails(&raw(MAX_DEPTH)).contains("deeper than"));
+        // Brackets inside strings do not count.
+        let quoted = format!(
+            r#"{{"execute": "x", "arguments": {{"a": "{}"}}}}"#,
+            deep(200)
+        );
+        assert!(parse_command(&quoted).is_ok());
+    }
+
+    #[test]
+    fn a_megabyte_of_nesting_is_a_short_syntax_error() {
+        let line = format!("qom-list {}=1", vec!["a"; 500_000].join("."));
+        let e = SyntaxError::new(fails(&line)).context(&line).to_string();
+        assert!(
+            e.contains("deeper than 64 levels"),
+            "{}",
+            &e[..200.min(e.len())]
+        );
+        assert!(e.len() < 300, "{e}");
+        let line = format!("x a={}", "[".repeat(1_000_000));
+        assert!(fails(&line).contains("deeper than"));
+        let line = format!(
+            r#"{{"execute": "x", "arguments": {}"#,
+            "{\"a\":".repeat(100_000)
+        );
+        assert!(fails(&line).contains("deeper than"));
+        let mut p = Parser::new(false);
+        p.feed("transaction(").unwrap();
+        assert!(
+            p.feed(&format!("abort {}=1", vec!["a"; 100_000].join(".")))
+                .is_err()
+        );
     }
 
     #[test]

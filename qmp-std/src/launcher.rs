@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
 use log::{debug, warn};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 
 use crate::qmp::{Qmp, accept_unix_within};
 use crate::stream::Socket;
@@ -25,6 +26,10 @@ pub const DEFAULT_PROGRAM: &str = "qemu-system-x86_64";
 /// The arguments every launch starts with unless
 /// [`QemuBuilder::no_default_args`]: no machine, no devices, no display.
 pub const DEFAULT_ARGS: &[&str] = &["-machine", "none", "-nodefaults", "-display", "none"];
+
+/// How much of the end of QEMU's stderr is kept unless
+/// [`QemuBuilder::stderr_tail`] says otherwise: 64 KiB.
+pub const DEFAULT_STDERR_TAIL: usize = 64 * 1024;
 
 /// The chardev id of the private QMP monitor.
 const CHARDEV_ID: &str = "qmp-std";
@@ -63,7 +68,7 @@ pub struct QemuBuilder {
     args: Vec<OsString>,
     options: Options,
     socket: QmpSocket,
-    stderr_lines: usize,
+    stderr_tail: usize,
     stop_timeout: Duration,
 }
 
@@ -75,7 +80,7 @@ impl Default for QemuBuilder {
             args: Vec::new(),
             options: Options::default(),
             socket: QmpSocket::default(),
-            stderr_lines: 20,
+            stderr_tail: DEFAULT_STDERR_TAIL,
             stop_timeout: Duration::from_secs(5),
         }
     }
@@ -121,10 +126,12 @@ impl QemuBuilder {
         self
     }
 
-    /// How many of QEMU's last stderr lines to keep for error messages
-    /// (default 20).
-    pub fn stderr_lines(mut self, lines: usize) -> Self {
-        self.stderr_lines = lines.max(1);
+    /// How many bytes of the end of QEMU's stderr to keep for error
+    /// messages (default [`DEFAULT_STDERR_TAIL`], at least 1). Memory is
+    /// bounded by this, whatever QEMU writes: a line longer than the tail
+    /// keeps only its end.
+    pub fn stderr_tail(mut self, bytes: usize) -> Self {
+        self.stderr_tail = bytes.max(1);
         self
     }
 
@@ -146,7 +153,7 @@ impl QemuBuilder {
     /// Starts QEMU and connects to its QMP monitor.
     ///
     /// When QEMU exits or fails to serve QMP, the error is
-    /// [`Error::Launch`] with its exit status and the last lines it wrote
+    /// [`Error::Launch`] with its exit status and the end of what it wrote
     /// to stderr; no process is left behind.
     pub fn launch(self) -> Result<Qemu, Error> {
         let program = self.get_program();
@@ -168,28 +175,27 @@ impl QemuBuilder {
         let endpoint = Endpoint::attach(self.socket, &mut cmd)
             .map_err(|e| launch_error(e, None, String::new()))?;
         debug!("launching {cmd:?}");
-        let spawned = cmd.spawn();
-        // The command holds QEMU's end of the socketpair: close our copy so
-        // QEMU's exit is seen as the end of the stream.
-        drop(cmd);
-        let mut child = spawned.map_err(|e| {
+        // The command holds QEMU's end of the socketpair; the spawner
+        // drops it once QEMU runs, so QEMU's exit is seen as the end of
+        // the stream.
+        let mut child = spawner::spawn(cmd).map_err(|e| {
             let e = std::io::Error::new(e.kind(), format!("cannot start {shown}: {e}"));
             launch_error(Error::Io(e), None, String::new())
         })?;
-        let tail = Arc::new((Mutex::new(Tail::default()), Condvar::new()));
+        let tail = Arc::new((Mutex::new(Tail::new(self.stderr_tail)), Condvar::new()));
         if let Some(stderr) = child.stderr.take() {
-            spawn_reader(stderr, child.id(), self.stderr_lines, Arc::clone(&tail));
+            spawn_reader(stderr, child.id(), Arc::clone(&tail));
         }
-        match endpoint.connect(&mut child, &self.options) {
+        let mut process = Process::new(child);
+        match endpoint.connect(&mut process, &self.options) {
             Ok(qmp) => {
                 if let Some(g) = qmp.greeting() {
-                    debug!("QEMU {} running as pid {}", g.version, child.id());
+                    debug!("QEMU {} running as pid {}", g.version, process.id());
                 }
                 Ok(Qemu {
                     qmp,
-                    pid: child.id(),
-                    child,
-                    reaped: None,
+                    pid: process.id(),
+                    process,
                     program: shown,
                     tail,
                     stop_timeout: self.stop_timeout,
@@ -197,12 +203,15 @@ impl QemuBuilder {
             }
             Err(cause) => {
                 // Give a failing QEMU a moment to exit and say why; one
-                // that hangs instead is killed. Either way it is reaped.
-                let status = wait_exit(&mut child, Duration::from_secs(2)).ok().flatten();
-                if status.is_none() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+                // that hangs instead is killed, with its process group.
+                // Either way it is reaped.
+                let status = match process.wait_timeout(Duration::from_secs(2)) {
+                    Ok(Some(status)) => Some(status),
+                    _ => {
+                        let _ = process.kill();
+                        None
+                    }
+                };
                 let stderr = tail_text(&tail, Duration::from_secs(1));
                 Err(launch_error(cause, status, stderr))
             }
@@ -251,7 +260,7 @@ impl Endpoint {
     }
 
     /// Connects to the QEMU `child` just started and negotiates.
-    fn connect(self, child: &mut Child, options: &Options) -> Result<Qmp, Error> {
+    fn connect(self, child: &mut Process, options: &Options) -> Result<Qmp, Error> {
         match self {
             Endpoint::Pair(ours) => Qmp::from_stream(Socket::Unix(ours), options.clone()),
             Endpoint::Listen(listener, dir) => {
@@ -271,12 +280,17 @@ impl Endpoint {
 /// escalation: `quit`, then SIGTERM, then SIGKILL, waiting at most the
 /// stop timeout at each stage; the child is always reaped. Dropping a
 /// `Qemu` does the same.
+///
+/// QEMU leads a process group of its own: the signals go to the whole
+/// group, so they reach whatever QEMU started too, and whatever is left
+/// in the group when QEMU has exited is killed before QEMU is reaped.
+/// On Linux QEMU is also killed (SIGKILL) when the process that launched
+/// it dies, however it dies: see [the crate docs](crate#notes).
 #[derive(Debug)]
 pub struct Qemu {
     qmp: Qmp,
-    child: Child,
+    process: Process,
     pid: u32,
-    reaped: Option<ExitStatus>,
     program: String,
     tail: Arc<(Mutex<Tail>, Condvar)>,
     stop_timeout: Duration,
@@ -299,7 +313,7 @@ impl Qemu {
         &mut self.qmp
     }
 
-    /// QEMU's process id.
+    /// QEMU's process id (also the id of its process group).
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -309,26 +323,21 @@ impl Qemu {
         &self.program
     }
 
-    /// The last lines QEMU wrote to stderr so far.
+    /// The end of what QEMU wrote to stderr so far: at most
+    /// [`QemuBuilder::stderr_tail`] bytes, starting at a line's start
+    /// unless one line is longer than that.
     pub fn stderr(&self) -> String {
-        let tail = lock(&self.tail.0);
-        tail.lines.iter().map(|l| format!("{l}\n")).collect()
+        lock(&self.tail.0).text()
     }
 
     /// QEMU's exit status if it has exited (reaping it).
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
-        if self.reaped.is_none() {
-            self.reaped = self.child.try_wait()?;
-        }
-        Ok(self.reaped)
+        Ok(self.process.try_reap()?)
     }
 
     /// Waits at most `timeout` for QEMU to exit on its own.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
-        if self.reaped.is_none() {
-            self.reaped = wait_exit(&mut self.child, timeout)?;
-        }
-        Ok(self.reaped)
+        Ok(self.process.wait_timeout(timeout)?)
     }
 
     /// Stops QEMU: `quit`, then SIGTERM, then SIGKILL, each stage bounded
@@ -337,20 +346,15 @@ impl Qemu {
         self.stop()
     }
 
-    /// Kills QEMU with SIGKILL at once and reaps it.
+    /// Kills QEMU (and its process group) with SIGKILL at once and reaps it.
     pub fn kill(mut self) -> Result<ExitStatus, Error> {
-        if let Some(status) = self.try_wait()? {
-            return Ok(status);
-        }
-        self.child.kill()?;
-        let status = self.child.wait()?;
-        self.reaped = Some(status);
+        let status = self.process.kill()?;
         self.qmp.abandon();
         Ok(status)
     }
 
     fn stop(&mut self) -> Result<ExitStatus, Error> {
-        if let Some(status) = self.try_wait()? {
+        if let Some(status) = self.process.try_reap()? {
             self.qmp.abandon();
             return Ok(status);
         }
@@ -362,30 +366,22 @@ impl Qemu {
             }
         }
         self.qmp.abandon();
-        if let Some(status) = self.wait_timeout(t)? {
+        if let Some(status) = self.process.wait_timeout(t)? {
             return Ok(status);
         }
         warn!(
             "QEMU pid {} still runs {t:?} after quit; sending SIGTERM",
             self.pid
         );
-        if let Some(pid) = i32::try_from(self.pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        if let Some(status) = self.wait_timeout(t)? {
+        self.process.signal_group(Signal::TERM);
+        if let Some(status) = self.process.wait_timeout(t)? {
             return Ok(status);
         }
         warn!(
             "QEMU pid {} ignored SIGTERM for {t:?}; sending SIGKILL",
             self.pid
         );
-        let _ = self.child.kill();
-        let status = self.child.wait()?;
-        self.reaped = Some(status);
-        Ok(status)
+        Ok(self.process.kill()?)
     }
 }
 
@@ -405,34 +401,106 @@ impl DerefMut for Qemu {
 
 impl Drop for Qemu {
     fn drop(&mut self) {
-        if self.reaped.is_none()
+        if !self.process.is_reaped()
             && let Err(e) = self.stop()
         {
             warn!("stopping QEMU pid {}: {e}", self.pid);
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = self.process.kill();
         }
     }
 }
 
-/// Waits at most `timeout` for the child to exit, reaping it.
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
-    let deadline = StdInstant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+/// QEMU's process, which leads its own process group.
+///
+/// The group is signalled only while QEMU is not yet reaped: until then
+/// its pid, which is the group's id, cannot name anything else.
+#[derive(Debug)]
+struct Process {
+    child: Child,
+    reaped: Option<ExitStatus>,
+}
+
+impl Process {
+    fn new(child: Child) -> Self {
+        Process {
+            child,
+            reaped: None,
         }
-        if StdInstant::now() >= deadline {
-            return Ok(None);
+    }
+
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn pid(&self) -> Option<Pid> {
+        i32::try_from(self.child.id()).ok().and_then(Pid::from_raw)
+    }
+
+    fn is_reaped(&self) -> bool {
+        self.reaped.is_some()
+    }
+
+    /// Sends `signal` to QEMU's process group, unless QEMU is reaped.
+    fn signal_group(&self, signal: Signal) {
+        if self.reaped.is_none()
+            && let Some(pid) = self.pid()
+        {
+            let _ = kill_process_group(pid, signal);
         }
-        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    /// Whether QEMU has exited, without reaping it.
+    fn has_exited(&self) -> std::io::Result<bool> {
+        let Some(pid) = self.pid() else {
+            return Ok(true);
+        };
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        Ok(waitid(WaitId::Pid(pid), options)?.is_some())
+    }
+
+    /// Reaps QEMU if it has exited, killing what it left in its group
+    /// first.
+    fn try_reap(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        if self.reaped.is_none() && self.has_exited()? {
+            self.signal_group(Signal::KILL);
+            self.reaped = Some(self.child.wait()?);
+        }
+        Ok(self.reaped)
+    }
+
+    /// Waits at most `timeout` for QEMU to exit, reaping it.
+    fn wait_timeout(&mut self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+        let deadline = StdInstant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_reap()? {
+                return Ok(Some(status));
+            }
+            if StdInstant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills QEMU's whole group with SIGKILL and reaps QEMU.
+    fn kill(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(status) = self.reaped {
+            return Ok(status);
+        }
+        self.signal_group(Signal::KILL);
+        // QEMU itself too, should the group be out of reach: the wait
+        // below must not hang.
+        let _ = self.child.kill();
+        let status = self.child.wait()?;
+        self.reaped = Some(status);
+        Ok(status)
     }
 }
 
 /// Accepts QEMU's connection, giving up early when QEMU exits first.
 fn accept_from_child(
     listener: &UnixListener,
-    child: &mut Child,
+    child: &mut Process,
     timeout: Duration,
 ) -> Result<UnixStream, Error> {
     let deadline = StdInstant::now() + timeout;
@@ -445,7 +513,7 @@ fn accept_from_child(
             Err(e) if e.is_timeout() => {}
             Err(e) => return Err(e),
         }
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.try_reap()? {
             return Err(Error::Io(std::io::Error::other(format!(
                 "QEMU exited ({status}) before connecting to its QMP socket"
             ))));
@@ -459,40 +527,91 @@ fn accept_from_child(
     }
 }
 
-/// The last lines of QEMU's stderr, and whether the pipe has closed.
-#[derive(Debug, Default)]
+/// The end of QEMU's stderr, bounded in bytes, and whether the pipe has
+/// closed.
+#[derive(Debug)]
 struct Tail {
-    lines: VecDeque<String>,
+    bytes: VecDeque<u8>,
+    limit: usize,
+    /// Whether bytes were dropped from the front.
+    cut: bool,
     closed: bool,
+}
+
+impl Tail {
+    fn new(limit: usize) -> Self {
+        Tail {
+            bytes: VecDeque::new(),
+            limit,
+            cut: false,
+            closed: false,
+        }
+    }
+
+    /// Appends `chunk`, dropping the oldest bytes beyond the limit.
+    fn push(&mut self, chunk: &[u8]) {
+        let chunk = if chunk.len() > self.limit {
+            self.cut = true;
+            self.bytes.clear();
+            &chunk[chunk.len() - self.limit..]
+        } else {
+            chunk
+        };
+        let over = (self.bytes.len() + chunk.len()).saturating_sub(self.limit);
+        if over > 0 {
+            self.cut = true;
+            self.bytes.drain(..over);
+        }
+        self.bytes.extend(chunk);
+    }
+
+    /// The kept text. After a cut it starts at the first whole line, or,
+    /// when the tail holds no line start, at the first whole character.
+    fn text(&self) -> String {
+        let (a, b) = self.bytes.as_slices();
+        let mut bytes = [a, b].concat();
+        if self.cut {
+            let start = match bytes.iter().position(|&b| b == b'\n') {
+                Some(nl) if nl + 1 < bytes.len() => nl + 1,
+                _ => bytes.iter().take_while(|&&b| b & 0xC0 == 0x80).count(),
+            };
+            bytes.drain(..start);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Reads QEMU's stderr on a thread: logged line by line, the last `keep`
-/// lines kept for error messages. The thread ends when QEMU (and anything
-/// that inherited the pipe) has closed it.
-fn spawn_reader(stderr: ChildStderr, pid: u32, keep: usize, tail: Arc<(Mutex<Tail>, Condvar)>) {
+/// The most of one stderr line that is logged.
+const LOGGED_LINE: usize = 4096;
+
+/// Reads QEMU's stderr on a thread: logged line by line (a long line cut
+/// at [`LOGGED_LINE`] bytes), the end kept in `tail` for error messages.
+/// Memory stays bounded whatever QEMU writes. The thread ends when QEMU
+/// (and anything that inherited the pipe) has closed it.
+fn spawn_reader(mut stderr: ChildStderr, pid: u32, tail: Arc<(Mutex<Tail>, Condvar)>) {
     let spawned = std::thread::Builder::new()
         .name(format!("qemu-{pid}-stderr"))
         .spawn(move || {
-            let mut reader = BufReader::new(stderr);
+            let mut chunk = vec![0; 16 * 1024];
             let mut line = Vec::new();
             loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-                        debug!("qemu[{pid}] stderr: {text}");
-                        let mut t = lock(&tail.0);
-                        if t.lines.len() == keep {
-                            t.lines.pop_front();
-                        }
-                        t.lines.push_back(text);
-                    }
+                let n = match stderr.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                lock(&tail.0).push(&chunk[..n]);
+                if log::log_enabled!(log::Level::Debug) {
+                    log_lines(pid, &mut line, &chunk[..n]);
                 }
+            }
+            if !line.is_empty() {
+                debug!("qemu[{pid}] stderr: {}", String::from_utf8_lossy(&line));
             }
             lock(&tail.0).closed = true;
             tail.1.notify_all();
@@ -502,7 +621,21 @@ fn spawn_reader(stderr: ChildStderr, pid: u32, keep: usize, tail: Arc<(Mutex<Tai
     }
 }
 
-/// QEMU's last stderr lines, once the pipe closed or `timeout` passed.
+/// Logs each line `chunk` completes; `line` holds the start of an
+/// unfinished one (at most [`LOGGED_LINE`] bytes).
+fn log_lines(pid: u32, line: &mut Vec<u8>, chunk: &[u8]) {
+    for piece in chunk.split_inclusive(|&b| b == b'\n') {
+        let room = LOGGED_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&piece[..piece.len().min(room)]);
+        if piece.ends_with(b"\n") {
+            let text = String::from_utf8_lossy(line);
+            debug!("qemu[{pid}] stderr: {}", text.trim_end());
+            line.clear();
+        }
+    }
+}
+
+/// The end of QEMU's stderr, once the pipe closed or `timeout` passed.
 fn tail_text(tail: &Arc<(Mutex<Tail>, Condvar)>, timeout: Duration) -> String {
     let deadline = StdInstant::now() + timeout;
     let mut t = lock(&tail.0);
@@ -517,7 +650,7 @@ fn tail_text(tail: &Arc<(Mutex<Tail>, Condvar)>, timeout: Duration) -> String {
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    t.lines.iter().map(|l| format!("{l}\n")).collect()
+    t.text()
 }
 
 /// A private (0700) directory for a socket file, removed on drop.
@@ -545,5 +678,133 @@ impl PrivateDir {
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Where every QEMU is forked: one thread that lives as long as the
+/// process.
+///
+/// Linux sends the parent-death signal when the *thread* that forked the
+/// child ends, not the process. A QEMU forked by a short-lived thread
+/// (a worker, a test's own thread) would be killed as that thread ends;
+/// one forked here is killed only when the whole process ends.
+mod spawner {
+    use std::io;
+    use std::process::{Child, Command};
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Sender, channel};
+
+    use rustix::process::{Pid, getpid};
+
+    /// A command to start, and where its child goes.
+    type Job = (Command, Sender<io::Result<Child>>);
+
+    /// The spawning thread of process `pid` (a forked copy of this
+    /// process has no such thread and starts its own).
+    struct Spawner {
+        pid: Pid,
+        jobs: Sender<Job>,
+    }
+
+    static SPAWNER: Mutex<Option<Spawner>> = Mutex::new(None);
+
+    /// Starts `cmd` in a process group of its own, to be killed (SIGKILL)
+    /// when this process ends, from the spawning thread. `cmd` is dropped
+    /// before this returns.
+    pub(super) fn spawn(mut cmd: Command) -> io::Result<Child> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        die_with_parent(&mut cmd, getpid());
+        let (reply, answer) = channel();
+        jobs()?
+            .send((cmd, reply))
+            .map_err(|_| io::Error::other("the launcher's spawning thread is gone"))?;
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("the launcher's spawning thread is gone"))?
+    }
+
+    /// The queue of the spawning thread, started on first use.
+    fn jobs() -> io::Result<Sender<Job>> {
+        let mut spawner = super::lock(&SPAWNER);
+        let me = getpid();
+        if let Some(s) = spawner.as_ref().filter(|s| s.pid == me) {
+            return Ok(s.jobs.clone());
+        }
+        let (jobs, queue) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("qemu-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in queue {
+                    let child = cmd.spawn();
+                    // Close our copies of the child's descriptors (QEMU's
+                    // end of the socketpair) before the caller goes on.
+                    drop(cmd);
+                    let _ = reply.send(child);
+                }
+            })?;
+        *spawner = Some(Spawner {
+            pid: me,
+            jobs: jobs.clone(),
+        });
+        Ok(jobs)
+    }
+
+    /// Has the child ask for SIGKILL when its parent thread ends, between
+    /// fork and exec; when `parent` died before that request took effect,
+    /// the child exits instead of running on as an orphan.
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    fn die_with_parent(cmd: &mut Command, parent: Pid) {
+        use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the child between fork and exec,
+        // where only async-signal-safe work is allowed. It makes two raw
+        // system calls through rustix (prctl(PR_SET_PDEATHSIG) and
+        // getppid, no libc state, no lock), compares two integers, and
+        // builds its error from a raw errno (`io::Error` from an `Errno`
+        // does not allocate). It touches no memory shared with other
+        // threads of the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                set_parent_process_death_signal(Some(Signal::KILL))?;
+                if getppid() != Some(parent) {
+                    // The parent died between fork and prctl: the signal
+                    // will never come, so do not start.
+                    return Err(rustix::io::Errno::SRCH.into());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Elsewhere there is no parent-death signal; the process group is
+    /// all there is.
+    #[cfg(not(target_os = "linux"))]
+    fn die_with_parent(_: &mut Command, _: Pid) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+
+    #[test]
+    fn the_tail_is_bounded_in_bytes_and_starts_at_a_line() {
+        let mut t = Tail::new(8);
+        t.push(b"ab\ncd\n");
+        assert_eq!(t.text(), "ab\ncd\n");
+        // Cut: the partial first line goes.
+        t.push(b"ef\ngh\n");
+        assert_eq!(t.bytes.len(), 8);
+        assert_eq!(t.text(), "ef\ngh\n");
+        // A line longer than the tail keeps its end.
+        t.push(b"0123456789abcdef");
+        assert_eq!(t.text(), "89abcdef");
+        t.push(b"\n");
+        assert_eq!(t.text(), "9abcdef\n");
+        // A cut never leaves half a character.
+        let mut t = Tail::new(3);
+        t.push("x\u{e9}\u{e9}".as_bytes());
+        assert_eq!(t.text(), "\u{e9}");
     }
 }
