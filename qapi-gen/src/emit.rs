@@ -515,15 +515,10 @@ fn recursive_edges(items: &BTreeMap<String, UItem>) -> BTreeSet<(String, String)
     for (name, item) in items {
         let mut to: Vec<&str> = Vec::new();
         let mut by_value = |t: &'_ TypeRef| {
-            if let TypeRef::Named(n) = t {
-                if items.contains_key(n) {
-                    to.push(
-                        items
-                            .get_key_value(n)
-                            .map(|(k, _)| k.as_str())
-                            .unwrap_or_default(),
-                    );
-                }
+            if let TypeRef::Named(n) = t
+                && let Some((k, _)) = items.get_key_value(n)
+            {
+                to.push(k.as_str());
             }
         };
         match &item.def {

@@ -130,7 +130,8 @@ pub struct LaunchError {
     pub program: String,
     /// Its exit status, when it exited.
     pub status: Option<ExitStatus>,
-    /// The last lines QEMU wrote to stderr (its own explanation).
+    /// The end of what QEMU wrote to stderr (its own explanation), at most
+    /// the launcher's stderr tail.
     pub stderr: String,
     /// What went wrong on this side (spawn failure, handshake failure).
     pub cause: Box<Error>,
