@@ -265,6 +265,17 @@ pub enum SubmitError {
         /// The table's capacity.
         capacity: usize,
     },
+    /// A raw message is not a request object: what is wrong with it.
+    NotARequest {
+        /// What is wrong.
+        detail: &'static str,
+    },
+    /// A raw message's `id` is a non-negative integer, which the engine
+    /// uses for its own requests, or is the id of a request still open.
+    IdUnavailable {
+        /// The id, as JSON.
+        id: String,
+    },
 }
 
 impl fmt::Display for SubmitError {
@@ -273,6 +284,13 @@ impl fmt::Display for SubmitError {
             SubmitError::Closed(why) => write!(f, "the session is closed: {why}"),
             SubmitError::OobNotNegotiated => f.write_str(
                 "out-of-band execution needs the `oob` capability, which this session has not negotiated",
+            ),
+            SubmitError::NotARequest { detail } => {
+                write!(f, "not a request object: {detail}")
+            }
+            SubmitError::IdUnavailable { id } => write!(
+                f,
+                "the id {id} is taken: non-negative integers are the engine's, and an open request has it"
             ),
             SubmitError::TooManyRequests { capacity } => {
                 write!(f, "all {capacity} request slots are in use")

@@ -41,8 +41,8 @@ pub(crate) enum ReplyId {
     Missing,
     /// A non-negative integer id, as this engine sends.
     Number(u64),
-    /// Any other id: not one of ours.
-    Foreign,
+    /// Any other id: not one of ours, unless a raw request chose it.
+    Foreign(Value),
 }
 
 /// Why a reply carries no `return` value.
@@ -63,6 +63,8 @@ pub(crate) enum Incoming {
     Reply {
         id: ReplyId,
         result: Result<Value, Fault>,
+        /// The whole message, decoded only while a raw request is open.
+        whole: Option<Value>,
     },
     Event(Event),
     /// A JSON object that is none of the above.
@@ -191,8 +193,11 @@ fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
 fn classify(wire: Wire, bytes: &[u8]) -> Incoming {
     let id = match wire.id {
         None => ReplyId::Missing,
-        Some(Value::Number(n)) => n.as_u64().map_or(ReplyId::Foreign, ReplyId::Number),
-        Some(_) => ReplyId::Foreign,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) => ReplyId::Number(n),
+            None => ReplyId::Foreign(Value::Number(n)),
+        },
+        Some(other) => ReplyId::Foreign(other),
     };
     if let Some(body) = wire.greeting {
         return Incoming::Greeting(body);
@@ -213,7 +218,11 @@ fn classify(wire: Wire, bytes: &[u8]) -> Incoming {
         (None, None) if id != ReplyId::Missing => Err(bad()),
         (None, None) => return Incoming::Unrecognized,
     };
-    Incoming::Reply { id, result }
+    Incoming::Reply {
+        id,
+        result,
+        whole: None,
+    }
 }
 
 /// The server's error, when `err` is an object with a string `class`.
@@ -263,7 +272,8 @@ mod tests {
             r,
             Incoming::Reply {
                 id: ReplyId::Number(3),
-                result: Ok(_)
+                result: Ok(_),
+                ..
             }
         ));
         let r = decode(br#"{"return": null}"#, 0).unwrap();
@@ -271,7 +281,8 @@ mod tests {
             r,
             Incoming::Reply {
                 id: ReplyId::Missing,
-                result: Ok(Value::Null)
+                result: Ok(Value::Null),
+                ..
             }
         ));
         let r = decode(
@@ -281,8 +292,9 @@ mod tests {
         .unwrap();
         match r {
             Incoming::Reply {
-                id: ReplyId::Foreign,
+                id: ReplyId::Foreign(_),
                 result: Err(Fault::Server(e)),
+                ..
             } => {
                 assert_eq!(e.class, ErrorClass::Other("Nope".into()));
                 assert_eq!(e.desc, "d");
@@ -330,6 +342,7 @@ mod tests {
                 Incoming::Reply {
                     id: ReplyId::Number(4),
                     result: Err(Fault::Bad(m)),
+                    ..
                 } => assert_eq!(m, text),
                 other => panic!("{text}: {other:?}"),
             }

@@ -300,19 +300,7 @@ impl Client {
     /// an in-band request, a server queue slot is free. Its deadline is
     /// the request's own, else [`Config::request_timeout`] from `now`.
     pub fn execute(&mut self, now: Instant, request: Request) -> Result<RequestId, SubmitError> {
-        match &self.phase {
-            Phase::Closed(reason) => return Err(SubmitError::Closed(reason.clone())),
-            Phase::Disconnecting { .. } => return Err(SubmitError::Closed(CloseReason::Local)),
-            _ => {}
-        }
-        if request.oob && !(self.oob && self.state() == SessionState::Running) {
-            return Err(SubmitError::OobNotNegotiated);
-        }
-        if self.requests.is_full() {
-            return Err(SubmitError::TooManyRequests {
-                capacity: self.requests.capacity(),
-            });
-        }
+        self.check_submit(request.oob)?;
         let id = self.next_id;
         self.next_id += 1;
         let mut bytes = Vec::new();
@@ -326,25 +314,101 @@ impl Client {
         };
         let eof_ok = self.config.dialect == Dialect::Qmp && request.name() == "quit";
         let (oob, no_reply, fds) = (request.oob, request.no_reply, request.fds);
-        self.requests.push(Pending {
-            id,
-            name: request.into_name(),
-            state: State::Queued,
-            deadline,
-            oob,
-            no_reply,
-            eof_ok,
-            fds,
-            ran: false,
-            bytes,
-        });
+        self.enqueue(
+            now,
+            Pending {
+                id,
+                name: request.into_name(),
+                raw: None,
+                state: State::Queued,
+                deadline,
+                oob,
+                no_reply,
+                eof_ok,
+                fds,
+                ran: false,
+                bytes,
+            },
+        );
+        Ok(RequestId(id))
+    }
+
+    /// Submits a whole request object as given (`execute` or `exec-oob`,
+    /// `arguments`, and any `id` its caller chooses); its result is the
+    /// whole reply object, an error reply included, as data. Without an
+    /// `id` the engine adds its own. An `id` that is a non-negative
+    /// integer (the engine's own ids) or that an open request has is
+    /// refused. The deadline is `timeout` from `now`, else
+    /// [`Config::request_timeout`].
+    pub fn execute_raw(
+        &mut self,
+        now: Instant,
+        message: Value,
+        timeout: Option<core::time::Duration>,
+    ) -> Result<RequestId, SubmitError> {
+        let (mut obj, name, oob) = raw_request(message)?;
+        let chosen = obj.get("id").cloned();
+        if let Some(v) = &chosen
+            && (v.as_u64().is_some() || self.requests.raw_with(v).is_some())
+        {
+            return Err(SubmitError::IdUnavailable {
+                id: alloc::string::ToString::to_string(v),
+            });
+        }
+        self.check_submit(oob)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        if chosen.is_none() {
+            obj.insert("id".into(), Value::from(id));
+        }
+        let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap_or_default();
+        self.enqueue(
+            now,
+            Pending {
+                id,
+                eof_ok: self.config.dialect == Dialect::Qmp && name == "quit",
+                name: name.into(),
+                raw: Some(alloc::boxed::Box::new(chosen.unwrap_or(Value::Null))),
+                state: State::Queued,
+                deadline: timeout.or(self.config.request_timeout).map(|t| now + t),
+                oob,
+                no_reply: false,
+                fds: false,
+                ran: false,
+                bytes,
+            },
+        );
+        Ok(RequestId(id))
+    }
+
+    /// Whether a request may be submitted now.
+    fn check_submit(&self, oob: bool) -> Result<(), SubmitError> {
+        match &self.phase {
+            Phase::Closed(reason) => return Err(SubmitError::Closed(reason.clone())),
+            Phase::Disconnecting { .. } => return Err(SubmitError::Closed(CloseReason::Local)),
+            _ => {}
+        }
+        if oob && !(self.oob && self.state() == SessionState::Running) {
+            return Err(SubmitError::OobNotNegotiated);
+        }
+        if self.requests.is_full() {
+            return Err(SubmitError::TooManyRequests {
+                capacity: self.requests.capacity(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a new request to the table and sends what may go.
+    fn enqueue(&mut self, now: Instant, p: Pending) {
+        let oob = p.oob;
+        self.requests.push(p);
         if oob {
             // Accepted only while running: it overtakes everything queued.
             self.release(self.requests.len() - 1);
         } else {
             self.pump(now);
         }
-        Ok(RequestId(id))
     }
 
     /// Gives up on a request without an output for it. A queued request is
@@ -572,18 +636,21 @@ impl Client {
     /// is used up; `Ok(None)` for a frame that carries no message.
     fn next_message(&mut self, rest: &mut &[u8]) -> Option<Result<Option<Incoming>, CloseReason>> {
         let record = self.config.record_traffic;
+        let raw = self.requests.has_raw();
         let mut taken = None;
         let mut seen: Option<&[u8]> = None;
         let fast = |window, offset| {
             let (len, msg) = decode_prefix(window, offset)?;
             taken = Some(msg);
-            if record {
+            if record || raw {
                 seen = window.get(..len);
             }
             Some(len)
         };
         let step = match self.framer.next(rest, fast)? {
-            Ok(Frame::Taken) => taken.map(|m| m.map(Some)).unwrap_or(Ok(None)),
+            Ok(Frame::Taken) => taken
+                .map(|m| m.map(|m| Some(with_whole(m, raw, seen))))
+                .unwrap_or(Ok(None)),
             Ok(Frame::Message { bytes, offset }) => {
                 if record {
                     self.traffic.push_back(Traffic {
@@ -591,7 +658,7 @@ impl Client {
                         bytes: bytes.to_vec(),
                     });
                 }
-                decode(bytes, offset).map(Some)
+                decode(bytes, offset).map(|m| Some(with_whole(m, raw, Some(bytes))))
             }
             Ok(Frame::Delimiter) => match self.config.dialect {
                 Dialect::Qga => Ok(None),
@@ -606,7 +673,7 @@ impl Client {
                 detail: format!("expected '{{' to start a message, found byte 0x{byte:02x}"),
             }),
         };
-        if let Some(bytes) = seen {
+        if let Some(bytes) = seen.filter(|_| record) {
             self.traffic.push_back(Traffic {
                 direction: Direction::Received,
                 bytes: bytes.to_vec(),
@@ -628,14 +695,20 @@ impl Client {
             Incoming::Reply {
                 id: ReplyId::Number(n),
                 result,
-            } => self.on_reply(now, n, result),
+                whole,
+            } => self.on_reply(now, n, result, whole),
             Incoming::Reply {
-                id: ReplyId::Foreign,
-                ..
-            } => self.stats.unknown_replies += 1,
+                id: ReplyId::Foreign(v),
+                result,
+                whole,
+            } => match self.requests.raw_with(&v) {
+                Some(n) => self.on_reply(now, n, result, whole),
+                None => self.stats.unknown_replies += 1,
+            },
             Incoming::Reply {
                 id: ReplyId::Missing,
                 result,
+                ..
             } => self.on_idless_reply(now, result),
             Incoming::Unrecognized => self.stats.unrecognized += 1,
         }
@@ -667,7 +740,13 @@ impl Client {
         }
     }
 
-    fn on_reply(&mut self, now: Instant, n: u64, result: Result<Value, Fault>) {
+    fn on_reply(
+        &mut self,
+        now: Instant,
+        n: u64,
+        result: Result<Value, Fault>,
+        whole: Option<Value>,
+    ) {
         if let Phase::Negotiating { oob_requested, .. } = self.phase
             && n == NEGOTIATION_ID
         {
@@ -685,6 +764,11 @@ impl Client {
         match self.requests.take_answered(n) {
             None => self.stats.unknown_replies += 1,
             Some(p) if p.state == State::Abandoned => self.stats.late_replies += 1,
+            // A raw request's result is the whole reply, errors included.
+            Some(p) if p.raw.is_some() => self.outputs.push_back(Output::Reply {
+                id,
+                result: Ok(whole.unwrap_or(Value::Null)),
+            }),
             Some(p) => self.outputs.push_back(Output::Reply {
                 id,
                 result: result.map_err(|fault| match fault {
@@ -865,4 +949,48 @@ impl Client {
         self.outputs.push_back(Output::Closed(reason.clone()));
         self.phase = Phase::Closed(reason);
     }
+}
+
+/// Decodes the whole message too, when a raw request is open and this is a
+/// reply.
+fn with_whole(msg: Incoming, raw: bool, bytes: Option<&[u8]>) -> Incoming {
+    match (msg, raw, bytes) {
+        (Incoming::Reply { id, result, .. }, true, Some(bytes)) => Incoming::Reply {
+            id,
+            result,
+            whole: serde_json::from_slice(bytes).ok(),
+        },
+        (msg, ..) => msg,
+    }
+}
+
+/// Checks a raw request object: its fields, its command name, and whether
+/// it runs out of band.
+fn raw_request(
+    message: Value,
+) -> Result<
+    (
+        serde_json::Map<alloc::string::String, Value>,
+        alloc::string::String,
+        bool,
+    ),
+    SubmitError,
+> {
+    let bad = |detail| SubmitError::NotARequest { detail };
+    let Value::Object(obj) = message else {
+        return Err(bad("a request must be a JSON object"));
+    };
+    let (name, oob) = match (obj.get("execute"), obj.get("exec-oob")) {
+        (Some(Value::String(n)), None) => (n.clone(), false),
+        (None, Some(Value::String(n))) => (n.clone(), true),
+        _ => {
+            return Err(bad(
+                "a request needs exactly one of `execute` or `exec-oob`, a string",
+            ));
+        }
+    };
+    if obj.get("arguments").is_some_and(|a| !a.is_object()) {
+        return Err(bad("`arguments` must be an object"));
+    }
+    Ok((obj, name, oob))
 }

@@ -6,11 +6,13 @@
 //! what the table holds.
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::collections::{BinaryHeap, VecDeque};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
 use crate::time::Instant;
+use serde_json::Value;
 
 /// Where one request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +32,9 @@ pub(crate) struct Pending {
     pub(crate) id: u64,
     /// The command, for the errors that answer it.
     pub(crate) name: Cow<'static, str>,
+    /// A raw request (its whole reply is its result): the id its caller
+    /// chose, `Null` when the engine numbered it.
+    pub(crate) raw: Option<Box<Value>>,
     pub(crate) state: State,
     pub(crate) deadline: Option<Instant>,
     pub(crate) oob: bool,
@@ -87,6 +92,8 @@ pub(crate) struct RequestTable {
     queued: usize,
     /// Requests with descriptors in the table.
     with_fds: usize,
+    /// Raw requests in the table.
+    raw: usize,
 }
 
 impl RequestTable {
@@ -98,6 +105,7 @@ impl RequestTable {
             in_flight: 0,
             queued: 0,
             with_fds: 0,
+            raw: 0,
         }
     }
 
@@ -127,6 +135,7 @@ impl RequestTable {
         debug_assert_eq!(p.state, State::Queued);
         self.queued += 1;
         self.with_fds += usize::from(p.fds);
+        self.raw += usize::from(p.raw.is_some());
         if let Some(d) = p.deadline {
             self.deadlines.push(Reverse((d, p.id)));
             if self.deadlines.len() > 2 * self.items.len() + 64 {
@@ -198,6 +207,7 @@ impl RequestTable {
             _ => {}
         }
         self.with_fds -= usize::from(p.fds);
+        self.raw -= usize::from(p.raw.is_some());
         Some(p)
     }
 
@@ -217,6 +227,19 @@ impl RequestTable {
         }
         self.tidy();
         Some(p)
+    }
+
+    /// The id of the open raw request whose caller chose `id`.
+    pub(crate) fn raw_with(&self, id: &Value) -> Option<u64> {
+        self.items
+            .iter()
+            .find(|p| p.raw.as_deref() == Some(id))
+            .map(|p| p.id)
+    }
+
+    /// Whether any raw request is open (its reply must be decoded whole).
+    pub(crate) fn has_raw(&self) -> bool {
+        self.raw > 0
     }
 
     /// Takes a request the server never answers once its bytes are written.
@@ -370,6 +393,7 @@ impl RequestTable {
     /// Empties the table, handing out each request.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Pending> + '_ {
         self.deadlines.clear();
+        self.raw = 0;
         self.in_flight = 0;
         self.queued = 0;
         self.with_fds = 0;
@@ -385,6 +409,7 @@ mod tests {
         Pending {
             id,
             name: Cow::Borrowed("test"),
+            raw: None,
             state: State::Queued,
             deadline: None,
             oob: false,

@@ -1124,3 +1124,78 @@ fn a_bad_reply_to_the_negotiation_ends_the_session() {
         matches!(h.closed(), Some(CloseReason::BadReply { message }) if message.contains("\"error\": 5"))
     );
 }
+
+#[test]
+fn raw_messages_keep_the_callers_id_and_return_the_whole_reply() {
+    let mut h = Harness::running(true);
+    let mine = h
+        .client
+        .execute_raw(
+            h.now,
+            json!({"execute": "query-status", "id": "mine"}),
+            None,
+        )
+        .unwrap();
+    let numbered = h
+        .client
+        .execute_raw(h.now, json!({"execute": "no-such"}), None)
+        .unwrap();
+    h.drain();
+    let sent = h.sent_requests();
+    assert_eq!(sent[0], json!({"execute": "query-status", "id": "mine"}));
+    assert_eq!(sent[1]["id"], numbered.get());
+    h.feed(br#"{"return": {"status": "running"}, "id": "mine", "extra": 1}"#);
+    let err = format!(
+        r#"{{"error": {{"class": "CommandNotFound", "desc": "x"}}, "id": {}}}"#,
+        numbered.get()
+    );
+    h.feed(err.as_bytes());
+    assert_eq!(
+        h.result(mine),
+        &Ok(json!({"return": {"status": "running"}, "id": "mine", "extra": 1}))
+    );
+    let whole = h.result(numbered).as_ref().unwrap();
+    assert_eq!(
+        whole["error"]["class"], "CommandNotFound",
+        "errors are data"
+    );
+}
+
+#[test]
+fn raw_messages_refuse_ids_that_are_taken_and_objects_that_are_not_requests() {
+    let mut h = Harness::running(true);
+    let open = json!({"execute": "query-status", "id": ["a", 1]});
+    h.client.execute_raw(h.now, open.clone(), None).unwrap();
+    for (message, what) in [
+        (open, "an id in flight"),
+        (json!({"execute": "x", "id": 7}), "the engine's id space"),
+    ] {
+        assert!(
+            matches!(
+                h.client.execute_raw(h.now, message, None),
+                Err(SubmitError::IdUnavailable { .. })
+            ),
+            "{what}"
+        );
+    }
+    for message in [
+        json!([1]),
+        json!({"id": "x"}),
+        json!({"execute": "a", "exec-oob": "b"}),
+        json!({"execute": "a", "arguments": 1}),
+    ] {
+        assert!(
+            matches!(
+                h.client.execute_raw(h.now, message.clone(), None),
+                Err(SubmitError::NotARequest { .. })
+            ),
+            "{message}"
+        );
+    }
+    // A negative or fractional id is the caller's to choose.
+    assert!(
+        h.client
+            .execute_raw(h.now, json!({"execute": "x", "id": -1}), None)
+            .is_ok()
+    );
+}

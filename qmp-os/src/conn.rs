@@ -194,6 +194,19 @@ impl Conn {
         Ok(id)
     }
 
+    /// Submits a whole request object as given (see
+    /// [`Client::execute_raw`]): its result is the whole reply.
+    pub fn submit_raw(&mut self, message: Value, timeout: Duration) -> Result<RequestId, Error> {
+        if let Some(cause) = self.close_cause() {
+            return Err(Error::Closed(cause));
+        }
+        let id = self
+            .engine
+            .execute_raw(self.now(), message, request_limit(timeout))?;
+        self.after_step();
+        Ok(id)
+    }
+
     fn check_fds(&self) -> Result<(), Error> {
         match self.without_fds {
             Some(transport) => Err(Error::FdPassingUnsupported { transport }),

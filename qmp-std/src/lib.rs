@@ -25,5 +25,5 @@ pub use qmp_core;
 pub use qmp_core::serde_json;
 pub use qmp_core::{
     CloseReason, Command, Config, Direction, ErrorClass, Event, EventQueue, ExecuteError, Greeting,
-    Request, RequestId, SessionState, Stats, Traffic, Version, commands,
+    Request, RequestError, RequestId, SessionState, Stats, SubmitError, Traffic, Version, commands,
 };

@@ -277,6 +277,24 @@ impl<S: Stream> Qmp<S> {
         self.conn.call(request, t, &[])
     }
 
+    /// Sends a whole request object as you wrote it, with any `id` you
+    /// choose (a string, an array...; not a non-negative integer, which
+    /// the client uses, nor one still in flight), and returns the whole
+    /// reply object: `{"return": ..., "id": ...}`, or an error reply as
+    /// data. Without an `id` the client adds its own.
+    ///
+    /// ```no_run
+    /// # fn f(qmp: &mut qmp_std::Qmp) -> Result<(), qmp_std::Error> {
+    /// use qmp_std::serde_json::json;
+    /// let reply = qmp.execute_raw(json!({"execute": "query-status", "id": "mine"}))?;
+    /// assert_eq!(reply["id"], "mine");
+    /// # Ok(()) }
+    /// ```
+    pub fn execute_raw(&mut self, message: Value) -> Result<Value, Error> {
+        let t = self.timeout;
+        self.conn.call_raw(message, t)
+    }
+
     /// Runs a typed command and decodes its reply.
     pub fn call<C: Command>(&mut self, cmd: &C) -> Result<C::Returns, Error> {
         let t = self.timeout;
@@ -473,6 +491,11 @@ impl<S: Stream> WithTimeout<'_, Qmp<S>> {
     /// [`Qmp::execute_with`] with this timeout.
     pub fn execute_with(self, request: Request) -> Result<Value, Error> {
         self.inner.conn.call(request, self.timeout, &[])
+    }
+
+    /// [`Qmp::execute_raw`] with this timeout.
+    pub fn execute_raw(self, message: Value) -> Result<Value, Error> {
+        self.inner.conn.call_raw(message, self.timeout)
     }
 
     /// [`Qmp::call`] with this timeout.

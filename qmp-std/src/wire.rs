@@ -85,6 +85,29 @@ impl<S: Stream> Wire<S> {
         self.done.clear();
         let name = request.name().to_owned();
         let id = self.conn.submit(request, timeout, fds)?;
+        self.wait_reply(id, name, timeout)
+    }
+
+    /// Submits a whole request object and waits for the whole reply.
+    pub(crate) fn call_raw(&mut self, message: Value, timeout: Duration) -> Result<Value, Error> {
+        self.done.clear();
+        let name = message
+            .get("execute")
+            .or_else(|| message.get("exec-oob"))
+            .and_then(Value::as_str)
+            .unwrap_or("a raw request")
+            .to_owned();
+        let id = self.conn.submit_raw(message, timeout)?;
+        self.wait_reply(id, name, timeout)
+    }
+
+    /// Waits for request `id`'s end, at most `timeout`.
+    fn wait_reply(
+        &mut self,
+        id: RequestId,
+        name: String,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
         self.set_write_timeout(timeout)?;
         let what = || format!("the reply to `{name}`");
         match self.run(deadline_after(timeout), |w| w.take_done(id)) {
