@@ -21,6 +21,13 @@ pub struct Config {
     /// The largest message accepted from the server, in bytes. A larger
     /// one closes the session with `MessageTooLarge`. Default 10 MiB.
     pub max_message_size: usize,
+    /// The most memory one message may take once decoded, estimated from
+    /// its shape before decoding. A hostile peer's 10 MiB `[0,0,0,…]`
+    /// would take some 170 MiB as a `serde_json::Value`; over this budget
+    /// a reply ends its request with `RequestError::TooLarge`, an event is
+    /// dropped and counted, and the session goes on. Default: 4 × the
+    /// message cap (40 MiB).
+    pub max_decoded_size: usize,
     /// Wait for the server's greeting before anything else (QMP).
     pub await_greeting: bool,
     /// Send `qmp_capabilities` before any request (QMP).
@@ -71,6 +78,7 @@ impl Config {
         Config {
             dialect: Dialect::Qmp,
             max_message_size: 10 * 1024 * 1024,
+            max_decoded_size: 40 * 1024 * 1024,
             await_greeting: true,
             negotiate: true,
             enable_oob: true,
@@ -100,9 +108,17 @@ impl Config {
         }
     }
 
-    /// Sets [`max_message_size`](Self::max_message_size).
+    /// Sets [`max_message_size`](Self::max_message_size), and
+    /// [`max_decoded_size`](Self::max_decoded_size) to 4 × that.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self.max_decoded_size = bytes.saturating_mul(4);
+        self
+    }
+
+    /// Sets [`max_decoded_size`](Self::max_decoded_size).
+    pub fn max_decoded_size(mut self, bytes: usize) -> Self {
+        self.max_decoded_size = bytes;
         self
     }
 

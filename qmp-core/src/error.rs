@@ -217,6 +217,17 @@ pub enum RequestError {
     Server(ExecuteError),
     /// The request's deadline passed first; a late reply will be dropped.
     Timeout,
+    /// The reply would take more memory decoded than
+    /// [`Config::max_decoded_size`](crate::Config::max_decoded_size)
+    /// allows; it was not decoded. The session goes on.
+    TooLarge {
+        /// The reply's size on the wire, in bytes.
+        bytes: usize,
+        /// The memory it would take decoded, estimated.
+        estimate: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The reply was neither a return nor a well-formed error (both
     /// members, an error that is not an object with a string `class`, or
     /// an id alone). The session goes on.
@@ -236,6 +247,14 @@ impl fmt::Display for RequestError {
             RequestError::BadReply { message } => {
                 write!(f, "the reply is neither a return nor an error: {message}")
             }
+            RequestError::TooLarge {
+                bytes,
+                estimate,
+                limit,
+            } => write!(
+                f,
+                "a {bytes}-byte reply would take about {estimate} bytes decoded, over the {limit}-byte limit"
+            ),
             RequestError::Interrupted(why) => write!(f, "interrupted: {why}"),
         }
     }
@@ -246,7 +265,9 @@ impl core::error::Error for RequestError {
         match self {
             RequestError::Server(e) => Some(e),
             RequestError::Interrupted(e) => Some(e),
-            RequestError::Timeout | RequestError::BadReply { .. } => None,
+            RequestError::Timeout
+            | RequestError::BadReply { .. }
+            | RequestError::TooLarge { .. } => None,
         }
     }
 }

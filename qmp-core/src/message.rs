@@ -54,6 +54,8 @@ pub(crate) enum Fault {
     /// an error without a string `class`, or an id alone): the message as
     /// received.
     Bad(String),
+    /// Too large to decode: its size and the estimate.
+    TooLarge { bytes: usize, estimate: usize },
 }
 
 /// One decoded message.
@@ -67,12 +69,104 @@ pub(crate) enum Incoming {
         whole: Option<Value>,
     },
     Event(Event),
+    /// An event too large to decode within the budget.
+    Oversized,
     /// A JSON object that is none of the above.
     Unrecognized,
 }
 
-/// Decodes the bytes of one framed object that began at stream `offset`.
-pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason> {
+/// How many bytes a decoded `serde_json::Value` may take per byte of JSON
+/// at the most (a member `"":0,` is 5 bytes and costs a key, a value and a
+/// map slot; an element `0,` is 2 bytes and costs a value): messages this
+/// many times smaller than the budget need no estimate.
+const WORST_AMPLIFICATION: usize = 24;
+
+/// The memory a `serde_json::Value` decoded from `bytes` takes, roughly:
+/// 32 bytes a value, 72 more a member (its key and its map slot), and the
+/// text itself. One pass over the bytes, only for large messages.
+pub(crate) fn decoded_estimate(bytes: &[u8]) -> usize {
+    let (mut values, mut members) = (1usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => values += 1,
+            b':' => members += 1,
+            _ => {}
+        }
+    }
+    values
+        .saturating_mul(32)
+        .saturating_add(members.saturating_mul(72))
+        .saturating_add(bytes.len())
+}
+
+/// Messages up to this size are decoded without an estimate: the most one
+/// can take decoded is about 1.5 MiB, and the budget guards against the
+/// large ones.
+const ALWAYS_DECODED: usize = 64 * 1024;
+
+/// Whether a window this long may be decoded without an estimate.
+pub(crate) fn small_enough(len: usize, budget: usize) -> bool {
+    len <= ALWAYS_DECODED || len.saturating_mul(WORST_AMPLIFICATION) <= budget
+}
+
+/// The members that say what a message is, without decoding its values:
+/// for a message too large to decode.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "QMP", default)]
+    greeting: Option<serde::de::IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default)]
+    event: Option<String>,
+}
+
+/// Decodes the bytes of one framed object that began at stream `offset`;
+/// one whose decoded form would exceed `budget` is reported, not decoded.
+pub(crate) fn decode(bytes: &[u8], offset: u64, budget: usize) -> Result<Incoming, CloseReason> {
+    if !small_enough(bytes.len(), budget) {
+        let estimate = decoded_estimate(bytes);
+        if estimate > budget {
+            return too_large(bytes, offset, estimate);
+        }
+    }
+    decode_whole(bytes, offset)
+}
+
+/// What an over-budget message is, from its head alone.
+fn too_large(bytes: &[u8], offset: u64, estimate: usize) -> Result<Incoming, CloseReason> {
+    let head: Head = serde_json::from_slice(bytes).map_err(|e| malformed(bytes, offset, &e))?;
+    if head.greeting.is_some() {
+        return Err(CloseReason::MessageTooLarge { limit: bytes.len() });
+    }
+    if head.event.is_some() {
+        return Ok(Incoming::Oversized);
+    }
+    let id = reply_id(head.id);
+    let result = Err(Fault::TooLarge {
+        bytes: bytes.len(),
+        estimate,
+    });
+    Ok(Incoming::Reply {
+        id,
+        result,
+        whole: None,
+    })
+}
+
+fn decode_whole(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason> {
     // Validating the whole message up front also covers members that are
     // skipped unread, and lets serde_json take the cheaper `&str` path.
     let text = core::str::from_utf8(bytes).map_err(|e| CloseReason::Malformed {
@@ -98,7 +192,13 @@ pub(crate) fn decode(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason>
 pub(crate) fn decode_prefix(
     window: &[u8],
     offset: u64,
+    budget: usize,
 ) -> Option<(usize, Result<Incoming, CloseReason>)> {
+    // A window that could hold a message over the budget goes through the
+    // framer, which finds its end so that it can be weighed first.
+    if !small_enough(window.len(), budget) {
+        return None;
+    }
     let first = decode_prefix_as_is(window, offset);
     if let Some((_, Err(CloseReason::Malformed { .. }))) = first
         && let Some(fixed) = replace_lone_surrogates(window)
@@ -190,15 +290,19 @@ fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
     fixed
 }
 
-fn classify(wire: Wire, bytes: &[u8]) -> Incoming {
-    let id = match wire.id {
+fn reply_id(id: Option<Value>) -> ReplyId {
+    match id {
         None => ReplyId::Missing,
         Some(Value::Number(n)) => match n.as_u64() {
             Some(n) => ReplyId::Number(n),
             None => ReplyId::Foreign(Value::Number(n)),
         },
         Some(other) => ReplyId::Foreign(other),
-    };
+    }
+}
+
+fn classify(wire: Wire, bytes: &[u8]) -> Incoming {
+    let id = reply_id(wire.id);
     if let Some(body) = wire.greeting {
         return Incoming::Greeting(body);
     }
@@ -265,9 +369,42 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn decode_t(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason> {
+        decode(bytes, offset, usize::MAX)
+    }
+
+    #[test]
+    fn the_estimate_follows_the_shape() {
+        let zeros = [b"[".as_slice(), &b"0,".repeat(100_000), b"0]"].concat();
+        let estimate = decoded_estimate(&zeros);
+        assert!(estimate > 100_000 * 32, "{estimate}");
+        let text = br#"{"s": "a,b:c[{\"", "n": [1, 2]}"#;
+        // Two members; five values counted (one to start, the object's
+        // brace, each comma and the bracket), nothing inside the string.
+        assert_eq!(decoded_estimate(text), 5 * 32 + 2 * 72 + text.len());
+        let event = [br#"{"event": "X", "data": "#.as_slice(), &zeros, b"}"].concat();
+        match decode(&event, 0, 1024 * 1024).unwrap() {
+            Incoming::Oversized => {}
+            other => panic!("{other:?}"),
+        }
+        let reply = [br#"{"id": 7, "return": "#.as_slice(), &zeros, b"}"].concat();
+        match decode(&reply, 0, 1024 * 1024).unwrap() {
+            Incoming::Reply {
+                id: ReplyId::Number(7),
+                result: Err(Fault::TooLarge { bytes, estimate }),
+                ..
+            } => assert!(bytes == reply.len() && estimate > 1024 * 1024),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode(&reply, 0, usize::MAX),
+            Ok(Incoming::Reply { result: Ok(_), .. })
+        ));
+    }
+
     #[test]
     fn classifies() {
-        let r = decode(br#"{"return": {}, "id": 3}"#, 0).unwrap();
+        let r = decode_t(br#"{"return": {}, "id": 3}"#, 0).unwrap();
         assert!(matches!(
             r,
             Incoming::Reply {
@@ -276,7 +413,7 @@ mod tests {
                 ..
             }
         ));
-        let r = decode(br#"{"return": null}"#, 0).unwrap();
+        let r = decode_t(br#"{"return": null}"#, 0).unwrap();
         assert!(matches!(
             r,
             Incoming::Reply {
@@ -285,7 +422,7 @@ mod tests {
                 ..
             }
         ));
-        let r = decode(
+        let r = decode_t(
             br#"{"id": "x", "error": {"class": "Nope", "desc": "d"}}"#,
             0,
         )
@@ -302,7 +439,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let r = decode(
+        let r = decode_t(
             br#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP", "new": 1}"#,
             0,
         )
@@ -325,7 +462,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decode(b"{}", 0).unwrap(), Incoming::Unrecognized));
+        assert!(matches!(
+            decode_t(b"{}", 0).unwrap(),
+            Incoming::Unrecognized
+        ));
     }
 
     #[test]
@@ -338,7 +478,7 @@ mod tests {
             r#"{"id": 4, "error": {"class": 7}}"#,
             r#"{"id": 4, "error": null}"#,
         ] {
-            match decode(text.as_bytes(), 0).unwrap() {
+            match decode_t(text.as_bytes(), 0).unwrap() {
                 Incoming::Reply {
                     id: ReplyId::Number(4),
                     result: Err(Fault::Bad(m)),
@@ -348,7 +488,7 @@ mod tests {
             }
         }
         // A well-formed error without `desc` is still the server's error.
-        let r = decode(br#"{"id": 4, "error": {"class": "GenericError"}}"#, 0).unwrap();
+        let r = decode_t(br#"{"id": 4, "error": {"class": "GenericError"}}"#, 0).unwrap();
         assert!(matches!(
             r,
             Incoming::Reply {
@@ -369,14 +509,14 @@ mod tests {
             "\\ud800",
             "😀"
         ]);
-        match decode(text, 0).unwrap() {
+        match decode_t(text, 0).unwrap() {
             Incoming::Reply { result: Ok(v), .. } => assert_eq!(v, want),
             other => panic!("{other:?}"),
         }
         // The same through the fast path, with the next message behind it.
         let mut window = text.to_vec();
         window.extend_from_slice(br#"{"event": "\udfff"}"#);
-        let (len, msg) = decode_prefix(&window, 0).unwrap();
+        let (len, msg) = decode_prefix(&window, 0, usize::MAX).unwrap();
         assert_eq!(len, text.len());
         match msg.unwrap() {
             Incoming::Reply { result: Ok(v), .. } => assert_eq!(v, want),
@@ -384,12 +524,12 @@ mod tests {
         }
         assert!(replace_lone_surrogates(br#"{"a": "\ud83d\ude00 \\udc00"}"#).is_none());
         // Outside strings nothing is touched, and real faults stay faults.
-        assert!(decode(br#"{"a": "\ud800", "b": tru}"#, 0).is_err());
+        assert!(decode_t(br#"{"a": "\ud800", "b": tru}"#, 0).is_err());
     }
 
     #[test]
     fn says_where_the_fault_is() {
-        let err = decode(b"{\"a\":\n  tru }", 100).unwrap_err();
+        let err = decode_t(b"{\"a\":\n  tru }", 100).unwrap_err();
         match err {
             CloseReason::Malformed { offset, detail } => {
                 assert!((107..=111).contains(&offset), "{offset}");
@@ -397,7 +537,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let err = decode(b"{\"a\": \"\xff\"}", 0).unwrap_err();
+        let err = decode_t(b"{\"a\": \"\xff\"}", 0).unwrap_err();
         assert_eq!(
             err,
             CloseReason::Malformed {

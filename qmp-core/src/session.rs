@@ -101,6 +101,9 @@ pub struct Stats {
     /// Bytes and messages (stale replies, the parse error a 0xFF provokes)
     /// discarded while resynchronising with the guest agent.
     pub discarded_during_sync: u64,
+    /// Events and unanswerable replies not decoded because they would
+    /// take more than `Config::max_decoded_size` (dropped).
+    pub oversized: u64,
 }
 
 /// A guest agent resync in progress.
@@ -637,10 +640,11 @@ impl Client {
     fn next_message(&mut self, rest: &mut &[u8]) -> Option<Result<Option<Incoming>, CloseReason>> {
         let record = self.config.record_traffic;
         let raw = self.requests.has_raw();
+        let budget = self.config.max_decoded_size;
         let mut taken = None;
         let mut seen: Option<&[u8]> = None;
         let fast = |window, offset| {
-            let (len, msg) = decode_prefix(window, offset)?;
+            let (len, msg) = decode_prefix(window, offset, budget)?;
             taken = Some(msg);
             if record || raw {
                 seen = window.get(..len);
@@ -658,7 +662,7 @@ impl Client {
                         bytes: bytes.to_vec(),
                     });
                 }
-                decode(bytes, offset).map(|m| Some(with_whole(m, raw, Some(bytes))))
+                decode(bytes, offset, budget).map(|m| Some(with_whole(m, raw, Some(bytes))))
             }
             Ok(Frame::Delimiter) => match self.config.dialect {
                 Dialect::Qga => Ok(None),
@@ -711,6 +715,7 @@ impl Client {
                 ..
             } => self.on_idless_reply(now, result),
             Incoming::Unrecognized => self.stats.unrecognized += 1,
+            Incoming::Oversized => self.stats.oversized += 1,
         }
     }
 
@@ -757,23 +762,34 @@ impl Client {
                 }
                 Err(Fault::Server(e)) => self.close_with(CloseReason::Negotiation(e)),
                 Err(Fault::Bad(message)) => self.close_with(CloseReason::BadReply { message }),
+                Err(Fault::TooLarge { .. }) => self.close_with(CloseReason::MessageTooLarge {
+                    limit: self.config.max_decoded_size,
+                }),
             }
             return;
         }
         let id = RequestId(n);
+        let limit = self.config.max_decoded_size;
         match self.requests.take_answered(n) {
             None => self.stats.unknown_replies += 1,
             Some(p) if p.state == State::Abandoned => self.stats.late_replies += 1,
             // A raw request's result is the whole reply, errors included.
-            Some(p) if p.raw.is_some() => self.outputs.push_back(Output::Reply {
-                id,
-                result: Ok(whole.unwrap_or(Value::Null)),
-            }),
+            Some(p) if p.raw.is_some() && whole.is_some() => {
+                self.outputs.push_back(Output::Reply {
+                    id,
+                    result: Ok(whole.unwrap_or(Value::Null)),
+                })
+            }
             Some(p) => self.outputs.push_back(Output::Reply {
                 id,
                 result: result.map_err(|fault| match fault {
                     Fault::Server(e) => RequestError::Server(e.for_request(id, p.name)),
                     Fault::Bad(message) => RequestError::BadReply { message },
+                    Fault::TooLarge { bytes, estimate } => RequestError::TooLarge {
+                        bytes,
+                        estimate,
+                        limit,
+                    },
                 }),
             }),
         }
@@ -790,6 +806,7 @@ impl Client {
                 Err(_) if negotiating => self.stats.unknown_replies += 1,
                 Err(Fault::Server(e)) => self.close_with(CloseReason::ServerParseError(e)),
                 Err(Fault::Bad(message)) => self.close_with(CloseReason::BadReply { message }),
+                Err(Fault::TooLarge { .. }) => self.stats.oversized += 1,
             }
             return;
         };
@@ -952,9 +969,16 @@ impl Client {
 }
 
 /// Decodes the whole message too, when a raw request is open and this is a
-/// reply.
+/// reply within the decoding budget.
 fn with_whole(msg: Incoming, raw: bool, bytes: Option<&[u8]>) -> Incoming {
     match (msg, raw, bytes) {
+        (
+            msg @ Incoming::Reply {
+                result: Err(Fault::TooLarge { .. }),
+                ..
+            },
+            ..,
+        ) => msg,
         (Incoming::Reply { id, result, .. }, true, Some(bytes)) => Incoming::Reply {
             id,
             result,

@@ -1199,3 +1199,32 @@ fn raw_messages_refuse_ids_that_are_taken_and_objects_that_are_not_requests() {
             .is_ok()
     );
 }
+
+#[test]
+fn a_reply_too_large_to_decode_fails_alone_and_an_oversized_event_is_counted() {
+    let config = Config::qmp().max_message_size(1 << 20);
+    let mut h = Harness::new(config);
+    h.feed(&greeting(true));
+    h.feed(br#"{"return": {}, "id": 0}"#);
+    let big = h.exec(Request::new("query-status"));
+    let next = h.exec(Request::new("query-name"));
+    // Under the message cap, but some 16 times its size as a Value.
+    let zeros = "0,".repeat(400_000);
+    let text = format!(r#"{{"return": [{zeros}0], "id": {}}}"#, big.get());
+    let event = format!(r#"{{"event": "HUGE", "data": [{zeros}0]}}"#);
+    for chunk in text.as_bytes().chunks(64 * 1024) {
+        h.feed(chunk);
+    }
+    h.feed(event.as_bytes());
+    h.feed(&reply(next, "{}"));
+    match h.result(big) {
+        Err(RequestError::TooLarge { bytes, limit, .. }) => {
+            assert_eq!((*bytes, *limit), (text.len(), 4 << 20));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.result(next), &Ok(json!({})));
+    assert!(h.events.is_empty());
+    assert_eq!(h.client.stats().oversized, 1);
+    assert_eq!(h.closed(), None);
+}

@@ -80,6 +80,17 @@ pub enum Error {
     /// The server answered the command with an error: class and desc, the
     /// request's id and command, and the error object as received.
     Server(ExecuteError),
+    /// The reply would take more memory decoded than
+    /// [`Config::max_decoded_size`](qmp_core::Config::max_decoded_size)
+    /// allows; it was not decoded. Only this call failed.
+    TooLarge {
+        /// The reply's size on the wire, in bytes.
+        bytes: usize,
+        /// The memory it would take decoded, estimated.
+        estimate: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The reply was neither a return nor a well-formed error; only this
     /// call failed, the connection goes on.
     BadReply {
@@ -215,6 +226,15 @@ impl Error {
             RequestError::Server(e) => Error::Server(e),
             RequestError::Interrupted(r) => Error::Interrupted(CloseCause::Session(r)),
             RequestError::BadReply { message } => Error::BadReply { message },
+            RequestError::TooLarge {
+                bytes,
+                estimate,
+                limit,
+            } => Error::TooLarge {
+                bytes,
+                estimate,
+                limit,
+            },
             RequestError::Timeout => Error::Timeout {
                 waiting_for: what(),
                 after: timeout,
@@ -232,6 +252,14 @@ impl fmt::Display for Error {
             Error::BadReply { message } => {
                 write!(f, "the reply is neither a return nor an error: {message}")
             }
+            Error::TooLarge {
+                bytes,
+                estimate,
+                limit,
+            } => write!(
+                f,
+                "a {bytes}-byte reply would take about {estimate} bytes decoded, over the {limit}-byte limit (Options::max_decoded_size)"
+            ),
             Error::Timeout { waiting_for, after } => {
                 write!(f, "timed out after {after:?} waiting for {waiting_for}")
             }
@@ -272,9 +300,10 @@ impl std::error::Error for Error {
             Error::Connect { source, .. } => Some(source),
             Error::Launch(e) => Some(&*e.cause),
             Error::Io(e) => Some(e),
-            Error::Timeout { .. } | Error::FdPassingUnsupported { .. } | Error::BadReply { .. } => {
-                None
-            }
+            Error::Timeout { .. }
+            | Error::FdPassingUnsupported { .. }
+            | Error::BadReply { .. }
+            | Error::TooLarge { .. } => None,
         }
     }
 }
@@ -332,7 +361,9 @@ impl From<Error> for io::Error {
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Interrupted(_) | Error::Closed(_) => io::ErrorKind::ConnectionAborted,
             Error::FdPassingUnsupported { .. } => io::ErrorKind::Unsupported,
-            Error::Codec(_) | Error::BadReply { .. } => io::ErrorKind::InvalidData,
+            Error::Codec(_) | Error::BadReply { .. } | Error::TooLarge { .. } => {
+                io::ErrorKind::InvalidData
+            }
             _ => io::ErrorKind::Other,
         };
         match e {

@@ -53,6 +53,10 @@ pub struct Options {
     pub negotiate: bool,
     /// The largest message accepted from the server. Default 10 MiB.
     pub max_message_size: usize,
+    /// The most memory one message may take decoded, estimated before
+    /// decoding; a reply over it fails its call with `Error::TooLarge`, an
+    /// event over it is dropped and counted. Default: 4 × the message cap.
+    pub max_decoded_size: Option<usize>,
     /// Requests open at once (queued, in flight, or given up on but still
     /// owed a reply); a call beyond it fails with `Error::Submit`.
     /// Default 65,536.
@@ -81,6 +85,7 @@ impl Default for Options {
             await_greeting: true,
             negotiate: true,
             max_message_size: 10 * 1024 * 1024,
+            max_decoded_size: None,
             max_open_requests: 65_536,
             max_queued_events: 256,
             close_linger: None,
@@ -102,6 +107,7 @@ impl fmt::Debug for Options {
             .field("await_greeting", &self.await_greeting)
             .field("negotiate", &self.negotiate)
             .field("max_message_size", &self.max_message_size)
+            .field("max_decoded_size", &self.max_decoded_size)
             .field("max_open_requests", &self.max_open_requests)
             .field("max_queued_events", &self.max_queued_events)
             .field("close_linger", &self.close_linger)
@@ -182,6 +188,12 @@ impl Options {
         self
     }
 
+    /// Sets [`max_decoded_size`](Self::max_decoded_size).
+    pub fn max_decoded_size(mut self, bytes: usize) -> Self {
+        self.max_decoded_size = Some(bytes);
+        self
+    }
+
     /// Sets [`max_open_requests`](Self::max_open_requests) (at least 1).
     pub fn max_open_requests(mut self, n: usize) -> Self {
         self.max_open_requests = n.max(1);
@@ -230,8 +242,10 @@ impl Options {
 
     fn apply(&self, base: Config) -> Config {
         let linger = self.close_linger.unwrap_or(base.close_linger);
+        let base = base.max_message_size(self.max_message_size);
+        let decoded = self.max_decoded_size.unwrap_or(base.max_decoded_size);
         base.max_in_flight(self.max_in_flight)
-            .max_message_size(self.max_message_size)
+            .max_decoded_size(decoded)
             .max_open_requests(self.max_open_requests)
             .max_queued_events(self.max_queued_events)
             .request_timeout(limit(self.timeout))

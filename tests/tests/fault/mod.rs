@@ -59,6 +59,8 @@ pub(crate) enum Got {
     Io(ErrorKind),
     /// The reply was neither a return nor an error: the message received.
     BadReply(String),
+    /// The reply would take more than this many bytes decoded.
+    TooLarge(usize),
     /// Anything else, described.
     Other(String),
 }
@@ -78,6 +80,7 @@ impl Got {
         match e {
             Error::Server(e) => Got::Server(e.class, e.desc),
             Error::BadReply { message } => Got::BadReply(message),
+            Error::TooLarge { limit, .. } => Got::TooLarge(limit),
             // The only wait of a connect, after the socket, is the handshake.
             Error::Timeout { waiting_for, .. } if waiting_for.contains("greeting") => {
                 Got::HandshakeTimeout
@@ -1025,6 +1028,32 @@ pub(crate) fn message_over_ten_mib<A: Adapter>() {
     server.finish_ok();
 }
 
+/// A 9 MiB reply of `[0,0,0,…]` would take some 150 MiB decoded: its call
+/// fails with the limit it would break, and the next call goes on.
+pub(crate) fn reply_too_large_to_decode<A: Adapter>() {
+    let zeros = "0,".repeat(9 * 1024 * 1024 / 2);
+    let server = FaultServer::start(
+        Script::new()
+            .greet()
+            .expect("query-qmp-schema")
+            .send(&format!("{{\"return\": [{zeros}0], \"id\": $id}}\r\n"))
+            .expect("query-status")
+            .reply("\"after\"")
+            .drain(),
+    );
+    let mut c: A = connect(&server, Opts::default());
+    assert_eq!(
+        c.call("query-qmp-schema", Value::Null),
+        Got::TooLarge(4 * TEN_MIB)
+    );
+    assert_eq!(
+        c.call("query-status", Value::Null),
+        Got::Value(json!("after"))
+    );
+    c.close();
+    server.finish_ok();
+}
+
 /// A 9 MiB reply arrives whole and correct.
 pub(crate) fn message_of_nine_mib<A: Adapter>() {
     let (msg, fill) = sized_reply(9 * 1024 * 1024, 1);
@@ -1457,6 +1486,13 @@ macro_rules! fault_matrix {
             fault::bounded(
                 "message_over_ten_mib",
                 fault::message_over_ten_mib::<$adapter>,
+            );
+        }
+        #[test]
+        fn reply_too_large_to_decode() {
+            fault::bounded(
+                "reply_too_large_to_decode",
+                fault::reply_too_large_to_decode::<$adapter>,
             );
         }
         #[test]
