@@ -55,6 +55,11 @@ pub struct Config {
     /// Events kept until taken; when full, the oldest is dropped and
     /// counted. Default 256.
     pub max_queued_events: usize,
+    /// The bytes the queued events may take decoded, estimated
+    /// ([`Event::size`](crate::Event::size)); past it the oldest are
+    /// dropped and counted, and an event larger than all of it is dropped
+    /// itself. Default 16 MiB.
+    pub max_queued_event_bytes: usize,
     /// How long [`Client::close`](crate::Client::close) keeps reading so
     /// that replies the server still owes arrive before the connection
     /// closes. A guest agent dies of SIGPIPE when it writes a reply to a
@@ -88,6 +93,7 @@ impl Config {
             request_timeout: Some(Duration::from_secs(30)),
             max_open_requests: 65_536,
             max_queued_events: 256,
+            max_queued_event_bytes: 16 * 1024 * 1024,
             close_linger: Duration::ZERO,
             record_traffic: false,
             sync_on_start: false,
@@ -167,6 +173,12 @@ impl Config {
     /// Sets [`max_open_requests`](Self::max_open_requests) (at least 1).
     pub fn max_open_requests(mut self, n: usize) -> Self {
         self.max_open_requests = n.max(1);
+        self
+    }
+
+    /// Sets [`max_queued_event_bytes`](Self::max_queued_event_bytes).
+    pub fn max_queued_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_event_bytes = bytes;
         self
     }
 

@@ -31,6 +31,13 @@ pub struct Event {
 }
 
 impl Event {
+    /// The memory this event takes, estimated: its name, and for its data
+    /// 32 bytes a value, 72 more an object member, and the text of strings
+    /// and keys. What the event queues' byte budgets count.
+    pub fn size(&self) -> usize {
+        core::mem::size_of::<Event>() + self.name.len() + value_size(&self.data)
+    }
+
     /// Decodes the `data` of this event as `T`, after checking that the
     /// event is `T`'s. An event without `data` decodes as an empty object,
     /// and members `T` does not know are ignored (as `T`'s derive allows).
@@ -110,61 +117,89 @@ impl core::error::Error for EventDecodeError {}
 
 /// A bounded FIFO of events that drops the oldest when full and counts
 /// what it dropped, so a slow consumer learns how much it missed and
-/// memory never grows with the event rate.
+/// memory never grows with the event rate. It is bounded twice: in events,
+/// and in the bytes they take decoded (estimated by [`Event::size`]).
 #[derive(Debug, Default)]
 pub struct EventQueue {
-    events: VecDeque<Event>,
+    events: VecDeque<(Event, usize)>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     lagged: u64,
     lagged_total: u64,
 }
 
 impl EventQueue {
-    /// An empty queue holding at most `capacity` events.
+    /// An empty queue holding at most `capacity` events, of any size.
     pub const fn new(capacity: usize) -> Self {
+        EventQueue::bounded(capacity, usize::MAX)
+    }
+
+    /// An empty queue holding at most `capacity` events and `max_bytes`
+    /// of them.
+    pub const fn bounded(capacity: usize, max_bytes: usize) -> Self {
         EventQueue {
             events: VecDeque::new(),
             capacity,
+            max_bytes,
+            bytes: 0,
             lagged: 0,
             lagged_total: 0,
         }
     }
 
-    /// Appends `event`, dropping the oldest one when the queue is full.
+    /// Appends `event`, dropping the oldest ones while the queue would hold
+    /// too many or too many bytes. An event larger than the whole byte
+    /// budget is dropped itself.
     pub fn push(&mut self, event: Event) {
-        if self.capacity == 0 {
-            self.lagged += 1;
-            self.lagged_total += 1;
+        let size = event.size();
+        if self.capacity == 0 || size > self.max_bytes {
+            self.lose(1);
             return;
         }
-        if self.events.len() >= self.capacity {
-            self.events.pop_front();
-            self.lagged += 1;
-            self.lagged_total += 1;
+        while self.events.len() >= self.capacity || self.bytes + size > self.max_bytes {
+            self.pop();
+            self.lose(1);
         }
-        self.events.push_back(event);
+        self.bytes += size;
+        self.events.push_back((event, size));
+    }
+
+    fn lose(&mut self, n: u64) {
+        self.lagged += n;
+        self.lagged_total += n;
     }
 
     /// Takes the oldest event.
     pub fn pop(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let (event, size) = self.events.pop_front()?;
+        self.bytes -= size;
+        Some(event)
     }
 
     /// Takes the first event for which `matches` holds, keeping the others
     /// in order.
     pub fn take_first(&mut self, mut matches: impl FnMut(&Event) -> bool) -> Option<Event> {
-        let pos = self.events.iter().position(&mut matches)?;
-        self.events.remove(pos)
+        let pos = self.events.iter().position(|(e, _)| matches(e))?;
+        let (event, size) = self.events.remove(pos)?;
+        self.bytes -= size;
+        Some(event)
     }
 
     /// Takes every waiting event, oldest first.
     pub fn clear(&mut self) -> alloc::vec::Vec<Event> {
-        self.events.drain(..).collect()
+        self.bytes = 0;
+        self.events.drain(..).map(|(e, _)| e).collect()
     }
 
     /// Events waiting.
     pub fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// The bytes the waiting events take, estimated.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The most events it holds.
@@ -177,9 +212,8 @@ impl EventQueue {
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;
         while self.events.len() > capacity {
-            self.events.pop_front();
-            self.lagged += 1;
-            self.lagged_total += 1;
+            self.pop();
+            self.lose(1);
         }
     }
 
@@ -190,7 +224,7 @@ impl EventQueue {
 
     /// Iterates over the waiting events, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &Event> {
-        self.events.iter()
+        self.events.iter().map(|(e, _)| e)
     }
 
     /// How many events were dropped since the last call, resetting the count.
@@ -201,6 +235,17 @@ impl EventQueue {
     /// How many events were dropped in all.
     pub fn lagged_total(&self) -> u64 {
         self.lagged_total
+    }
+}
+
+/// The memory a decoded value takes, estimated as [`Event::size`] says.
+/// serde_json limits nesting to 128 levels, so the recursion is bounded.
+fn value_size(v: &Value) -> usize {
+    32 + match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(value_size).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| 72 + k.len() + value_size(v)).sum(),
+        _ => 0,
     }
 }
 
@@ -285,6 +330,33 @@ mod tests {
                 .unwrap(),
             Stop {}
         );
+    }
+
+    #[test]
+    fn a_byte_budget_drops_the_oldest_and_refuses_the_oversized() {
+        let big = |i: usize| Event {
+            name: format!("B{i}"),
+            data: Value::String("x".repeat(1000)),
+            timestamp: None,
+        };
+        let one = big(0).size();
+        let mut q = EventQueue::bounded(100, 3 * one);
+        for i in 0..5 {
+            q.push(big(i));
+        }
+        assert_eq!(q.len(), 3);
+        assert!(q.bytes() <= 3 * one);
+        assert_eq!(q.take_lagged(), 2);
+        assert_eq!(q.pop().unwrap().name, "B2");
+        q.push(Event {
+            name: "HUGE".into(),
+            data: Value::String("x".repeat(10 * one)),
+            timestamp: None,
+        });
+        assert_eq!(q.len(), 2, "too large for the whole budget: dropped alone");
+        assert_eq!(q.take_lagged(), 1);
+        q.clear();
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]

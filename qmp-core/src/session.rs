@@ -145,7 +145,8 @@ enum Phase {
 ///
 /// Its memory is bounded by its [`Config`]: the message cap bounds the
 /// receive buffer, `max_open_requests` the request table and
-/// `max_queued_events` the event queue. Nothing is allocated up front.
+/// `max_queued_events` and `max_queued_event_bytes` the event queue, and
+/// `max_decoded_size` each decoded message. Nothing is allocated up front.
 #[derive(Debug)]
 pub struct Client {
     config: Config,
@@ -177,7 +178,7 @@ impl Client {
             requests: RequestTable::new(config.max_open_requests),
             transmit: TransmitQueue::default(),
             outputs: VecDeque::new(),
-            events: EventQueue::new(config.max_queued_events),
+            events: EventQueue::bounded(config.max_queued_events, config.max_queued_event_bytes),
             traffic: VecDeque::new(),
             stats: Stats::default(),
             config,

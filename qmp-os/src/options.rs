@@ -64,6 +64,9 @@ pub struct Options {
     /// Events kept for the caller (blocking client) or before the first
     /// subscriber (async); the oldest are dropped and counted. Default 256.
     pub max_queued_events: usize,
+    /// The bytes those events may take decoded, estimated; past it the
+    /// oldest are dropped and counted. Default 16 MiB.
+    pub max_queued_event_bytes: usize,
     /// How long closing waits for replies the server still owes. Default:
     /// the engine's (2 s for the guest agent, which dies of SIGPIPE when it
     /// answers a closed socket; none for QMP).
@@ -88,6 +91,7 @@ impl Default for Options {
             max_decoded_size: None,
             max_open_requests: 65_536,
             max_queued_events: 256,
+            max_queued_event_bytes: 16 * 1024 * 1024,
             close_linger: None,
             on_traffic: None,
         }
@@ -110,6 +114,7 @@ impl fmt::Debug for Options {
             .field("max_decoded_size", &self.max_decoded_size)
             .field("max_open_requests", &self.max_open_requests)
             .field("max_queued_events", &self.max_queued_events)
+            .field("max_queued_event_bytes", &self.max_queued_event_bytes)
             .field("close_linger", &self.close_linger)
             .field("on_traffic", &self.on_traffic.is_some())
             .finish()
@@ -206,6 +211,12 @@ impl Options {
         self
     }
 
+    /// Sets [`max_queued_event_bytes`](Self::max_queued_event_bytes).
+    pub fn max_queued_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_event_bytes = bytes;
+        self
+    }
+
     /// Sets [`close_linger`](Self::close_linger).
     pub fn close_linger(mut self, linger: Duration) -> Self {
         self.close_linger = Some(linger);
@@ -248,6 +259,7 @@ impl Options {
             .max_decoded_size(decoded)
             .max_open_requests(self.max_open_requests)
             .max_queued_events(self.max_queued_events)
+            .max_queued_event_bytes(self.max_queued_event_bytes)
             .request_timeout(limit(self.timeout))
             .close_linger(linger)
     }

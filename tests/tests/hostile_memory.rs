@@ -26,8 +26,22 @@ fn peak_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// In the child, with the blocking client: a call answered only after a
+/// flood of events of 9 MiB each that nobody takes.
+fn flooded_client(socket: &str) {
+    let options = Options::new().timeout(Duration::from_secs(30));
+    let mut qmp = qmp_std::Qmp::connect_unix(socket, options).unwrap();
+    assert_eq!(qmp.execute("query-status", None).unwrap(), "after");
+    assert!(qmp.stats().events_lagged >= 6, "{:?}", qmp.stats());
+    qmp.disconnect();
+    println!("peak {} KiB", peak_kib());
+}
+
 /// In the child: one call that gets the amplifying reply, one after it.
 fn client(case: &str, socket: &str) {
+    if case == "flood" {
+        return flooded_client(socket);
+    }
     let options = Options::new().timeout(Duration::from_secs(30));
     let (big, after) = match case {
         "std" => {
@@ -55,10 +69,72 @@ fn client(case: &str, socket: &str) {
     println!("peak {} KiB", peak_kib());
 }
 
+/// Runs `case` in a child process against `server` and returns its peak
+/// resident memory, in KiB.
+fn peak_of(case: &'static str, test: &str, server: &FaultServer) -> u64 {
+    let socket = server.path().display().to_string();
+    let test = test.to_owned();
+    let out = within(Duration::from_secs(120), "the client process", move || {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &test, "--nocapture", "--test-threads=1"])
+            .env(CASE, case)
+            .env(SOCKET, socket)
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{case}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak = stdout
+        .split("peak ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{case}: no figure in {stdout}"));
+    println!("{case}: peak RSS {peak} KiB against a bound of {BOUND_KIB} KiB");
+    peak
+}
+
+/// Runs the child's side when this process is the child.
+fn as_child() -> bool {
+    match (std::env::var(CASE), std::env::var(SOCKET)) {
+        (Ok(case), Ok(socket)) => {
+            client(&case, &socket);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn a_flood_of_large_events_costs_bounded_memory() {
+    if as_child() {
+        return;
+    }
+    // Eight events of 9 MiB each before the reply, none taken: 72 MiB held
+    // by a queue bounded only in events.
+    let text = "x".repeat(9 * 1024 * 1024);
+    let event = format!("{{\"event\": \"BIG\", \"data\": {{\"s\": \"{text}\"}}}}\r\n");
+    let mut script = Script::new().greet().expect("query-status");
+    for _ in 0..8 {
+        script = script.send_raw(event.as_bytes().to_vec());
+    }
+    let server = FaultServer::start(script.reply("\"after\"").drain());
+    let peak = peak_of(
+        "flood",
+        "a_flood_of_large_events_costs_bounded_memory",
+        &server,
+    );
+    assert!(peak < BOUND_KIB, "{peak} KiB");
+    server.finish_ok();
+}
+
 #[test]
 fn an_amplifying_reply_costs_bounded_memory() {
-    if let (Ok(case), Ok(socket)) = (std::env::var(CASE), std::env::var(SOCKET)) {
-        client(&case, &socket);
+    if as_child() {
         return;
     }
     // 9 MiB of `[0,0,0,…]`: some 150 MiB as a `serde_json::Value`.
@@ -74,29 +150,7 @@ fn an_amplifying_reply_costs_bounded_memory() {
                 .reply("\"after\"")
                 .drain(),
         );
-        let socket = server.path().display().to_string();
-        let out = within(Duration::from_secs(120), "the client process", move || {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "an_amplifying_reply_costs_bounded_memory"])
-                .args(["--nocapture", "--test-threads=1"])
-                .env(CASE, case)
-                .env(SOCKET, socket)
-                .output()
-                .unwrap()
-        });
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{case}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let peak: u64 = stdout
-            .split("peak ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{case}: no figure in {stdout}"));
-        println!("{case}: peak RSS {peak} KiB against a bound of {BOUND_KIB} KiB");
+        let peak = peak_of(case, "an_amplifying_reply_costs_bounded_memory", &server);
         assert!(peak < BOUND_KIB, "{case}: {peak} KiB");
         server.finish_ok();
     }
