@@ -320,6 +320,20 @@ impl From<ExecuteError> for Error {
     }
 }
 
+impl From<qmp_core::EventDecodeError> for Error {
+    fn from(e: qmp_core::EventDecodeError) -> Self {
+        let command: &str = match &e {
+            qmp_core::EventDecodeError::OtherEvent { expected, .. } => expected,
+            qmp_core::EventDecodeError::Data { event, .. } => event,
+            _ => "an event",
+        };
+        Error::Codec(CodecError {
+            command: command.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+}
+
 impl From<CodecError> for Error {
     fn from(e: CodecError) -> Self {
         Error::Codec(e)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant as StdInstant};
 use log::debug;
 use qmp_core::commands::qmp::{AddFd, AddfdInfo, Closefd, Getfd};
 use qmp_core::serde_json::Value;
-use qmp_core::{Command, Event, EventQueue, Greeting, Request, SessionState, Stats};
+use qmp_core::{Command, Event, EventData, EventQueue, Greeting, Request, SessionState, Stats};
 use qmp_os::{CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking};
 
 use crate::stream::{Socket, Stream, wait_readable};
@@ -368,6 +368,21 @@ impl<S: Stream> Qmp<S> {
         wait_event_where(&mut self.conn, t, Some(name), |_| true)
     }
 
+    /// Waits for the first event of type `E` (queued or yet to come) and
+    /// decodes its data; the other events stay queued.
+    ///
+    /// ```no_run
+    /// # fn f(qmp: &mut qmp_std::Qmp) -> Result<(), qmp_std::Error> {
+    /// # #[derive(serde::Deserialize)] struct Resume {}
+    /// # impl qmp_std::qmp_core::EventData for Resume { const NAME: &'static str = "RESUME"; }
+    /// qmp.execute("cont", None)?;
+    /// let _resumed: Resume = qmp.wait_typed_event()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_typed_event<E: EventData>(&mut self) -> Result<E, Error> {
+        Ok(self.wait_event(E::NAME)?.decode::<E>()?)
+    }
+
     /// Waits for the first event for which `pred` holds; the others stay queued.
     pub fn wait_event_where(&mut self, pred: impl FnMut(&Event) -> bool) -> Result<Event, Error> {
         let t = self.timeout;
@@ -526,6 +541,12 @@ impl<S: Stream> WithTimeout<'_, Qmp<S>> {
     /// [`Qmp::wait_event`] with this timeout.
     pub fn wait_event(self, name: &str) -> Result<Event, Error> {
         wait_event_where(&mut self.inner.conn, self.timeout, Some(name), |_| true)
+    }
+
+    /// [`Qmp::wait_typed_event`] with this timeout.
+    pub fn wait_typed_event<E: EventData>(self) -> Result<E, Error> {
+        let event = wait_event_where(&mut self.inner.conn, self.timeout, Some(E::NAME), |_| true)?;
+        Ok(event.decode::<E>()?)
     }
 
     /// [`Qmp::wait_event_where`] with this timeout.

@@ -1,6 +1,7 @@
-//! Whole request objects with ids of the caller's choosing, against a real
-//! QEMU: the reply comes back whole, errors as data, and the ids the client
-//! cannot honour are refused before anything is sent.
+//! Against a real QEMU: whole request objects with ids of the caller's
+//! choosing (the reply comes back whole, errors as data, and the ids the
+//! client cannot honour are refused before anything is sent), and events
+//! waited for by their generated type.
 
 use std::time::Duration;
 
@@ -51,6 +52,25 @@ fn a_raw_request_keeps_its_string_id_and_its_reply_whole() {
             "{e:?}"
         );
         qmp.execute("query-status", None).unwrap();
+        qmp.disconnect();
+    });
+}
+
+#[test]
+fn a_typed_event_is_waited_for_by_its_type() {
+    use qmp_qapi::qmp::{Resume, StopEvent};
+    within(LIMIT, "typed event", || {
+        let server = QemuServer::start(&[]);
+        let mut qmp = connect(&server);
+        qmp.execute("cont", None).unwrap();
+        qmp.execute("stop", None).unwrap();
+        // Both events are queued; the typed wait takes its own and leaves
+        // the other.
+        let _stopped: StopEvent = qmp.wait_typed_event().unwrap();
+        let _resumed: Resume = qmp
+            .with_timeout(Duration::from_secs(5))
+            .wait_typed_event()
+            .unwrap();
         qmp.disconnect();
     });
 }
