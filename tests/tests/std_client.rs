@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Command as Process, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use qmp_core::commands::qmp::{
@@ -15,7 +15,7 @@ use qmp_core::commands::qmp::{
 use qmp_core::{Capability, ErrorClass};
 use qmp_std::{Error, Options, Qmp, Socket};
 use serde_json::{Value, json};
-use tests::{QEMU_ARGS, QemuServer, TempDir, qemu_binary, within};
+use tests::{ChildGuard, QEMU_ARGS, QemuServer, TempDir, command, qemu_binary, within};
 
 /// Generous: only a hang trips it.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -38,8 +38,8 @@ fn greeting_reports_the_real_version_and_oob_is_negotiated() {
         let mut qmp = connect(&server);
         let g = qmp.greeting().clone();
         assert_eq!(
-            (g.version.major, g.version.minor),
-            (7, 2),
+            g.version.to_string(),
+            tests::dotted(tests::qemu_version()),
             "greeting: {g:?}"
         );
         assert!(g.offers(&Capability::Oob));
@@ -212,23 +212,26 @@ fn accept_mode_qemu_connects_to_us() {
         let dir = TempDir::new("std-accept");
         let path = dir.join("qmp.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        let mut child = Process::new(qemu_binary())
-            .args(QEMU_ARGS)
-            .arg("-qmp")
-            .arg(format!("unix:{},server=off", path.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start QEMU");
+        let child = ChildGuard::spawn(
+            command(qemu_binary())
+                .args(QEMU_ARGS)
+                .arg("-qmp")
+                .arg(format!("unix:{},server=off", path.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("start QEMU");
         let result = Qmp::accept_unix(&listener, opts()).and_then(|mut qmp| {
-            assert_eq!(qmp.greeting().version.major, 7);
+            assert_eq!(
+                qmp.greeting().version.to_string(),
+                tests::dotted(tests::qemu_version())
+            );
             let status = qmp.call(&QueryStatus)?;
             assert_eq!(status.status, RunState::Prelaunch);
             qmp.execute("quit", None)
         });
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         result.unwrap();
     });
 }
@@ -250,15 +253,16 @@ fn tcp_connections_work_and_refuse_fds() {
     within(LIMIT, "tcp", || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut child = Process::new(qemu_binary())
-            .args(QEMU_ARGS)
-            .arg("-qmp")
-            .arg(format!("tcp:127.0.0.1:{port},server=off"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start QEMU");
+        let child = ChildGuard::spawn(
+            command(qemu_binary())
+                .args(QEMU_ARGS)
+                .arg("-qmp")
+                .arg(format!("tcp:127.0.0.1:{port},server=off"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("start QEMU");
         let result = Qmp::accept_tcp(&listener, opts()).and_then(|mut qmp| {
             assert!(matches!(qmp.get_ref(), Socket::Tcp(_)));
             let file = std::fs::File::open("/dev/null")?;
@@ -271,8 +275,7 @@ fn tcp_connections_work_and_refuse_fds() {
             // Nothing was sent: the session goes on.
             qmp.call(&QueryStatus)
         });
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         assert_eq!(result.unwrap().status, RunState::Prelaunch);
     });
 }
