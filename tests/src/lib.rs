@@ -230,12 +230,14 @@ impl QemuServer {
             std::thread::sleep(Duration::from_millis(5));
         }
         // The socket file appears at bind(), a moment before listen():
-        // wait until a connection is accepted (QEMU serves the next client
-        // once this probe closes).
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        // wait until the kernel lists it as listening. (A probe connection
+        // would tell too, but QEMU then tears that client down just as the
+        // test's own connects, which was seen to reset the test's
+        // connection now and then.)
+        while !is_listening(&socket) {
             assert!(
                 Instant::now() < deadline,
-                "QEMU does not accept on {socket:?}"
+                "QEMU does not listen on {socket:?}"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -250,6 +252,21 @@ impl QemuServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// Whether a Unix socket listens at `path`, as `/proc/net/unix` tells:
+/// the `__SO_ACCEPTCON` flag (0x10000) on an entry with that path.
+fn is_listening(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let path = path.to_string_lossy();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && fields[7..].join(" ") == path
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & 0x10000 != 0)
+    })
 }
 
 /// A host-side `qemu-ga -m unix-listen` serving the guest agent protocol
@@ -267,7 +284,7 @@ pub struct AgentServer {
 }
 
 impl AgentServer {
-    /// Starts the agent and waits until its socket exists.
+    /// Starts the agent and waits until it listens on its socket.
     pub fn start() -> AgentServer {
         let dir = TempDir::new("qga");
         let socket = dir.join("qga.sock");
@@ -293,13 +310,13 @@ impl AgentServer {
         });
         let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
+        while !is_listening(&socket) {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("{} exited ({status}) before serving", qemu_ga_binary());
             }
             assert!(
                 Instant::now() < deadline,
-                "qemu-ga did not create {socket:?} in 20 s"
+                "qemu-ga does not listen on {socket:?} after 20 s"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
