@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing, then runs every check and
-# stops at the first failure.
+# stops at the first failure. The suites that talk to a real QEMU and a real
+# qemu-ga (the `tests` package) run once per QEMU version: the system's
+# (Debian 12: 7.2) and the backports build (10.0) that install-deps.sh
+# unpacks beside it. The engine's and the adapters' own tests run once.
+#
+#   FUZZ_SECONDS=N scripts/test.sh   fuzz each target N s (default 10; 0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,9 +18,45 @@ step() {
     "$@"
 }
 
+# Where Cargo puts what it builds: $CARGO_TARGET_DIR, a config's
+# build.target-dir, or ./target.
+target=$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -n "$target" ] || { echo "error: cargo metadata reported no target directory" >&2; exit 1; }
+
+# name|qemu-system-x86_64|qemu-ga, one line per QEMU under test.
+qemus=("system|$(command -v qemu-system-x86_64)|$(command -v qemu-ga)")
+backports=$(bash scripts/install-qemu-backports.sh --env)
+qemus+=("backports|$(sed -n 's/^QEMU=//p' <<<"$backports")|$(sed -n 's/^QEMU_GA=//p' <<<"$backports")")
+
+version_of() {
+    "$1" --version | grep -o '[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*' | head -1
+}
+
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
-step cargo test --workspace
+# The engine, the adapters' unit and doc tests, the no_std crates: once.
+step cargo test --workspace --exclude tests
+
+passed=()
+failed=()
+for entry in "${qemus[@]}"; do
+    IFS='|' read -r name qemu ga <<<"$entry"
+    label="QEMU $(version_of "$qemu") (qemu-ga $(version_of "$ga"))"
+    echo
+    echo "==> the real-QEMU suites against $label: QEMU=$qemu QEMU_GA=$ga"
+    if QEMU=$qemu QEMU_GA=$ga cargo test -p tests; then
+        passed+=("$label")
+    else
+        failed+=("$label")
+    fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo
+    echo "error: the real-QEMU suites failed against ${failed[*]}${passed:+; passed against ${passed[*]}}" >&2
+    exit 1
+fi
+
 # Packaging: every publishable crate (those without `publish = false`) is
 # packaged and its package built on its own, as a user would get it;
 # `--dry-run` uploads nothing.
@@ -39,7 +80,7 @@ check_msrv() {
     fi
     step cargo "+$version" check --all-features "$@"
 }
-check_msrv "$(rust_version Cargo.toml)" -p qmp-core -p qmp-std -p qmp-smol
+check_msrv "$(rust_version Cargo.toml)" -p qmp-core -p qmp-os -p qmp-std -p qmp-smol -p qmp-qapi
 check_msrv "$(rust_version qmp-shell/Cargo.toml)" -p qmp-shell
 # no_std proof: the library defines its own panic handler (a std leak
 # anywhere in qmp-core's dependency tree is a duplicate lang item), and the
@@ -47,11 +88,11 @@ check_msrv "$(rust_version qmp-shell/Cargo.toml)" -p qmp-shell
 # its own, so that no other member's std features are unified into it.
 step cargo build -p nostd-check --features proof
 step cargo build -p nostd-check --features run --profile nostd
-step ./target/nostd/nostd-check
+step "$target/nostd/nostd-check"
 # The firmware agent: a no_std binary built for size; its code must stay
 # under 256 KiB.
 step cargo build -p firmware-agent --features run --profile firmware
-text=$(size -A target/firmware/firmware-agent | awk '$1 == ".text" {print $2}')
+text=$(size -A "$target/firmware/firmware-agent" | awk '$1 == ".text" {print $2}')
 echo "firmware-agent .text: $text bytes (budget 262144)"
 if [ -z "$text" ] || [ "$text" -ge 262144 ]; then
     echo "error: firmware-agent .text is over its 256 KiB budget" >&2
@@ -60,14 +101,17 @@ fi
 # Fuzzing, briefly (10 s per target) wherever a nightly toolchain is
 # installed (cargo-fuzz needs it); cargo-fuzz itself is installed when
 # missing. scripts/fuzz.sh SECONDS runs the targets for longer.
-if cargo +nightly --version >/dev/null 2>&1; then
+fuzz_seconds=${FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" = 0 ]; then
+    echo "(fuzz targets skipped: FUZZ_SECONDS=0)"
+elif cargo +nightly --version >/dev/null 2>&1; then
     if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
         step cargo install --locked cargo-fuzz
     fi
-    step scripts/fuzz.sh 10
+    step scripts/fuzz.sh "$fuzz_seconds"
 else
     echo "(fuzz targets skipped: no nightly toolchain; rustup toolchain install nightly)"
 fi
 
 echo
-echo "all checks passed"
+echo "all checks passed; the real-QEMU suites passed against $(printf '%s, ' "${passed[@]}" | sed 's/, $//')"

@@ -211,7 +211,18 @@ fn replay_session(name: &str, cuts: &[usize]) {
     h.eof();
 
     let g = h.client.greeting().expect("greeting");
-    assert_eq!((g.version.major, g.version.minor), (7, 2));
+    // The version the recording's greeting carries, read back as sent.
+    let recorded: Value =
+        serde_json::from_slice(&server[..server.iter().position(|&b| b == b'\n').unwrap()])
+            .unwrap();
+    assert_eq!(
+        Value::from(g.version.major),
+        recorded["QMP"]["version"]["qemu"]["major"]
+    );
+    assert_eq!(
+        Value::from(g.version.minor),
+        recorded["QMP"]["version"]["qemu"]["minor"]
+    );
     assert!(g.package.starts_with("Debian"), "{}", g.package);
     assert_eq!(g.capabilities, [Capability::Oob]);
     assert!(h.client.oob_enabled());

@@ -3,11 +3,20 @@
 //!
 //! Tests that need QEMU **fail** when it is missing: `scripts/test.sh`
 //! installs it, and a silent skip would hide a broken setup.
+//!
+//! `$QEMU` and `$QEMU_GA` choose the binaries; `scripts/test.sh` runs the
+//! suites once with the system's QEMU and once with a second version.
+//! Every process a test starts is owned by a [`ChildGuard`]: killed and
+//! reaped when the test ends, whether it passed or panicked, and killed by
+//! the kernel if the test process itself dies.
 
+use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::ops::{Deref, DerefMut};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,6 +42,109 @@ pub fn qemu_ga_binary() -> String {
 
 /// Arguments for a minimal, paused QEMU with no devices and no display.
 pub const QEMU_ARGS: &[&str] = &["-machine", "none", "-nodefaults", "-display", "none", "-S"];
+
+/// A QEMU version: major, minor, micro.
+pub type Version = (u32, u32, u32);
+
+/// `major.minor.micro`, as QEMU prints its version.
+pub fn dotted((major, minor, micro): Version) -> String {
+    format!("{major}.{minor}.{micro}")
+}
+
+/// The first `N.N.N` in `text`.
+fn parse_version(text: &str) -> Option<Version> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find_map(|word| {
+            let mut parts = word.split('.').map(|p| p.parse::<u32>().ok());
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) => Some((a, b, c)),
+                _ => None,
+            }
+        })
+}
+
+/// What `program --version` reports, e.g. `QEMU emulator version
+/// 10.0.2 (Debian ...)`; panics when it cannot run or says no version.
+fn reported_version(program: &str) -> Version {
+    let out = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} --version: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_version(&text)
+        .unwrap_or_else(|| panic!("{program} --version reported no version: {text:?}"))
+}
+
+/// The version of [`qemu_binary`], as its `--version` reports it: what a
+/// greeting is compared with, so that no test pins a version.
+pub fn qemu_version() -> Version {
+    static V: OnceLock<Version> = OnceLock::new();
+    *V.get_or_init(|| reported_version(&qemu_binary()))
+}
+
+/// The version of [`qemu_ga_binary`], as its `--version` reports it.
+pub fn qemu_ga_version() -> Version {
+    static V: OnceLock<Version> = OnceLock::new();
+    *V.get_or_init(|| reported_version(&qemu_ga_binary()))
+}
+
+/// A command that runs `program` under `setpriv --pdeathsig KILL`: the
+/// kernel kills it when the thread that spawned it exits, and so when the
+/// test process dies, however it dies. Spawn it with [`ChildGuard::spawn`]
+/// from the thread that owns the guard, never from a short-lived helper
+/// thread (its exit would kill the child).
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(setpriv());
+    cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+    cmd
+}
+
+/// util-linux's `setpriv`; panics when it is missing (`scripts/test.sh`
+/// checks for it).
+fn setpriv() -> &'static str {
+    static PATH: OnceLock<&'static str> = OnceLock::new();
+    PATH.get_or_init(|| {
+        ["/usr/bin/setpriv", "/bin/setpriv", "/usr/local/bin/setpriv"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("setpriv (util-linux) is needed to tie test processes to the test")
+    })
+}
+
+/// A child process owned by a test: killed (SIGKILL) and reaped when
+/// dropped, so a passing, failing or panicking test leaves nothing behind.
+/// Dereferences to the [`Child`].
+#[derive(Debug)]
+pub struct ChildGuard(Child);
+
+impl ChildGuard {
+    /// Spawns `cmd`, best made with [`command`].
+    pub fn spawn(cmd: &mut Command) -> io::Result<ChildGuard> {
+        cmd.spawn().map(ChildGuard)
+    }
+}
+
+impl Deref for ChildGuard {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// A directory removed (with its contents) when dropped.
 #[derive(Debug)]
@@ -70,7 +182,7 @@ impl Drop for TempDir {
 #[derive(Debug)]
 pub struct QemuServer {
     /// The child process.
-    pub child: Child,
+    pub child: ChildGuard,
     /// The QMP socket path (QEMU listens, tests connect).
     pub socket: PathBuf,
     _dir: TempDir,
@@ -83,21 +195,22 @@ impl QemuServer {
     pub fn start(extra: &[&str]) -> QemuServer {
         let dir = TempDir::new("qemu");
         let socket = dir.join("qmp.sock");
-        let mut child = Command::new(qemu_binary())
-            .args(QEMU_ARGS)
-            .args(extra)
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", socket.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} (run scripts/test.sh to install it): {e}",
-                    qemu_binary()
-                )
-            });
+        let mut child = ChildGuard::spawn(
+            command(qemu_binary())
+                .args(QEMU_ARGS)
+                .args(extra)
+                .arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", socket.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (run scripts/test.sh to install it): {e}",
+                qemu_binary()
+            )
+        });
         let deadline = Instant::now() + Duration::from_secs(20);
         while !socket.exists() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -117,12 +230,14 @@ impl QemuServer {
             std::thread::sleep(Duration::from_millis(5));
         }
         // The socket file appears at bind(), a moment before listen():
-        // wait until a connection is accepted (QEMU serves the next client
-        // once this probe closes).
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        // wait until the kernel lists it as listening. (A probe connection
+        // would tell too, but QEMU then tears that client down just as the
+        // test's own connects, which was seen to reset the test's
+        // connection now and then.)
+        while !is_listening(&socket) {
             assert!(
                 Instant::now() < deadline,
-                "QEMU does not accept on {socket:?}"
+                "QEMU does not listen on {socket:?}"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -139,11 +254,19 @@ impl QemuServer {
     }
 }
 
-impl Drop for QemuServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Whether a Unix socket listens at `path`, as `/proc/net/unix` tells:
+/// the `__SO_ACCEPTCON` flag (0x10000) on an entry with that path.
+fn is_listening(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let path = path.to_string_lossy();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && fields[7..].join(" ") == path
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & 0x10000 != 0)
+    })
 }
 
 /// A host-side `qemu-ga -m unix-listen` serving the guest agent protocol
@@ -154,41 +277,46 @@ impl Drop for QemuServer {
 #[derive(Debug)]
 pub struct AgentServer {
     /// The child process.
-    pub child: Child,
+    pub child: ChildGuard,
     /// The agent's socket path.
     pub socket: PathBuf,
     _dir: TempDir,
 }
 
 impl AgentServer {
-    /// Starts the agent and waits until its socket exists.
+    /// Starts the agent and waits until it listens on its socket.
     pub fn start() -> AgentServer {
         let dir = TempDir::new("qga");
         let socket = dir.join("qga.sock");
         let state = dir.join("state");
         std::fs::create_dir_all(&state).expect("state dir");
-        let child = Command::new(qemu_ga_binary())
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(&state)
-            .arg("-f")
-            .arg(dir.join("qga.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} (run scripts/test.sh to install it): {e}",
-                    qemu_ga_binary()
-                )
-            });
+        let child = ChildGuard::spawn(
+            command(qemu_ga_binary())
+                .args(["-m", "unix-listen", "-p"])
+                .arg(&socket)
+                .arg("-t")
+                .arg(&state)
+                .arg("-f")
+                .arg(dir.join("qga.pid"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (run scripts/test.sh to install it): {e}",
+                qemu_ga_binary()
+            )
+        });
+        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
+        while !is_listening(&socket) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} exited ({status}) before serving", qemu_ga_binary());
+            }
             assert!(
                 Instant::now() < deadline,
-                "qemu-ga did not create {socket:?} in 20 s"
+                "qemu-ga does not listen on {socket:?} after 20 s"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -197,13 +325,6 @@ impl AgentServer {
             socket,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for AgentServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

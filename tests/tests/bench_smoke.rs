@@ -3,7 +3,6 @@
 //! cannot rot. Nothing here judges the figures themselves: the benchmark
 //! reports, it does not gate.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -27,7 +26,7 @@ const KEYS: &[&str] = &[
 #[test]
 fn every_scenario_reports_every_figure() {
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_qmp-bench"))
+    let out = tests::command(env!("CARGO_BIN_EXE_qmp-bench"))
         .args(["--smoke", "--json"])
         .output()
         .expect("run qmp-bench");

@@ -3,6 +3,7 @@
 
 mod fault;
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,15 +30,26 @@ fn got(r: Result<Value, Error>) -> Got {
 }
 
 impl SmolClient {
-    /// `n` calls from `n` tasks at once.
-    fn concurrent(&self, n: usize, name: &str) -> Vec<Got> {
+    /// `n` calls from `n` tasks at once; `first_reply` runs as soon as
+    /// one of them has succeeded.
+    fn concurrent(&self, n: usize, name: &str, first_reply: &mut dyn FnMut()) -> Vec<Got> {
+        let first_reply = RefCell::new(Some(first_reply));
         let ex = smol::LocalExecutor::new();
         smol::block_on(ex.run(async {
             let tasks: Vec<_> = (0..n)
                 .map(|_| {
                     let qmp = self.qmp.clone();
                     let name = name.to_owned();
-                    ex.spawn(async move { got(qmp.execute(&name, Value::Null).await) })
+                    let first_reply = &first_reply;
+                    ex.spawn(async move {
+                        let result = got(qmp.execute(&name, Value::Null).await);
+                        if matches!(result, Got::Value(_)) {
+                            if let Some(f) = first_reply.borrow_mut().take() {
+                                f();
+                            }
+                        }
+                        result
+                    })
                 })
                 .collect();
             let mut out = Vec::with_capacity(n);
@@ -80,11 +92,17 @@ impl Adapter for SmolClient {
     }
 
     fn calls(&mut self, n: usize, name: &str) -> Vec<Got> {
-        self.concurrent(n, name)
+        self.concurrent(n, name, &mut || {})
     }
 
-    fn burst(&mut self, n: usize, name: &str, _window: Duration) -> Vec<Got> {
-        self.concurrent(n, name)
+    fn burst(
+        &mut self,
+        n: usize,
+        name: &str,
+        _window: Duration,
+        first_reply: &mut dyn FnMut(),
+    ) -> Vec<Got> {
+        self.concurrent(n, name, first_reply)
     }
 
     fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Event, Got> {

@@ -45,11 +45,24 @@ impl Adapter for StdClient {
         (0..n).map(|_| self.call(name, Value::Null)).collect()
     }
 
-    fn burst(&mut self, n: usize, name: &str, window: Duration) -> Vec<Got> {
+    fn burst(
+        &mut self,
+        n: usize,
+        name: &str,
+        window: Duration,
+        first_reply: &mut dyn FnMut(),
+    ) -> Vec<Got> {
         let started = Instant::now();
         let mut out = Vec::new();
+        let mut first_reply = Some(first_reply);
         while out.len() < n && started.elapsed() < window {
-            out.push(self.call(name, Value::Null));
+            let got = self.call(name, Value::Null);
+            if matches!(got, Got::Value(_)) {
+                if let Some(f) = first_reply.take() {
+                    f();
+                }
+            }
+            out.push(got);
         }
         out
     }

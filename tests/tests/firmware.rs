@@ -32,7 +32,7 @@ fn agent_logic_over_embedded_io_adapters_against_real_qemu() {
             firmware_agent::run(port, clock, Duration::from_secs(5)).expect("agent run")
         },
     );
-    assert_eq!((report.version.0, report.version.1), (7, 2));
+    assert_eq!(report.version, tests::qemu_version());
     assert_eq!(report.initial, RunState::Prelaunch);
     assert!(report.stopped_at.is_some_and(|t| t.seconds > 0));
     assert_eq!(report.after_stop, RunState::Paused);
@@ -65,19 +65,12 @@ fn driver_times_out_on_a_silent_port() {
     );
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-#[test]
-fn no_std_binary_handles_stop_against_real_qemu() {
-    let root = workspace_root();
+/// Builds the no_std firmware agent and returns the executable's path, as
+/// Cargo reports it (wherever `CARGO_TARGET_DIR` or a config puts it).
+fn build_firmware_agent() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
             "build",
             "--quiet",
@@ -87,17 +80,30 @@ fn no_std_binary_handles_stop_against_real_qemu() {
             "run",
             "--profile",
             "firmware",
+            "--message-format=json-render-diagnostics",
         ])
-        .status()
+        .stderr(Stdio::inherit())
+        .output()
         .expect("run cargo");
     assert!(
-        status.success(),
+        out.status.success(),
         "building the no_std firmware agent failed"
     );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "firmware-agent")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported no firmware-agent executable")
+}
+
+#[test]
+fn no_std_binary_handles_stop_against_real_qemu() {
+    let agent = build_firmware_agent();
     let qemu = QemuServer::start(&[]);
     let sock = UnixStream::connect(&qemu.socket).unwrap();
     let out = within(Duration::from_secs(30), "the no_std agent", move || {
-        Command::new(root.join("target/firmware/firmware-agent"))
+        tests::command(agent)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(sock)))
             .output()
             .expect("run firmware-agent")
@@ -145,7 +151,7 @@ fn driver_resyncs_with_a_real_guest_agent() {
             qga.call(&GuestInfo).expect("guest-info")
         },
     );
-    assert!(info.version.starts_with("7.2"), "{}", info.version);
+    assert_eq!(info.version, tests::dotted(tests::qemu_ga_version()));
     assert!(
         info.supported_commands
             .iter()

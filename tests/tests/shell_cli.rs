@@ -130,12 +130,13 @@ fn events_from_a_unix_socket_address_line_by_line() {
     let side_arg = format!("unix:{},server=on,wait=off", side.display());
     let server = QemuServer::start(&["-qmp", &side_arg]);
     let address = server.socket.to_str().unwrap();
-    let mut child = shell(&[address, "-c", "query-status", "--events", "--timeout", "2"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start qmp-shell");
+    let mut child = tests::ChildGuard::spawn(
+        shell(&[address, "-c", "query-status", "--events", "--timeout", "2"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    )
+    .expect("start qmp-shell");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut next = || {
         let line = lines.next().expect("a line").expect("read stdout");

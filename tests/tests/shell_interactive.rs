@@ -7,7 +7,6 @@
 mod shell_common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use qmp_std::{Options, Qmp};
@@ -27,7 +26,7 @@ fn spawn(args: &[&str], history: &Path) -> PtySession {
 }
 
 fn spawn_with_prompt(args: &[&str], history: &Path, prompt: &str) -> PtySession {
-    let mut cmd = Command::new(qmp_shell());
+    let mut cmd = tests::command(qmp_shell());
     cmd.args(args)
         .env("QMP_SHELL_HISTFILE", history)
         .env("TERM", "xterm")
@@ -213,12 +212,11 @@ fn hmp_mode_completes_and_prints_text() {
     send(&mut p, "info versi\t");
     expect(&mut p, "info version");
     send(&mut p, "\r");
-    // The text HMP printed, e.g. `7.2.22Debian ...`: a dotted version.
+    // The text HMP printed, e.g. `7.2.22Debian ...`: the version of the
+    // QEMU that `$QEMU` names.
     let version = expect(&mut p, "(HMP) ");
-    let dotted = version
-        .split(|c: char| !c.is_ascii_digit() && c != '.')
-        .any(|w| w.split('.').filter(|n| !n.is_empty()).count() >= 3);
-    assert!(dotted, "{version:?}");
+    let expected = tests::dotted(tests::qemu_version());
+    assert!(version.contains(&expected), "{version:?}, not {expected}");
     send(&mut p, "stop\r");
     expect(&mut p, "\"event\":\"STOP\"");
     send(&mut p, "info status\r");

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Command as Process, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use qmp_core::commands::qmp::{
@@ -15,7 +15,7 @@ use qmp_core::commands::qmp::{
 use qmp_core::{Capability, ErrorClass};
 use qmp_std::{Error, Options, Qmp, Socket};
 use serde_json::{Value, json};
-use tests::{QEMU_ARGS, QemuServer, TempDir, qemu_binary, within};
+use tests::{ChildGuard, QEMU_ARGS, QemuServer, TempDir, command, qemu_binary, within};
 
 /// Generous: only a hang trips it.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -38,8 +38,8 @@ fn greeting_reports_the_real_version_and_oob_is_negotiated() {
         let mut qmp = connect(&server);
         let g = qmp.greeting().cloned().expect("a greeting");
         assert_eq!(
-            (g.version.major, g.version.minor),
-            (7, 2),
+            g.version.to_string(),
+            tests::dotted(tests::qemu_version()),
             "greeting: {g:?}"
         );
         assert!(g.offers(&Capability::Oob));
@@ -212,23 +212,26 @@ fn accept_mode_qemu_connects_to_us() {
         let dir = TempDir::new("std-accept");
         let path = dir.join("qmp.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        let mut child = Process::new(qemu_binary())
-            .args(QEMU_ARGS)
-            .arg("-qmp")
-            .arg(format!("unix:{},server=off", path.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start QEMU");
+        let child = ChildGuard::spawn(
+            command(qemu_binary())
+                .args(QEMU_ARGS)
+                .arg("-qmp")
+                .arg(format!("unix:{},server=off", path.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("start QEMU");
         let result = Qmp::accept_unix(&listener, opts()).and_then(|mut qmp| {
-            assert_eq!(qmp.greeting().unwrap().version.major, 7);
+            assert_eq!(
+                qmp.greeting().unwrap().version.to_string(),
+                tests::dotted(tests::qemu_version())
+            );
             let status = qmp.call(&QueryStatus)?;
             assert_eq!(status.status, RunState::Prelaunch);
             qmp.execute("quit", None)
         });
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         result.unwrap();
     });
 }
@@ -250,15 +253,16 @@ fn tcp_connections_work_and_refuse_fds() {
     within(LIMIT, "tcp", || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut child = Process::new(qemu_binary())
-            .args(QEMU_ARGS)
-            .arg("-qmp")
-            .arg(format!("tcp:127.0.0.1:{port},server=off"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start QEMU");
+        let child = ChildGuard::spawn(
+            command(qemu_binary())
+                .args(QEMU_ARGS)
+                .arg("-qmp")
+                .arg(format!("tcp:127.0.0.1:{port},server=off"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("start QEMU");
         let result = Qmp::accept_tcp(&listener, opts()).and_then(|mut qmp| {
             assert!(matches!(qmp.get_ref(), Socket::Tcp(_)));
             let file = std::fs::File::open("/dev/null")?;
@@ -271,8 +275,7 @@ fn tcp_connections_work_and_refuse_fds() {
             // Nothing was sent: the session goes on.
             qmp.call(&QueryStatus)
         });
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         assert_eq!(result.unwrap().status, RunState::Prelaunch);
     });
 }
@@ -471,17 +474,20 @@ fn a_silent_server_times_out_the_handshake() {
 }
 
 /// A scripted QMP server on one end of a socketpair: greets, accepts
-/// negotiation, then answers each command with `reply(name, id)` after
-/// `delay(name)`.
+/// negotiation, then answers each command with `{"command": name}`. A
+/// command for which `held(name)` is true is answered late: only once the
+/// next request has arrived, so the client has given up on it by then,
+/// however slow the machine.
 fn scripted_server(
     mut s: UnixStream,
-    delay: impl Fn(&str) -> Duration + Send + 'static,
+    held: impl Fn(&str) -> bool + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "scripted"}, "capabilities": []}}"#;
         s.write_all(greeting.as_bytes()).unwrap();
         s.write_all(b"\r\n").unwrap();
         let mut pending = Vec::new();
+        let mut late: Option<String> = None;
         let mut buf = [0u8; 4096];
         loop {
             let n = match s.read(&mut buf) {
@@ -499,9 +505,14 @@ fn scripted_server(
             pending.drain(..used);
             for req in requests {
                 let name = req["execute"].as_str().unwrap_or_default().to_owned();
-                std::thread::sleep(delay(&name));
                 let reply = json!({"return": {"command": name}, "id": req["id"]});
-                if s.write_all(format!("{reply}\r\n").as_bytes()).is_err() {
+                let mut out = late.take().unwrap_or_default();
+                if held(&name) {
+                    late = Some(format!("{reply}\r\n"));
+                } else {
+                    out.push_str(&format!("{reply}\r\n"));
+                }
+                if s.write_all(out.as_bytes()).is_err() {
                     return;
                 }
             }
@@ -513,13 +524,7 @@ fn scripted_server(
 fn a_late_reply_is_dropped_and_the_next_call_gets_its_own() {
     within(LIMIT, "late reply", || {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let server = scripted_server(theirs, |name| {
-            if name == "slow" {
-                Duration::from_millis(600)
-            } else {
-                Duration::ZERO
-            }
-        });
+        let server = scripted_server(theirs, |name| name == "slow");
         let mut qmp = Qmp::from_stream(ours, opts()).unwrap();
         assert!(!qmp.oob_enabled());
         let e = qmp

@@ -51,7 +51,11 @@ fn requests_replies_events_and_raw_bytes_are_logged() {
             .any(|(l, m)| *l == level && m.contains(needle))
     };
     // The session's milestones at a level users see, each message at debug.
-    assert!(has(Level::Info, "QMP <- greeting: QEMU "), "{records:#?}");
+    let greeting = format!(
+        "QMP <- greeting: QEMU {}",
+        tests::dotted(tests::qemu_version())
+    );
+    assert!(has(Level::Info, &greeting), "{records:#?}");
     assert!(has(Level::Info, "QMP: ready"), "{records:#?}");
     assert!(has(Level::Info, "QMP: closed"), "{records:#?}");
     assert!(

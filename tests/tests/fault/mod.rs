@@ -143,7 +143,16 @@ pub(crate) trait Adapter: Sized {
     fn calls(&mut self, n: usize, name: &str) -> Vec<Got>;
     /// Like [`calls`](Self::calls), but an adapter that makes them one
     /// after another stops starting new ones once `window` has passed.
-    fn burst(&mut self, n: usize, name: &str, window: Duration) -> Vec<Got>;
+    /// `first_reply` runs once, as soon as the first call has succeeded:
+    /// what a test does to the server mid-burst, at a point that does not
+    /// depend on how fast the machine is.
+    fn burst(
+        &mut self,
+        n: usize,
+        name: &str,
+        window: Duration,
+        first_reply: &mut dyn FnMut(),
+    ) -> Vec<Got>;
     /// Waits for the next event named `name`.
     fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Event, Got>;
     /// The events received and not yet taken.
@@ -1308,14 +1317,11 @@ pub(crate) fn sigkill_real_qemu_mid_burst<A: Adapter>() {
     let pid = qemu.child.id();
     let mut c: A = connect_qemu(&qemu, Opts::default());
     assert!(matches!(c.call("query-status", Value::Null), Got::Value(_)));
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        signal(pid, "KILL");
-    });
     let started = Instant::now();
-    let results = c.burst(20_000, "query-status", Duration::from_secs(2));
+    let results = c.burst(20_000, "query-status", Duration::from_secs(2), &mut || {
+        signal(pid, "KILL")
+    });
     took(started.elapsed(), Duration::ZERO, Duration::from_secs(30));
-    killer.join().unwrap();
     let ok = results
         .iter()
         .filter(|r| matches!(r, Got::Value(_)))
@@ -1356,13 +1362,10 @@ pub(crate) fn sigstop_real_qemu_mid_burst<A: Adapter>() {
     };
     let mut c: A = connect_qemu(&qemu, opts);
     assert!(matches!(c.call("query-status", Value::Null), Got::Value(_)));
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        signal(pid, "STOP");
-    });
     let started = Instant::now();
-    let results = c.burst(5_000, "query-status", Duration::from_secs(2));
-    stopper.join().unwrap();
+    let results = c.burst(5_000, "query-status", Duration::from_secs(2), &mut || {
+        signal(pid, "STOP")
+    });
     took(started.elapsed(), Duration::ZERO, Duration::from_secs(30));
     let timeouts = results.iter().filter(|r| **r == Got::Timeout).count();
     assert!(timeouts > 0, "no call timed out while QEMU was stopped");

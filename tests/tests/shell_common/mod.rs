@@ -14,8 +14,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use tests::ChildGuard;
 
 /// The path of the built `qmp-shell`, building it first if needed.
 pub(crate) fn qmp_shell() -> &'static Path {
@@ -43,9 +45,10 @@ pub(crate) fn qmp_shell() -> &'static Path {
 }
 
 /// A `qmp-shell` command with `args`, and the history file pointed at
-/// a path that is never a user's.
+/// a path that is never a user's. It dies with the test
+/// ([`tests::command`]).
 pub(crate) fn shell(args: &[&str]) -> Command {
-    let mut cmd = Command::new(qmp_shell());
+    let mut cmd = tests::command(qmp_shell());
     cmd.args(args)
         .env("QMP_SHELL_HISTFILE", "/dev/null")
         .env_remove("RUST_LOG");
@@ -100,7 +103,7 @@ pub(crate) fn run_with(mut cmd: Command, stdin: Option<&str>, limit: Duration) -
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let started = Instant::now();
-    let mut child = cmd.spawn().expect("start qmp-shell");
+    let mut child = ChildGuard::spawn(&mut cmd).expect("start qmp-shell");
     if let Some(text) = stdin {
         use std::io::Write;
         let mut input = child.stdin.take().expect("stdin");

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::{QEMU_ARGS, TempDir, qemu_binary};
@@ -35,7 +35,8 @@ impl Qemu {
         let sockets: Vec<PathBuf> = (0..monitors)
             .map(|i| dir.join(&format!("m{i}.sock")))
             .collect();
-        let mut cmd = Command::new(qemu_binary());
+        // Killed by the kernel if this program dies first.
+        let mut cmd = tests::command(qemu_binary());
         cmd.args(QEMU_ARGS);
         for (i, path) in sockets.iter().enumerate() {
             cmd.arg("-chardev")

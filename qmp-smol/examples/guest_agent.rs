@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! qemu-ga -m unix-listen -p /tmp/qga.sock -t /tmp/qga-state &
-//! cargo run -p qmp-smol --example agent -- /tmp/qga.sock
+//! cargo run -p qmp-smol --example guest_agent -- /tmp/qga.sock
 //! ```
 
 use std::time::Duration;
