@@ -39,7 +39,7 @@ check_msrv() {
     fi
     step cargo "+$version" check --all-features "$@"
 }
-check_msrv "$(rust_version Cargo.toml)" -p qmp-core -p qmp-std -p qmp-smol
+check_msrv "$(rust_version Cargo.toml)" -p qmp-core -p qmp-std -p qmp-async -p qmp-smol
 check_msrv "$(rust_version qmp-shell/Cargo.toml)" -p qmp-shell
 # no_std proof: the library defines its own panic handler (a std leak
 # anywhere in qmp-core's dependency tree is a duplicate lang item), and the
