@@ -88,7 +88,7 @@ pub trait WrapStream<S>: Runtime {
 /// Connecting over TCP to an address of type `A`, as the runtime resolves it.
 pub trait ConnectTcp<A>: Runtime {
     /// Connects (with `TCP_NODELAY`: requests are small and wait for replies).
-    fn connect_tcp(addr: A) -> impl Future<Output = io::Result<Box<dyn ByteStream>>>;
+    fn connect_tcp(addr: A) -> impl Future<Output = io::Result<Box<dyn ByteStream>>> + Send;
 }
 
 /// One non-blocking send of a prefix of `bytes` on a Unix socket, with

@@ -103,7 +103,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> WrapStream<S> for Smol {
     }
 }
 
-impl<A: AsyncToSocketAddrs + fmt::Debug> ConnectTcp<A> for Smol {
+impl<A> ConnectTcp<A> for Smol
+where
+    A: AsyncToSocketAddrs + fmt::Debug + Send,
+    A::Iter: Send,
+{
     async fn connect_tcp(addr: A) -> io::Result<Box<dyn ByteStream>> {
         let stream = async_net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

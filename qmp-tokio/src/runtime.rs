@@ -110,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> WrapStream<S> for Tokio {
     }
 }
 
-impl<A: ToSocketAddrs + fmt::Debug> ConnectTcp<A> for Tokio {
+impl<A: ToSocketAddrs + fmt::Debug + Send> ConnectTcp<A> for Tokio {
     async fn connect_tcp(addr: A) -> io::Result<Box<dyn ByteStream>> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

@@ -4,6 +4,8 @@
 //! Tests that need QEMU **fail** when it is missing: `scripts/test.sh`
 //! installs it, and a silent skip would hide a broken setup.
 
+pub mod exec;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
