@@ -31,6 +31,21 @@ pub trait Exec: Sized + 'static {
     fn block_on<T>(&self, fut: impl Future<Output = T>) -> T;
     /// Spawns `fut` on the current runtime; call it from inside `block_on`.
     fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Task<T>;
+    /// Spawns `fut` on this runtime from outside it: the task keeps
+    /// running while the caller does not block on the runtime (on smol
+    /// and the multi-thread scheduler; the current-thread one runs it
+    /// only inside `block_on`).
+    fn spawn_here<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Task<T> {
+        // The task is handed out, not awaited: spawning only needs the
+        // runtime's context.
+        #[allow(clippy::async_yields_async)]
+        let task = self.block_on(async { Self::spawn(fut) });
+        task
+    }
+
     /// Runs blocking `f` on a thread where it may block.
     fn unblock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Task<T>;
     /// Completes after `d`.
