@@ -39,6 +39,8 @@ check_msrv() {
     fi
     step cargo "+$version" check --all-features "$@"
 }
+# The tokio example, run as a user would, against a QEMU it starts itself.
+step cargo run -q -p qmp-tokio --example shared_connection
 # The tokio adapter runs on tokio's reactor alone: no async-io beside it.
 tree=$(cargo tree -p qmp-tokio -e normal)
 if grep -E '\b(async-io|polling) v' <<<"$tree"; then
