@@ -40,7 +40,7 @@ check_msrv() {
     step cargo "+$version" check --all-features "$@"
 }
 # The tokio example, run as a user would, against a QEMU it starts itself.
-step cargo run -q -p qmp-tokio --example shared_connection
+step cargo run -q -p qmp-tokio --example tokio_tasks
 # The tokio adapter runs on tokio's reactor alone: no async-io beside it.
 tree=$(cargo tree -p qmp-tokio -e normal)
 if grep -E '\b(async-io|polling) v' <<<"$tree"; then

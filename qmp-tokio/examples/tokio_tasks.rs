@@ -6,7 +6,7 @@
 //! and waits for the `RESUME` event it caused, and finally quits QEMU.
 //!
 //! ```sh
-//! cargo run -p qmp-tokio --example shared_connection
+//! cargo run -p qmp-tokio --example tokio_tasks
 //! ```
 
 use std::process::Stdio;
