@@ -80,7 +80,15 @@ check_msrv() {
     fi
     step cargo "+$version" check --all-features "$@"
 }
-check_msrv "$(rust_version Cargo.toml)" -p qmp-core -p qmp-os -p qmp-std -p qmp-smol -p qmp-qapi
+# The tokio example, run as a user would, against a QEMU it starts itself.
+step cargo run -q -p qmp-tokio --example tokio_tasks
+# The tokio adapter runs on tokio's reactor alone: no async-io beside it.
+tree=$(cargo tree -p qmp-tokio -e normal)
+if grep -E '\b(async-io|polling) v' <<<"$tree"; then
+    echo "error: qmp-tokio pulls in a second reactor (async-io)" >&2
+    exit 1
+fi
+check_msrv "$(rust_version Cargo.toml)" -p qmp-core -p qmp-os -p qmp-std -p qmp-async -p qmp-smol -p qmp-tokio -p qmp-qapi
 check_msrv "$(rust_version qmp-shell/Cargo.toml)" -p qmp-shell
 # no_std proof: the library defines its own panic handler (a std leak
 # anywhere in qmp-core's dependency tree is a duplicate lang item), and the

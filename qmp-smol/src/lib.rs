@@ -4,18 +4,20 @@
 // A std-only adapter: `core` paths would add nothing but noise here.
 #![allow(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
-mod agent;
-mod driver;
-mod events;
-mod link;
-mod qmp;
-mod transport;
+mod runtime;
 
-pub use agent::Agent;
-pub use driver::Driver;
-pub use events::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
-pub use qmp::{Listener, Qmp};
+pub use qmp_async::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
 pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
+pub use runtime::Smol;
+
+/// A cloneable handle to one QMP connection, driven on smol.
+pub type Qmp = qmp_async::Qmp<Smol>;
+/// A cloneable handle to a guest agent connection, driven on smol.
+pub type Agent = qmp_async::Agent<Smol>;
+/// The future that drives one connection; spawn it with `smol::spawn`.
+pub type Driver = qmp_async::Driver<Smol>;
+/// A listening Unix socket that QEMU connects to.
+pub type Listener = qmp_async::Listener<Smol>;
 
 /// The engine this crate drives, re-exported so callers use the same
 /// version (`Request`, `Event`, `Greeting`, typed `commands`, errors).

@@ -10,6 +10,8 @@
 //! reaped when the test ends, whether it passed or panicked, and killed by
 //! the kernel if the test process itself dies.
 
+pub mod exec;
+
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::ops::{Deref, DerefMut};

@@ -1,4 +1,4 @@
-//! What both adapters promise about waiting, against a scripted peer:
+//! What every adapter promises about waiting, against a scripted peer:
 //! every call has a deadline with the default options, a call ends on time
 //! even when nothing drives the connection, and `Duration::MAX` means "no
 //! limit", never a panic. (Descriptor leaks are counted in `fd_leak.rs`,
@@ -10,7 +10,9 @@ mod fault;
 use std::time::{Duration, Instant};
 
 use fault::{FaultServer, Script};
+use qmp_async::Qmp;
 use qmp_std::{Error, Options};
+use tests::exec::{Exec, Smol, TokioCurrent, TokioMulti};
 use tests::within;
 
 /// The default call timeout both adapters document.
@@ -48,15 +50,14 @@ fn std_calls_end_with_the_default_timeout() {
     });
 }
 
-#[test]
-fn smol_calls_end_with_the_default_timeout() {
-    within(LIMIT, "smol default timeout", || {
+fn async_calls_end_with_the_default_timeout<E: Exec>() {
+    within(LIMIT, "async default timeout", || {
         let server = silent();
-        smol::block_on(async {
-            let (qmp, driver) = qmp_smol::Qmp::connect_unix(server.path(), Options::new())
+        E::new().block_on(async {
+            let (qmp, driver) = Qmp::<E::R>::connect_unix(server.path(), Options::new())
                 .await
                 .unwrap();
-            let driver = smol::spawn(driver);
+            let driver = E::spawn(driver);
             assert_eq!(qmp.timeout(), DEFAULT);
             let started = Instant::now();
             let e = qmp.execute("query-status", None).await.unwrap_err();
@@ -69,12 +70,11 @@ fn smol_calls_end_with_the_default_timeout() {
     });
 }
 
-#[test]
-fn a_smol_call_times_out_while_its_driver_is_not_polled() {
+fn an_async_call_times_out_while_its_driver_is_not_polled<E: Exec>() {
     within(LIMIT, "unpolled driver", || {
         let server = FaultServer::start(Script::new().greet().drain());
-        smol::block_on(async {
-            let (qmp, driver) = qmp_smol::Qmp::connect_unix(server.path(), Options::new())
+        E::new().block_on(async {
+            let (qmp, driver) = Qmp::<E::R>::connect_unix(server.path(), Options::new())
                 .await
                 .unwrap();
             // The driver exists but nobody polls it: nothing is written,
@@ -89,7 +89,7 @@ fn a_smol_call_times_out_while_its_driver_is_not_polled() {
             assert_timed_out(&e, short, started);
             // Polled now, the driver learns that the caller gave up before
             // the call was written: it is never sent.
-            let driver = smol::spawn(driver);
+            let driver = E::spawn(driver);
             qmp.disconnect();
             driver.await;
         });
@@ -131,15 +131,14 @@ fn std_duration_max_means_no_limit() {
     });
 }
 
-#[test]
-fn smol_duration_max_means_no_limit() {
-    within(LIMIT, "smol Duration::MAX", || {
+fn async_duration_max_means_no_limit<E: Exec>() {
+    within(LIMIT, "async Duration::MAX", || {
         let server = answers_once();
-        smol::block_on(async {
-            let (qmp, driver) = qmp_smol::Qmp::connect_unix(server.path(), unlimited())
+        E::new().block_on(async {
+            let (qmp, driver) = Qmp::<E::R>::connect_unix(server.path(), unlimited())
                 .await
                 .unwrap();
-            let driver = smol::spawn(driver);
+            let driver = E::spawn(driver);
             let x = qmp.wait_event("X", Duration::MAX);
             let status = qmp.execute("query-status", None).await.unwrap();
             assert_eq!(status["status"], "running");
@@ -151,4 +150,35 @@ fn smol_duration_max_means_no_limit() {
         });
         server.finish_ok();
     });
+}
+
+#[test]
+fn smol_calls_end_with_the_default_timeout() {
+    async_calls_end_with_the_default_timeout::<Smol>();
+}
+
+#[test]
+fn tokio_calls_end_with_the_default_timeout() {
+    async_calls_end_with_the_default_timeout::<TokioMulti>();
+}
+
+#[test]
+fn a_smol_call_times_out_while_its_driver_is_not_polled() {
+    an_async_call_times_out_while_its_driver_is_not_polled::<Smol>();
+}
+
+/// On the current-thread scheduler nothing else runs at all meanwhile.
+#[test]
+fn a_tokio_call_times_out_while_its_driver_is_not_polled() {
+    an_async_call_times_out_while_its_driver_is_not_polled::<TokioCurrent>();
+}
+
+#[test]
+fn smol_duration_max_means_no_limit() {
+    async_duration_max_means_no_limit::<Smol>();
+}
+
+#[test]
+fn tokio_duration_max_means_no_limit() {
+    async_duration_max_means_no_limit::<TokioCurrent>();
 }

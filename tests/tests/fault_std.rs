@@ -57,10 +57,10 @@ impl Adapter for StdClient {
         let mut first_reply = Some(first_reply);
         while out.len() < n && started.elapsed() < window {
             let got = self.call(name, Value::Null);
-            if matches!(got, Got::Value(_)) {
-                if let Some(f) = first_reply.take() {
-                    f();
-                }
+            if matches!(got, Got::Value(_))
+                && let Some(f) = first_reply.take()
+            {
+                f();
             }
             out.push(got);
         }

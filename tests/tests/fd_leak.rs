@@ -1,5 +1,5 @@
 //! Calls that carry file descriptors and time out close the duplicates
-//! they made, in both adapters. The process's open descriptors are counted
+//! they made, in every adapter. The process's open descriptors are counted
 //! in `/proc/self/fd`, so this file holds one test: nothing else in the
 //! process opens or closes descriptors meanwhile.
 
@@ -11,7 +11,9 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use fault::{FaultServer, Script};
+use qmp_async::Qmp;
 use qmp_std::{Error, Options};
+use tests::exec::{Exec, Smol, TokioMulti};
 use tests::within;
 
 const CALLS: usize = 50;
@@ -63,19 +65,28 @@ fn timed_out_getfd_calls_leave_no_descriptor_behind() {
         qmp.disconnect();
         server.finish_ok();
 
-        // The async client, its driver on a thread of its own.
-        let server = FaultServer::start(Script::new().greet().drain());
-        let (qmp, driver) =
-            smol::block_on(qmp_smol::Qmp::connect_unix(server.path(), Options::new())).unwrap();
-        let driver = std::thread::spawn(move || smol::block_on(driver));
-        let short = qmp.with_timeout(SHORT);
-        let before = open_fds();
-        for _ in 0..CALLS {
-            assert_timeout(smol::block_on(short.getfd("f", file.as_fd())));
-        }
-        settles_at(before);
-        qmp.disconnect();
-        driver.join().unwrap();
-        server.finish_ok();
+        // The async clients, each driver spawned on its runtime.
+        async_calls_leave_nothing::<Smol>(&file);
+        async_calls_leave_nothing::<TokioMulti>(&file);
     });
+}
+
+/// `CALLS` timed-out `getfd` calls on the runtime `E`, whose driver runs
+/// on its own while the test thread counts.
+fn async_calls_leave_nothing<E: Exec>(file: &File) {
+    let server = FaultServer::start(Script::new().greet().drain());
+    let exec = E::new();
+    let (qmp, driver) = exec
+        .block_on(Qmp::<E::R>::connect_unix(server.path(), Options::new()))
+        .unwrap();
+    let driver = exec.spawn_here(driver);
+    let short = qmp.with_timeout(SHORT);
+    let before = open_fds();
+    for _ in 0..CALLS {
+        assert_timeout(exec.block_on(short.getfd("f", file.as_fd())));
+    }
+    settles_at(before);
+    qmp.disconnect();
+    exec.block_on(driver);
+    server.finish_ok();
 }

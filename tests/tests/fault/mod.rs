@@ -9,8 +9,10 @@
 //! [`Got`], or the correct value) and that it came within a generous bound:
 //! the point is that nothing hangs, not how fast it is.
 //!
-//! `fault_std.rs` and `fault_smol.rs` implement [`Adapter`] and expand
-//! [`fault_matrix!`] into one `#[test]` per case.
+//! `fault_std.rs` implements [`Adapter`] for the blocking client,
+//! `fault_async/mod.rs` once for both async ones; `fault_std.rs`,
+//! `fault_smol.rs` and `fault_tokio.rs` expand [`fault_matrix!`] into one
+//! `#[test]` per case.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

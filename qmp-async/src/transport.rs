@@ -1,19 +1,18 @@
 //! The socket under a connection (a Unix stream, which can carry file
-//! descriptors, or any async byte stream), and the moving of bytes
-//! between it and the engine's connection.
+//! descriptors, or any other byte stream), its timer, and the moving of
+//! bytes between them and the engine's connection.
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
-use async_io::{Async, Timer};
-use futures_lite::{AsyncRead, AsyncWrite};
 use qmp_core::SessionState;
 use qmp_os::Conn;
+
+use crate::runtime::{ByteStream, Runtime};
 
 const READ_CHUNK: usize = 8 * 1024;
 /// The most events one read can complete: the smallest event,
@@ -23,33 +22,36 @@ const READ_CHUNK: usize = 8 * 1024;
 pub(crate) const MAX_EVENTS_PER_READ: usize = READ_CHUNK / 12 + 1;
 
 /// One timer for the engine's next deadline, re-armed only when that
-/// deadline changes.
-pub(crate) struct Alarm {
-    timer: Timer,
+/// deadline changes. Made at the first deadline, then reset.
+pub(crate) struct Alarm<R: Runtime> {
+    timer: Option<Pin<Box<R::Timer>>>,
     at: Option<StdInstant>,
 }
 
-impl Default for Alarm {
+impl<R: Runtime> Default for Alarm<R> {
     fn default() -> Self {
         Alarm {
-            timer: Timer::never(),
+            timer: None,
             at: None,
         }
     }
 }
 
-impl Alarm {
+impl<R: Runtime> Alarm<R> {
     /// Arms the timer for `next` (`None`: never) and reports whether it
     /// has gone off.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, next: Option<StdInstant>) -> bool {
         if next != self.at {
-            match next {
-                Some(at) => self.timer.set_at(at),
-                None => self.timer = Timer::never(),
+            match (&mut self.timer, next) {
+                (Some(timer), next) => R::reset(timer.as_mut(), next),
+                (None, Some(at)) => self.timer = Some(Box::pin(R::sleep_until(at))),
+                (None, None) => {}
             }
             self.at = next;
         }
-        if next.is_some() && Pin::new(&mut self.timer).poll(cx).is_ready() {
+        if let (Some(_), Some(timer)) = (next, &mut self.timer)
+            && timer.as_mut().poll(cx).is_ready()
+        {
             // A fired timer stays silent until re-armed: force that.
             self.at = None;
             return true;
@@ -59,8 +61,8 @@ impl Alarm {
 }
 
 /// The socket with its read buffer and what is known of its readiness.
-pub(crate) struct Pipe {
-    io: Transport,
+pub(crate) struct Pipe<R: Runtime> {
+    io: Transport<R>,
     buf: Box<[u8]>,
     /// The socket may have bytes: cleared by a short read, set again by
     /// the reactor (waiting for readiness saves a system call per turn).
@@ -69,8 +71,8 @@ pub(crate) struct Pipe {
     unflushed: bool,
 }
 
-impl Pipe {
-    pub(crate) fn new(io: Transport) -> Self {
+impl<R: Runtime> Pipe<R> {
+    pub(crate) fn new(io: Transport<R>) -> Self {
         Pipe {
             io,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -135,17 +137,14 @@ impl Pipe {
     }
 }
 
-/// Any stream a connection can run over.
-pub(crate) trait Stream: AsyncRead + AsyncWrite + Send {}
-impl<T: AsyncRead + AsyncWrite + Send> Stream for T {}
-
-pub(crate) enum Transport {
-    Unix(Async<UnixStream>),
+/// The socket under a connection.
+pub(crate) enum Transport<R: Runtime> {
+    Unix(R::Socket),
     /// Any other stream, with what to call it in errors ("TCP").
-    Other(Pin<Box<dyn Stream>>, &'static str),
+    Other(Box<dyn ByteStream>, &'static str),
 }
 
-impl Transport {
+impl<R: Runtime> Transport<R> {
     /// `None` when descriptors can be passed, else what the stream is.
     pub(crate) fn without_fds(&self) -> Option<&'static str> {
         match self {
@@ -154,66 +153,45 @@ impl Transport {
         }
     }
 
-    /// Ready once the socket may have bytes to read, without a system call
-    /// while it is known to have none. Other streams are always "ready":
-    /// their `poll_read` does the waiting.
-    pub(crate) fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Ready once the socket may have bytes to read. Other streams are
+    /// always "ready": their `poll_read` does the waiting.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Transport::Unix(s) => s.poll_readable(cx),
+            Transport::Unix(s) => R::poll_readable(s, cx),
             Transport::Other(..) => Poll::Ready(Ok(())),
         }
     }
 
-    pub(crate) fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self {
-            Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Other(s, _) => s.as_mut().poll_read(cx, buf),
+            Transport::Unix(s) => R::poll_read(s, cx, buf),
+            Transport::Other(s, _) => s.poll_read(cx, buf),
         }
     }
 
     /// Writes a prefix of `bytes`; `fds`, when not empty, go with its
     /// first byte.
-    pub(crate) fn poll_write(
+    fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
         bytes: &[u8],
         fds: &[OwnedFd],
     ) -> Poll<io::Result<usize>> {
         match self {
-            Transport::Unix(s) => loop {
-                // MSG_NOSIGNAL: a peer that went away is an error to
-                // report, not a signal that kills the process.
-                let sent = if fds.is_empty() {
-                    qmp_os::send(s.get_ref().as_fd(), bytes)
-                } else {
-                    qmp_os::send_with_fds(s.get_ref().as_fd(), bytes, fds)
-                };
-                match sent {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(s.poll_writable(cx))?,
-                    other => return Poll::Ready(other),
-                }
-            },
-            Transport::Other(s, _) => {
-                if !fds.is_empty() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "file descriptors need a Unix socket",
-                    )));
-                }
-                s.as_mut().poll_write(cx, bytes)
-            }
+            Transport::Unix(s) => R::poll_send(s, cx, bytes, fds),
+            Transport::Other(_, _) if !fds.is_empty() => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "file descriptors need a Unix socket",
+            ))),
+            Transport::Other(s, _) => s.poll_write(cx, bytes),
         }
     }
 
-    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             // Unix sockets are written directly; nothing is buffered.
             Transport::Unix(_) => Poll::Ready(Ok(())),
-            Transport::Other(s, _) => s.as_mut().poll_flush(cx),
+            Transport::Other(s, _) => s.poll_flush(cx),
         }
     }
 }

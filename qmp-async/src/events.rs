@@ -17,7 +17,7 @@ pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 256;
 /// Which events a subscriber wants.
 ///
 /// ```
-/// use qmp_smol::EventFilter;
+/// use qmp_async::EventFilter;
 /// let stop = EventFilter::name("STOP");
 /// let run_state = EventFilter::names(["STOP", "RESUME"]);
 /// let shutdowns = EventFilter::predicate(|e| e.name == "SHUTDOWN" && e.data["guest"] == true);

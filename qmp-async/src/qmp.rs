@@ -3,13 +3,10 @@
 use std::fmt;
 use std::future::Future;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_io::Async;
-use async_net::AsyncToSocketAddrs;
-use futures_lite::{AsyncRead, AsyncWrite};
 use qmp_core::commands::qmp::{AddFd, AddfdInfo, Closefd, Getfd};
 use qmp_core::serde_json::Value;
 use qmp_core::{Command as TypedCommand, Event, Greeting, Request};
@@ -19,19 +16,27 @@ use qmp_os::{CloseCause, ConnectAttempts, Error, Options};
 use crate::driver::Driver;
 use crate::events::{EventFilter, Subscription};
 use crate::link::{self, Link};
+use crate::runtime::{ConnectTcp, Runtime, WrapStream};
 use crate::transport::Transport;
 
-/// A cloneable handle to one QMP connection.
+/// A cloneable handle to one QMP connection on the runtime `R`.
 ///
 /// Every clone talks to the same [`Driver`]; calls from many tasks are
 /// pipelined and each gets its own reply. See the [crate docs](crate).
-#[derive(Clone)]
-pub struct Qmp {
-    link: Link,
+pub struct Qmp<R> {
+    link: Link<R>,
 }
 
-impl Qmp {
-    async fn establish(io: Transport, options: &Options) -> Result<(Qmp, Driver), Error> {
+impl<R> Clone for Qmp<R> {
+    fn clone(&self) -> Self {
+        Qmp {
+            link: self.link.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> Qmp<R> {
+    async fn establish(io: Transport<R>, options: &Options) -> Result<(Self, Driver<R>), Error> {
         let (link, driver) = Link::establish(io, options.qmp_config(), options, "QMP").await?;
         Ok((Qmp { link }, driver))
     }
@@ -42,38 +47,37 @@ impl Qmp {
     pub async fn connect_unix(
         path: impl AsRef<Path>,
         options: Options,
-    ) -> Result<(Qmp, Driver), Error> {
+    ) -> Result<(Self, Driver<R>), Error> {
         let wait = options.socket_wait_or(Duration::ZERO);
-        let io = link::connect_unix_path(path.as_ref(), wait, options.connect_timeout).await?;
-        Qmp::establish(io, &options).await
+        let io = link::connect_unix_path::<R>(path.as_ref(), wait, options.connect_timeout).await?;
+        Self::establish(io, &options).await
     }
 
     /// Connects to QEMU's QMP port (`-qmp tcp:HOST:PORT,server=on`).
     /// File descriptors cannot be passed over it.
-    pub async fn connect_tcp<A>(addr: A, options: Options) -> Result<(Qmp, Driver), Error>
+    pub async fn connect_tcp<A>(addr: A, options: Options) -> Result<(Self, Driver<R>), Error>
     where
-        A: AsyncToSocketAddrs + fmt::Debug,
+        A: fmt::Debug,
+        R: ConnectTcp<A>,
     {
         let attempts =
             ConnectAttempts::new(format!("{addr:?}"), Duration::ZERO, options.connect_timeout);
-        let stream = link::limit(&attempts, options.connect_timeout, async {
-            async_net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| attempts.give_up(e))
+        let stream = link::limit::<R, _>(&attempts, options.connect_timeout, async {
+            R::connect_tcp(addr).await.map_err(|e| attempts.give_up(e))
         })
         .await?;
-        stream.set_nodelay(true)?;
-        Qmp::establish(link::from_stream(stream, "TCP"), &options).await
+        Self::establish(Transport::Other(stream, "TCP"), &options).await
     }
 
     /// Runs QMP over a stream you already have (a pipe pair, a TLS stream,
     /// a test double). File descriptors cannot be passed over it; use
     /// [`from_unix_stream`](Self::from_unix_stream) for a Unix socket.
-    pub async fn from_stream<S>(stream: S, options: Options) -> Result<(Qmp, Driver), Error>
+    pub async fn from_stream<S>(stream: S, options: Options) -> Result<(Self, Driver<R>), Error>
     where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        R: WrapStream<S>,
     {
-        Qmp::establish(link::from_stream(stream, "a generic stream"), &options).await
+        let io = Transport::Other(R::wrap(stream), "a generic stream");
+        Self::establish(io, &options).await
     }
 
     /// Runs QMP over a connected Unix socket, e.g. one end of a socket
@@ -82,31 +86,29 @@ impl Qmp {
     pub async fn from_unix_stream(
         stream: UnixStream,
         options: Options,
-    ) -> Result<(Qmp, Driver), Error> {
-        Qmp::establish(link::from_std_unix(stream)?, &options).await
+    ) -> Result<(Self, Driver<R>), Error> {
+        Self::establish(Transport::Unix(R::socket(stream)?), &options).await
     }
 
     /// Waits for QEMU to connect to `listener`
     /// (`-qmp unix:PATH,server=off`) and negotiates capabilities.
     /// [`Options::connect_timeout`] limits the wait.
     pub async fn accept_unix(
-        listener: &Listener,
+        listener: &Listener<R>,
         options: Options,
-    ) -> Result<(Qmp, Driver), Error> {
+    ) -> Result<(Self, Driver<R>), Error> {
         let attempts = ConnectAttempts::new(
             listener.path.display().to_string(),
             Duration::ZERO,
             options.connect_timeout,
         );
-        let (stream, _) = link::limit(&attempts, options.connect_timeout, async {
-            listener
-                .inner
-                .accept()
+        let stream = link::limit::<R, _>(&attempts, options.connect_timeout, async {
+            R::accept(&listener.inner)
                 .await
                 .map_err(|e| attempts.give_up(e))
         })
         .await?;
-        Qmp::establish(Transport::Unix(stream), &options).await
+        Self::establish(Transport::Unix(stream), &options).await
     }
 
     /// Runs `name` with `args` (a JSON object, or `None`) and returns the
@@ -116,7 +118,7 @@ impl Qmp {
     /// is, otherwise its reply is dropped when it comes.
     ///
     /// ```no_run
-    /// # async fn f(qmp: qmp_smol::Qmp) -> Result<(), qmp_smol::Error> {
+    /// # async fn f<R: qmp_async::Runtime>(qmp: qmp_async::Qmp<R>) -> Result<(), qmp_async::Error> {
     /// let status = qmp.execute("query-status", None).await?;
     /// let kind = qmp.execute("qom-get", serde_json::json!({"path": "/machine", "property": "type"})).await?;
     /// # Ok(()) }
@@ -211,7 +213,7 @@ impl Qmp {
     ///
     /// ```no_run
     /// use qmp_core::commands::qmp::QueryStatus;
-    /// # async fn f(qmp: qmp_smol::Qmp) -> Result<(), qmp_smol::Error> {
+    /// # async fn f<R: qmp_async::Runtime>(qmp: qmp_async::Qmp<R>) -> Result<(), qmp_async::Error> {
     /// let status = qmp.call(&QueryStatus).await?;
     /// println!("running: {}", status.running);
     /// # Ok(()) }
@@ -241,7 +243,7 @@ impl Qmp {
     ///
     /// ```no_run
     /// # use std::time::Duration;
-    /// # async fn f(qmp: qmp_smol::Qmp) -> Result<(), qmp_smol::Error> {
+    /// # async fn f<R: qmp_async::Runtime>(qmp: qmp_async::Qmp<R>) -> Result<(), qmp_async::Error> {
     /// let resumed = qmp.wait_event("RESUME", Duration::from_secs(5));
     /// qmp.execute("cont", None).await?;
     /// let event = resumed.await?;
@@ -285,7 +287,7 @@ impl Qmp {
 
     /// A handle to the same connection whose calls time out after
     /// `timeout` (counted from each call; `Duration::MAX`: never).
-    pub fn with_timeout(&self, timeout: Duration) -> Qmp {
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
         let mut link = self.link.clone();
         link.timeout = timeout;
         Qmp { link }
@@ -320,7 +322,7 @@ impl Qmp {
     }
 }
 
-impl fmt::Debug for Qmp {
+impl<R: Runtime> fmt::Debug for Qmp<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Qmp")
             .field("name", &self.name())
@@ -335,18 +337,17 @@ impl fmt::Debug for Qmp {
 /// A listening Unix socket that QEMU connects to
 /// (`-qmp unix:PATH,server=off`): bind it before starting QEMU, then
 /// [`Qmp::accept_unix`]. The socket file is removed on drop.
-#[derive(Debug)]
-pub struct Listener {
-    inner: Async<UnixListener>,
+pub struct Listener<R: Runtime> {
+    inner: R::Listener,
     path: PathBuf,
 }
 
-impl Listener {
-    /// Binds a new socket at `path`.
-    pub fn bind(path: impl AsRef<Path>) -> std::io::Result<Listener> {
+impl<R: Runtime> Listener<R> {
+    /// Binds a new socket at `path` (on tokio, from within the runtime).
+    pub fn bind(path: impl AsRef<Path>) -> std::io::Result<Self> {
         let path = path.as_ref().to_path_buf();
         Ok(Listener {
-            inner: Async::<UnixListener>::bind(&path)?,
+            inner: R::bind(&path)?,
             path,
         })
     }
@@ -357,12 +358,21 @@ impl Listener {
     }
 
     /// Same as [`Qmp::accept_unix`].
-    pub async fn accept(&self, options: Options) -> Result<(Qmp, Driver), Error> {
+    pub async fn accept(&self, options: Options) -> Result<(Qmp<R>, Driver<R>), Error> {
         Qmp::accept_unix(self, options).await
     }
 }
 
-impl Drop for Listener {
+impl<R: Runtime> fmt::Debug for Listener<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("inner", &self.inner)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl<R: Runtime> Drop for Listener<R> {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }

@@ -21,6 +21,7 @@ use qmp_os::{CloseCause, Conn, Error};
 
 use crate::events::Hub;
 use crate::link::{Handshake, Instruction};
+use crate::runtime::Runtime;
 use crate::transport::{Alarm, Pipe, Transport};
 
 /// Loop turns per poll before yielding to other tasks.
@@ -30,36 +31,38 @@ const BUDGET: usize = 64;
 /// reply and every subscriber's events. Nothing moves unless it is polled;
 /// a call whose deadline passes ends with a timeout all the same.
 ///
-/// It is a future: spawn it on an executor (`smol::spawn(driver)`, as the
-/// [crate docs](crate) show), or poll it yourself next to your own work.
-/// It completes when the connection closes and returns why.
+/// It is a future: spawn it on the runtime's executor (`smol::spawn`,
+/// `tokio::spawn`), or poll it yourself next to your own work, in the same
+/// task. It completes when the connection closes and returns why.
 ///
-/// ```no_run
+/// ```
 /// use futures_lite::future;
-/// # smol::block_on(async {
-/// let (qmp, driver) = qmp_smol::Qmp::connect_unix("/tmp/qmp.sock", Default::default()).await?;
-/// // Polled alongside the work, in the same task.
-/// let work = async {
-///     let status = qmp.execute("query-status", None).await;
-///     qmp.disconnect();
-///     status
-/// };
-/// let (status, cause) = future::zip(work, driver).await;
-/// println!("{} then {cause}", status?);
-/// # Ok::<(), qmp_smol::Error>(()) });
+/// use qmp_async::{Driver, Qmp, Runtime};
+///
+/// async fn status<R: Runtime>(qmp: Qmp<R>, driver: Driver<R>) -> Result<(), qmp_async::Error> {
+///     // Polled alongside the work, in the same task.
+///     let work = async {
+///         let status = qmp.execute("query-status", None).await;
+///         qmp.disconnect();
+///         status
+///     };
+///     let (status, cause) = future::zip(work, driver).await;
+///     println!("{} then {cause}", status?);
+///     Ok(())
+/// }
 /// ```
 ///
 /// Dropping the driver closes the connection: pending calls end with
 /// [`CloseCause::DriverDropped`].
 #[must_use = "the connection makes no progress unless its driver is polled"]
-pub struct Driver {
-    inner: Box<Inner>,
+pub struct Driver<R: Runtime> {
+    inner: Box<Inner<R>>,
 }
 
-struct Inner {
+struct Inner<R: Runtime> {
     conn: Conn,
-    pipe: Pipe,
-    alarm: Alarm,
+    pipe: Pipe<R>,
+    alarm: Alarm<R>,
     hub: Arc<Hub>,
     /// Boxed: a receiver that is waiting is pinned.
     instructions: Pin<Box<Receiver<Instruction>>>,
@@ -71,15 +74,15 @@ struct Inner {
     _closed: Option<Sender<()>>,
 }
 
-impl Driver {
+impl<R: Runtime> Driver<R> {
     /// Runs the handshake over `io`, then returns the driver.
     pub(crate) async fn establish(
         conn: Conn,
-        io: Transport,
+        io: Transport<R>,
         hub: Arc<Hub>,
         instructions: Receiver<Instruction>,
         closed: Sender<()>,
-    ) -> Result<(Driver, Handshake), Error> {
+    ) -> Result<(Driver<R>, Handshake), Error> {
         let mut inner = Box::new(Inner {
             conn,
             pipe: Pipe::new(io),
@@ -108,7 +111,7 @@ impl Driver {
     }
 }
 
-impl fmt::Debug for Driver {
+impl<R: Runtime> fmt::Debug for Driver<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Driver")
             .field("conn", &self.inner.conn)
@@ -118,7 +121,7 @@ impl fmt::Debug for Driver {
     }
 }
 
-impl Future for Driver {
+impl<R: Runtime> Future for Driver<R> {
     type Output = CloseCause;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseCause> {
@@ -126,7 +129,7 @@ impl Future for Driver {
     }
 }
 
-impl Drop for Driver {
+impl<R: Runtime> Drop for Driver<R> {
     fn drop(&mut self) {
         if self.inner.done.is_none() {
             self.inner.finish(CloseCause::DriverDropped);
@@ -134,7 +137,7 @@ impl Drop for Driver {
     }
 }
 
-impl Inner {
+impl<R: Runtime> Inner<R> {
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         for _ in 0..BUDGET {
             let progress = self.turn(cx);

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use qmp_core::serde_json::Value;
 use qmp_core::{Command as TypedCommand, Request};
 
@@ -13,6 +12,7 @@ use qmp_os::{CloseCause, Error, Options, seed};
 
 use crate::driver::Driver;
 use crate::link::{self, Instruction, Link};
+use crate::runtime::{Runtime, WrapStream};
 use crate::transport::Transport;
 
 /// A cloneable handle to a guest agent (qemu-ga) connection.
@@ -24,27 +24,40 @@ use crate::transport::Transport;
 /// next one. [`Options::handshake_timeout`] limits each resync, so an agent
 /// that is not running gives a clear error instead of a hang.
 ///
-/// ```no_run
-/// use std::time::Duration;
-/// use qmp_core::commands::qga::GuestGetHostName;
-/// # smol::block_on(async {
-/// let options = qmp_smol::Options::default()
-///     .socket_wait(Duration::from_secs(5))
-///     .timeout(Duration::from_secs(10));
-/// let (agent, driver) = qmp_smol::Agent::connect_unix("/run/qga.sock", options).await?;
-/// let driver = smol::spawn(driver);
-/// println!("guest is {}", agent.call(&GuestGetHostName).await?.host_name);
-/// agent.disconnect();
-/// driver.await;
-/// # Ok::<(), qmp_smol::Error>(()) });
 /// ```
-#[derive(Clone)]
-pub struct Agent {
-    link: Link,
+/// use std::time::Duration;
+/// use qmp_async::{Agent, Options, Runtime};
+/// use qmp_core::commands::qga::GuestGetHostName;
+///
+/// async fn host_name<R: Runtime>() -> Result<String, qmp_async::Error> {
+///     let options = Options::default()
+///         .socket_wait(Duration::from_secs(5))
+///         .timeout(Duration::from_secs(10));
+///     let (agent, driver) = Agent::<R>::connect_unix("/run/qga.sock", options).await?;
+///     // Polled in the same task here; spawning it works as well.
+///     let work = async {
+///         let name = agent.call(&GuestGetHostName).await;
+///         agent.disconnect();
+///         name
+///     };
+///     let (name, _cause) = futures_lite::future::zip(work, driver).await;
+///     Ok(name?.host_name)
+/// }
+/// ```
+pub struct Agent<R> {
+    link: Link<R>,
 }
 
-impl Agent {
-    async fn establish(io: Transport, options: &Options) -> Result<(Agent, Driver), Error> {
+impl<R> Clone for Agent<R> {
+    fn clone(&self) -> Self {
+        Agent {
+            link: self.link.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> Agent<R> {
+    async fn establish(io: Transport<R>, options: &Options) -> Result<(Self, Driver<R>), Error> {
         let (link, driver) =
             Link::establish(io, options.qga_config(seed()), options, "QGA").await?;
         Ok((Agent { link }, driver))
@@ -57,18 +70,19 @@ impl Agent {
     pub async fn connect_unix(
         path: impl AsRef<Path>,
         options: Options,
-    ) -> Result<(Agent, Driver), Error> {
+    ) -> Result<(Self, Driver<R>), Error> {
         let wait = options.socket_wait_or(options.connect_timeout);
-        let io = link::connect_unix_path(path.as_ref(), wait, options.connect_timeout).await?;
-        Agent::establish(io, &options).await
+        let io = link::connect_unix_path::<R>(path.as_ref(), wait, options.connect_timeout).await?;
+        Self::establish(io, &options).await
     }
 
     /// Speaks to the agent over a stream you already have.
-    pub async fn from_stream<S>(stream: S, options: Options) -> Result<(Agent, Driver), Error>
+    pub async fn from_stream<S>(stream: S, options: Options) -> Result<(Self, Driver<R>), Error>
     where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        R: WrapStream<S>,
     {
-        Agent::establish(link::from_stream(stream, "a generic stream"), &options).await
+        let io = Transport::Other(R::wrap(stream), "a generic stream");
+        Self::establish(io, &options).await
     }
 
     /// Runs `name` with `args` (a JSON object, or `None`).
@@ -107,7 +121,7 @@ impl Agent {
 
     /// A handle to the same connection whose calls time out after
     /// `timeout` (`Duration::MAX`: never).
-    pub fn with_timeout(&self, timeout: Duration) -> Agent {
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
         let mut link = self.link.clone();
         link.timeout = timeout;
         Agent { link }
@@ -142,7 +156,7 @@ impl Agent {
     }
 }
 
-impl fmt::Debug for Agent {
+impl<R: Runtime> fmt::Debug for Agent<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Agent")
             .field("timeout", &self.timeout())

@@ -2,16 +2,15 @@
 //! for its reply without ever leaving the connection out of step.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant as StdInstant};
 
 use async_channel::{Receiver, Sender};
-use async_io::{Async, Timer};
-use futures_lite::{AsyncRead, AsyncWrite, StreamExt, future};
+use futures_lite::{StreamExt, future};
 use qmp_core::serde_json::Value;
 use qmp_core::{Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Request};
 use qmp_os::{
@@ -20,6 +19,7 @@ use qmp_os::{
 
 use crate::driver::Driver;
 use crate::events::{EventFilter, Hub, Subscription};
+use crate::runtime::Runtime;
 use crate::transport::{MAX_EVENTS_PER_READ, Transport};
 
 /// A call handed to the driver.
@@ -60,20 +60,41 @@ pub(crate) struct Shared {
 }
 
 /// The handle core shared by [`Qmp`](crate::Qmp) and [`Agent`](crate::Agent).
-#[derive(Clone)]
-pub(crate) struct Link {
+pub(crate) struct Link<R> {
     shared: Arc<Shared>,
     pub(crate) timeout: Duration,
+    runtime: PhantomData<fn() -> R>,
 }
 
-impl Link {
+impl<R> Clone for Link<R> {
+    fn clone(&self) -> Self {
+        Link {
+            shared: self.shared.clone(),
+            timeout: self.timeout,
+            runtime: PhantomData,
+        }
+    }
+}
+
+/// Completes at `limit`, or never when there is none. The timer lives in
+/// the waiting future itself: no allocation.
+async fn expiry<R: Runtime>(limit: Option<StdInstant>) {
+    match limit {
+        Some(at) => {
+            R::sleep_until(at).await;
+        }
+        None => future::pending().await,
+    }
+}
+
+impl<R: Runtime> Link<R> {
     /// Runs the handshake over `io` and builds a handle and its driver.
     pub(crate) async fn establish(
-        io: Transport,
+        io: Transport<R>,
         config: Config,
         options: &Options,
         default_name: &str,
-    ) -> Result<(Link, Driver), Error> {
+    ) -> Result<(Link<R>, Driver<R>), Error> {
         let without_fds = io.without_fds();
         let what = match config.dialect {
             Dialect::Qga => "the guest agent to answer guest-sync-delimited",
@@ -84,7 +105,7 @@ impl Link {
             config.max_queued_events(staging),
             options,
             default_name,
-            "qmp_smol",
+            R::LOG_TARGET,
             without_fds,
         );
         let (instructions, rx) = async_channel::unbounded();
@@ -109,6 +130,7 @@ impl Link {
         let link = Link {
             shared: Arc::new(shared),
             timeout: options.timeout,
+            runtime: PhantomData,
         };
         Ok((link, driver))
     }
@@ -178,10 +200,7 @@ impl Link {
         };
         let answer = async { Some(result.recv().await) };
         let expire = async {
-            match limit {
-                Some(at) => Timer::at(at).await,
-                None => future::pending().await,
-            };
+            expiry::<R>(limit).await;
             None
         };
         let outcome = future::or(answer, expire).await;
@@ -227,10 +246,7 @@ impl Link {
         async move {
             let next = async { Ok(sub.next().await) };
             let expire = async {
-                match limit {
-                    Some(at) => Timer::at(at).await,
-                    None => future::pending().await,
-                };
+                expiry::<R>(limit).await;
                 Err(Error::Timeout {
                     waiting_for: what,
                     after: timeout,
@@ -279,50 +295,36 @@ pub(crate) fn request(name: &str, args: Option<Value>) -> Request {
 }
 
 /// Runs `f`, failing once the attempts' connect timeout passes.
-pub(crate) async fn limit<T>(
+pub(crate) async fn limit<R: Runtime, T>(
     attempts: &ConnectAttempts,
     timeout: Duration,
     f: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     let expire = async {
-        match deadline_after(timeout) {
-            Some(at) => Timer::at(at).await,
-            None => future::pending().await,
-        };
+        expiry::<R>(deadline_after(timeout)).await;
         Err(attempts.timed_out())
     };
     future::or(f, expire).await
 }
 
 /// Connects to a Unix path, retrying as [`ConnectAttempts`] says.
-pub(crate) async fn connect_unix_path(
+pub(crate) async fn connect_unix_path<R: Runtime>(
     path: &Path,
     socket_wait: Duration,
     connect_timeout: Duration,
-) -> Result<Transport, Error> {
+) -> Result<Transport<R>, Error> {
     let attempts = ConnectAttempts::new(path.display().to_string(), socket_wait, connect_timeout);
     loop {
         match connect_unix_nonblocking(path) {
             Ok(s) => {
                 return Ok(Transport::Unix(
-                    Async::new(s).map_err(|e| attempts.give_up(e))?,
+                    R::socket(s).map_err(|e| attempts.give_up(e))?,
                 ));
             }
             Err(e) => {
                 let pause = attempts.after_failure(e)?;
-                Timer::after(pause).await;
+                expiry::<R>(deadline_after(pause)).await;
             }
         }
     }
-}
-
-pub(crate) fn from_std_unix(stream: UnixStream) -> Result<Transport, Error> {
-    Ok(Transport::Unix(Async::new(stream)?))
-}
-
-pub(crate) fn from_stream<S>(stream: S, kind: &'static str) -> Transport
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    Transport::Other(Box::pin(stream), kind)
 }

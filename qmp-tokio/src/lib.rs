@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// A std-only adapter: `core` paths would add nothing but noise here.
+#![allow(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+
+mod runtime;
+
+pub use qmp_async::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
+pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
+pub use runtime::Tokio;
+
+/// A cloneable handle to one QMP connection, driven on tokio.
+pub type Qmp = qmp_async::Qmp<Tokio>;
+/// A cloneable handle to a guest agent connection, driven on tokio.
+pub type Agent = qmp_async::Agent<Tokio>;
+/// The future that drives one connection; spawn it with `tokio::spawn`.
+pub type Driver = qmp_async::Driver<Tokio>;
+/// A listening Unix socket that QEMU connects to (bind it inside a runtime).
+pub type Listener = qmp_async::Listener<Tokio>;
+
+/// The engine this crate drives, re-exported so callers use the same
+/// version (`Request`, `Event`, `Greeting`, typed `commands`, errors).
+pub use qmp_core;
+/// `serde_json`, as the engine uses it.
+pub use qmp_core::serde_json;
+pub use qmp_core::{Direction, Event, Greeting, Request, SessionState, Traffic};

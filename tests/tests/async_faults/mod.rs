@@ -1,0 +1,413 @@
+//! The async adapters against a scripted server on a socket pair: what
+//! QEMU never does on purpose (garbage, truncated and reordered replies,
+//! floods of events, a peer that stops reading). One source for every
+//! runtime: [`suite!`] makes one `#[test]` of each case for a runtime
+//! (`smol_faults.rs`, `tokio_faults.rs`).
+
+#![allow(clippy::std_instead_of_core)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_lite::{StreamExt, future};
+use qmp_async::{CloseCause, Driver, Error, EventFilter, Options, Qmp};
+use qmp_core::CloseReason;
+use serde_json::{Value, json};
+use tests::exec::Exec;
+
+const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "scripted"}, "capabilities": ["oob"]}}"#;
+
+/// The server's end of the pair, driven by a script on a thread.
+struct Peer {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Peer {
+    fn send(&mut self, text: &str) {
+        self.stream.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The next request, whatever its framing.
+    fn recv(&mut self) -> Value {
+        loop {
+            let mut values = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
+            match values.next() {
+                Some(Ok(v)) => {
+                    let used = values.byte_offset();
+                    self.buf.drain(..used);
+                    return v;
+                }
+                Some(Err(e)) if !e.is_eof() => panic!("the client sent bad JSON: {e}"),
+                _ => {}
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "the client closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Greets and accepts the negotiation.
+    fn handshake(&mut self) {
+        self.send(GREETING);
+        let caps = self.recv();
+        assert_eq!(caps["execute"], "qmp_capabilities");
+        assert_eq!(caps["arguments"]["enable"], json!(["oob"]));
+        self.reply(&caps, json!({}));
+    }
+
+    fn reply(&mut self, request: &Value, value: Value) {
+        let msg = json!({"return": value, "id": request["id"]});
+        self.send(&format!("{msg}\r\n"));
+    }
+
+    fn event(&mut self, name: &str, data: Value) {
+        let msg =
+            json!({"event": name, "data": data, "timestamp": {"seconds": 1, "microseconds": 2}});
+        self.send(&format!("{msg}\r\n"));
+    }
+}
+
+/// A handle and its driver on the runtime `R`.
+type Connected<R> = (Qmp<R>, Driver<R>);
+
+/// A connected client and a server running `script`.
+fn scripted<E: Exec>(
+    options: Options,
+    script: impl FnOnce(&mut Peer) + Send + 'static,
+) -> (
+    impl Future<Output = Result<Connected<E::R>, Error>>,
+    JoinHandle<()>,
+) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut peer = Peer {
+            stream: theirs,
+            buf: Vec::new(),
+        };
+        script(&mut peer);
+        // Keep the connection until the client closes it.
+        let mut sink = Vec::new();
+        let _ = peer.stream.read_to_end(&mut sink);
+    });
+    (Qmp::from_unix_stream(ours, options), server)
+}
+
+pub(crate) fn events_during_the_handshake_and_pretty_printed_replies<E: Exec>() {
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.event("EARLY", json!({}));
+        peer.send(GREETING);
+        peer.event("DURING", json!({}));
+        let caps = peer.recv();
+        peer.event("DURING", json!({}));
+        peer.reply(&caps, json!({}));
+        let req = peer.recv();
+        peer.event("LATER", json!({"n": 1}));
+        let id = req["id"].clone();
+        peer.send(&format!(
+            "{{\n    \"return\": {{\n        \"status\": \"running\",\n        \"running\": true\n    }},\n    \"id\": {id}\n}}\n"
+        ));
+    });
+    E::run("pretty", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let later = qmp.wait_event("LATER", Duration::from_secs(10));
+        // Events that arrived during the handshake wait for the driver's
+        // first turn: a subscriber made before it sees them too.
+        let all = qmp.subscribe(EventFilter::all());
+        let driver = E::spawn(driver);
+        assert_eq!(qmp.greeting().unwrap().package, "scripted");
+        let status = qmp.execute("query-status", Value::Null).await.unwrap();
+        assert_eq!(status["status"], "running");
+        assert_eq!(later.await.unwrap().data["n"], 1);
+        qmp.disconnect();
+        driver.await;
+        let names: Vec<_> = all.map(|e| e.name).collect().await;
+        assert_eq!(names, ["EARLY", "DURING", "DURING", "LATER"]);
+    });
+    server.join().unwrap();
+}
+
+pub(crate) fn replies_out_of_order_reach_their_callers_and_unknown_ids_are_dropped<E: Exec>() {
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.handshake();
+        let reqs: Vec<Value> = (0..8).map(|_| peer.recv()).collect();
+        peer.send("{\"return\": \"stray\", \"id\": 999999}\r\n");
+        peer.send("{\"return\": \"foreign\", \"id\": \"not-ours\"}\r\n");
+        for r in reqs.iter().rev() {
+            let name = r["execute"].as_str().unwrap().to_owned();
+            peer.reply(r, json!(name));
+        }
+    });
+    E::run("reordered", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let qmp = qmp.clone();
+                E::spawn(async move {
+                    let name = format!("cmd-{i}");
+                    let got = qmp.execute(&name, Value::Null).await.unwrap();
+                    assert_eq!(got, json!(name));
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await;
+        }
+        qmp.disconnect();
+        driver.await;
+        assert_eq!(qmp.stats().unknown_replies, 2, "{:?}", qmp.stats());
+    });
+    server.join().unwrap();
+}
+
+/// The cause in a call's error: `Interrupted` for a call that was
+/// waiting when the connection ended, `Closed` for one made afterwards.
+fn cause_of(r: Result<Value, Error>, was_waiting: bool) -> CloseCause {
+    match r {
+        Err(Error::Interrupted(c)) if was_waiting => c,
+        Err(Error::Closed(c)) if !was_waiting => c,
+        other => panic!("expected the connection's end (waiting: {was_waiting}), got {other:?}"),
+    }
+}
+
+pub(crate) fn garbage_truncation_and_id_less_errors_close_with_the_reason<E: Exec>() {
+    type Check = fn(&CloseCause) -> bool;
+    let cases: [(&str, Check); 3] = [
+        ("this is not json\r\n", |c| {
+            matches!(c, CloseCause::Session(CloseReason::Malformed { .. }))
+        }),
+        ("{\"return\": {\"status\": \"run", |c| {
+            matches!(c, CloseCause::Session(CloseReason::UnexpectedEof { .. }))
+        }),
+        (
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+            |c| matches!(c, CloseCause::Session(CloseReason::ServerParseError(_))),
+        ),
+    ];
+    for (bytes, check) in cases {
+        let (connect, server) = scripted::<E>(Options::default(), move |peer| {
+            peer.handshake();
+            let _ = peer.recv();
+            peer.send(bytes);
+            peer.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        E::run("fault", async move {
+            let (qmp, driver) = connect.await.unwrap();
+            let mut sub = qmp.subscribe(EventFilter::all());
+            let driver = E::spawn(driver);
+            let cause = cause_of(qmp.execute("query-status", None).await, true);
+            assert!(check(&cause), "{bytes:?} closed with {cause:?}");
+            assert!(sub.next().await.is_none());
+            let from_driver = driver.await;
+            assert!(check(&from_driver), "{from_driver:?}");
+            assert_eq!(from_driver.to_string(), cause.to_string());
+            let later = cause_of(qmp.execute("query-status", None).await, false);
+            assert!(check(&later), "{later:?}");
+        });
+        server.join().unwrap();
+    }
+}
+
+pub(crate) fn a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order<E: Exec>() {
+    const EVENTS: u64 = 4_000;
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.handshake();
+        let go = peer.recv();
+        // All at once, in as few writes as possible.
+        let mut flood = String::new();
+        for n in 0..EVENTS {
+            flood.push_str(&format!("{{\"event\":\"T\",\"data\":{{\"n\":{n}}}}}"));
+        }
+        peer.send(&flood);
+        peer.reply(&go, json!({}));
+    });
+    E::run("flood", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let mut whole = qmp.subscribe_with_capacity::<4096>("T");
+        let mut small = qmp.subscribe_with_capacity::<16>("T");
+        let mut odd = qmp.subscribe(EventFilter::predicate(|e| {
+            e.data["n"].as_u64().is_some_and(|n| n % 2 == 1)
+        }));
+        let driver = E::spawn(driver);
+        let odd_reader = E::spawn(async move {
+            // It may fall behind (and lose the oldest), never reorder.
+            let mut seen = 0;
+            let mut last = None;
+            while let Some(e) = odd.next().await {
+                let n = e.data["n"].as_u64().unwrap();
+                assert_eq!(n % 2, 1);
+                assert!(last.is_none_or(|l| n > l), "{n} after {last:?}");
+                last = Some(n);
+                seen += 1;
+            }
+            (seen, odd.lagged())
+        });
+        qmp.execute("go", Value::Null).await.unwrap();
+        let mut n = 0;
+        while n < EVENTS {
+            let e = whole.next().await.unwrap();
+            assert_eq!(e.data["n"].as_u64(), Some(n));
+            n += 1;
+        }
+        assert_eq!(whole.lagged(), 0);
+        // The small one kept the newest 16 and counted the rest.
+        assert_eq!(small.lagged(), EVENTS - 16);
+        let kept: Vec<u64> = std::iter::from_fn(|| small.try_next())
+            .map(|e| e.data["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(kept, (EVENTS - 16..EVENTS).collect::<Vec<_>>());
+        qmp.disconnect();
+        driver.await;
+        let (seen, lagged) = odd_reader.await;
+        assert_eq!(seen + lagged, EVENTS / 2);
+    });
+    server.join().unwrap();
+}
+
+pub(crate) fn a_server_that_stops_reading_holds_writes_back_without_losing_any<E: Exec>() {
+    const CALLS: usize = 64;
+    let big = "x".repeat(64 * 1024);
+    let (connect, server) = scripted::<E>(Options::default().max_in_flight(CALLS), move |peer| {
+        peer.handshake();
+        // Let the client fill the socket buffers first.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..CALLS {
+            let r = peer.recv();
+            assert_eq!(r["arguments"]["blob"].as_str().unwrap().len(), 64 * 1024);
+            let tag = r["arguments"]["tag"].clone();
+            peer.reply(&r, tag);
+        }
+    });
+    E::run("backpressure", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        let calls: Vec<_> = (0..CALLS)
+            .map(|i| {
+                let qmp = qmp.clone();
+                let big = big.clone();
+                E::spawn(async move {
+                    let got = qmp
+                        .execute("echo", json!({"tag": i, "blob": big}))
+                        .await
+                        .unwrap();
+                    assert_eq!(got, json!(i));
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await;
+        }
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
+pub(crate) fn handshake_variants<E: Exec>() {
+    // No oob offered: calls work, oob calls are refused.
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.send(r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 6}, "package": ""}, "capabilities": []}}"#);
+        let caps = peer.recv();
+        assert!(caps.get("arguments").is_none(), "{caps}");
+        peer.reply(&caps, json!({}));
+        let r = peer.recv();
+        peer.reply(&r, json!(1));
+    });
+    E::run("no oob", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        assert!(!qmp.oob_enabled());
+        assert!(matches!(
+            qmp.execute_oob("x", Value::Null).await,
+            Err(Error::Submit(_))
+        ));
+        assert_eq!(qmp.execute("y", Value::Null).await.unwrap(), json!(1));
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+
+    // The negotiation fails: connecting fails with the server's words.
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.send(GREETING);
+        let caps = peer.recv();
+        let msg =
+            json!({"error": {"class": "GenericError", "desc": "not today"}, "id": caps["id"]});
+        peer.send(&msg.to_string());
+    });
+    let err = E::run("negotiation", async move { connect.await.unwrap_err() });
+    assert!(
+        matches!(
+            err,
+            Error::Interrupted(CloseCause::Session(CloseReason::Negotiation(_)))
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not today"), "{err}");
+    server.join().unwrap();
+
+    // The peer goes away before greeting.
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    });
+    let err = E::run("no greeting", async move { connect.await.unwrap_err() });
+    assert!(
+        matches!(
+            err,
+            Error::Interrupted(CloseCause::Session(CloseReason::Eof))
+        ),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}
+
+pub(crate) fn handles_and_futures_are_send_and_sync<E: Exec>() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Qmp<E::R>>();
+    send_sync::<qmp_async::Agent<E::R>>();
+    send_sync::<qmp_async::Subscription>();
+    send_sync::<Error>();
+    send_sync::<CloseCause>();
+    let (ours, _theirs) = UnixStream::pair().unwrap();
+    let connect = Qmp::<E::R>::from_unix_stream(ours, Options::default());
+    send(&connect);
+    let _: Option<fn(Driver<E::R>)> = Some(|d: Driver<E::R>| {
+        fn spawnable<T: Send + 'static>(_: T) {}
+        spawnable(d)
+    });
+    // A call's future can move between threads.
+    let _ = |qmp: Qmp<E::R>| {
+        let f = async move { qmp.execute("x", Value::Null).await };
+        send(&f);
+        let _ = future::block_on(future::poll_once(Box::pin(f)));
+    };
+}
+
+/// One `#[test]` per case above, on the runtime `$exec` (a [`Exec`]).
+macro_rules! suite {
+    ($exec:ty) => {
+        $crate::async_faults::suite!(@ $exec;
+            events_during_the_handshake_and_pretty_printed_replies,
+            replies_out_of_order_reach_their_callers_and_unknown_ids_are_dropped,
+            garbage_truncation_and_id_less_errors_close_with_the_reason,
+            a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order,
+            a_server_that_stops_reading_holds_writes_back_without_losing_any,
+            handshake_variants,
+            handles_and_futures_are_send_and_sync
+        );
+    };
+    (@ $exec:ty; $($case:ident),*) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::async_faults::$case::<$exec>();
+            }
+        )*
+    };
+}
+pub(crate) use suite;
