@@ -150,6 +150,12 @@ impl<R: Runtime> Agent<R> {
         self.link.close_cause().is_some()
     }
 
+    /// Where the session stands, as of the driver's last turn: running,
+    /// disconnecting (a guest agent's linger), closed.
+    pub fn state(&self) -> qmp_core::SessionState {
+        self.link.state()
+    }
+
     /// Why the connection closed, once it has.
     pub fn close_cause(&self) -> Option<CloseCause> {
         self.link.close_cause()

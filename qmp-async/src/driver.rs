@@ -179,11 +179,13 @@ impl<R: Runtime> Inner<R> {
                 return Poll::Ready(cause);
             }
             if !progress {
-                self.hub.set_stats(self.conn.engine().stats());
+                self.hub
+                    .set_view(self.conn.engine().stats(), self.conn.state());
                 return Poll::Pending;
             }
         }
-        self.hub.set_stats(self.conn.engine().stats());
+        self.hub
+            .set_view(self.conn.engine().stats(), self.conn.state());
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -279,7 +281,8 @@ impl<R: Runtime> Inner<R> {
             self.conn.abort();
         }
         self.done = Some(cause.clone());
-        self.hub.set_stats(self.conn.engine().stats());
+        self.hub
+            .set_view(self.conn.engine().stats(), self.conn.state());
         self.hub.set_cause(cause.clone());
         self.hub.end_all();
         self.instructions.close();

@@ -268,6 +268,8 @@ struct HubInner {
     subscribers: Vec<Weak<dyn Sink>>,
     /// The engine's counters as of the driver's last turn.
     stats: qmp_core::Stats,
+    /// Where the session stood at the driver's last turn.
+    state: Option<qmp_core::SessionState>,
 }
 
 impl Hub {
@@ -283,8 +285,15 @@ impl Hub {
         self.lock().stats
     }
 
-    pub(crate) fn set_stats(&self, stats: qmp_core::Stats) {
-        self.lock().stats = stats;
+    pub(crate) fn state(&self) -> Option<qmp_core::SessionState> {
+        self.lock().state
+    }
+
+    /// Records the engine's counters and phase after a driver turn.
+    pub(crate) fn set_view(&self, stats: qmp_core::Stats, state: qmp_core::SessionState) {
+        let mut inner = self.lock();
+        inner.stats = stats;
+        inner.state = Some(state);
     }
 
     pub(crate) fn subscribe<const N: usize>(

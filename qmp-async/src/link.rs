@@ -12,7 +12,9 @@ use std::time::{Duration, Instant as StdInstant};
 use async_channel::{Receiver, Sender};
 use futures_lite::{StreamExt, future};
 use qmp_core::serde_json::Value;
-use qmp_core::{Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Request};
+use qmp_core::{
+    Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Request, SessionState,
+};
 use qmp_os::{
     CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking, deadline_after,
 };
@@ -153,6 +155,15 @@ impl<R: Runtime> Link<R> {
 
     pub(crate) fn stats(&self) -> qmp_core::Stats {
         self.shared.hub.stats()
+    }
+
+    pub(crate) fn state(&self) -> SessionState {
+        match self.shared.hub.state() {
+            Some(state) => state,
+            // Before the driver's first turn the handshake has just ended.
+            None if self.close_cause().is_none() => SessionState::Running,
+            None => SessionState::Closed,
+        }
     }
 
     pub(crate) fn close_cause(&self) -> Option<CloseCause> {

@@ -257,6 +257,17 @@ impl<R: Runtime> Qmp<R> {
         self.link.wait_event(filter.into(), timeout)
     }
 
+    /// Waits up to `timeout` for the next event of type `E` and decodes its
+    /// data; like [`wait_event`](Self::wait_event) it subscribes when
+    /// called, so an event caused after this call is never missed.
+    pub fn wait_typed_event<E: qmp_core::EventData + 'static>(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<E, Error>> + Send + 'static {
+        let wait = self.wait_event(E::NAME, timeout);
+        async move { Ok(wait.await?.decode::<E>()?) }
+    }
+
     /// The server's greeting (version and capabilities); `None` when
     /// [`Options::await_greeting`] was off and none had arrived when the
     /// session started.
@@ -314,6 +325,12 @@ impl<R: Runtime> Qmp<R> {
     /// Whether the connection has closed (or is closing); calls then fail at once.
     pub fn is_closed(&self) -> bool {
         self.link.close_cause().is_some()
+    }
+
+    /// Where the session stands, as of the driver's last turn: running,
+    /// disconnecting (a guest agent's linger), closed.
+    pub fn state(&self) -> qmp_core::SessionState {
+        self.link.state()
     }
 
     /// Why the connection closed, once it has.

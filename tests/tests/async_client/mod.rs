@@ -38,6 +38,26 @@ fn null() -> Value {
     Value::Null
 }
 
+pub(crate) fn typed_events_and_the_session_state<E: Exec>() {
+    use qmp_qapi::qmp::{Resume, StopEvent};
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    E::run("typed events", async move {
+        let (qmp, driver) = Qmp::<E::R>::connect_unix(&socket, options()).await.unwrap();
+        let driver = E::spawn(driver);
+        assert_eq!(qmp.state(), qmp_core::SessionState::Running);
+        let resumed = qmp.wait_typed_event::<Resume>(Duration::from_secs(30));
+        let stopped = qmp.wait_typed_event::<StopEvent>(Duration::from_secs(30));
+        qmp.call(&Cont).await.unwrap();
+        qmp.execute("stop", Value::Null).await.unwrap();
+        resumed.await.unwrap();
+        stopped.await.unwrap();
+        qmp.disconnect();
+        driver.await;
+        assert_eq!(qmp.state(), qmp_core::SessionState::Closed);
+    });
+}
+
 pub(crate) fn greeting_untyped_and_typed_calls<E: Exec>() {
     let server = QemuServer::start(&[]);
     let socket = server.socket.clone();
@@ -372,22 +392,7 @@ pub(crate) fn qemu_killed_mid_burst_ends_every_call_and_stream<E: Exec>() {
             ];
             // Small replies, so that what QEMU wrote before dying is
             // read quickly and the time measured is the client's own.
-            let calls: Vec<Task<Result<Value, Error>>> = (0..5000)
-                .map(|_| {
-                    let qmp = qmp.clone();
-                    let started_tx = started_tx.clone();
-                    E::spawn(async move {
-                        let result = qmp.execute("query-status", Value::Null).await;
-                        let first = result.is_ok().then(|| started_tx.lock().unwrap().take());
-                        if let Some(Some(tx)) = first {
-                            rustix::process::kill_process(pid, rustix::process::Signal::STOP)
-                                .unwrap();
-                            tx.send(()).unwrap();
-                        }
-                        result
-                    })
-                })
-                .collect();
+            let calls = stopping_burst::<E>(&qmp, pid, &started_tx);
             let killed_at = E::unblock(move || killed_rx.recv().unwrap()).await;
             let mut failed = 0;
             for call in calls {
@@ -432,6 +437,30 @@ pub(crate) fn qemu_killed_mid_burst_ends_every_call_and_stream<E: Exec>() {
         elapsed < Duration::from_secs(1),
         "calls and streams took {elapsed:?} to end"
     );
+}
+
+/// 5,000 calls at once; the first to succeed stops QEMU (`pid`) and says
+/// so on `started`.
+fn stopping_burst<E: Exec>(
+    qmp: &Qmp<E::R>,
+    pid: rustix::process::Pid,
+    started: &Arc<std::sync::Mutex<Option<mpsc::Sender<()>>>>,
+) -> Vec<Task<Result<Value, Error>>> {
+    (0..5000)
+        .map(|_| {
+            let qmp = qmp.clone();
+            let started = started.clone();
+            E::spawn(async move {
+                let result = qmp.execute("query-status", Value::Null).await;
+                let first = result.is_ok().then(|| started.lock().unwrap().take());
+                if let Some(Some(tx)) = first {
+                    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+                    tx.send(()).unwrap();
+                }
+                result
+            })
+        })
+        .collect()
 }
 
 /// Joins `thread`, failing the test when it has not ended `limit` from
@@ -882,6 +911,7 @@ macro_rules! suite {
     ($exec:ty) => {
         $crate::async_client::suite!(@ $exec;
             greeting_untyped_and_typed_calls,
+            typed_events_and_the_session_state,
             thousand_concurrent_calls_from_fifty_tasks,
             oob_overtakes_queued_in_band_calls,
             oob_without_negotiation_is_refused,
