@@ -92,25 +92,15 @@ impl Request {
         let obj = value
             .as_object()
             .ok_or_else(|| bad("a request must be a JSON object"))?;
-        let (name, oob) = match (obj.get("execute"), obj.get("exec-oob")) {
-            (Some(Value::String(n)), None) => (n.clone(), false),
-            (None, Some(Value::String(n))) => (n.clone(), true),
-            _ => {
-                return Err(bad(
-                    "a request needs exactly one of `execute` or `exec-oob`, a string",
-                ));
-            }
-        };
+        let (name, oob) = request_fields(obj).map_err(bad)?;
         for key in obj.keys() {
             if !matches!(key.as_str(), "execute" | "exec-oob" | "arguments" | "id") {
                 return Err(bad(&alloc::format!("unknown member `{key}` in a request")));
             }
         }
-        let mut req = Request::new(name);
-        match obj.get("arguments") {
-            None => {}
-            Some(args @ Value::Object(_)) => req = req.arguments(args.clone()),
-            Some(_) => return Err(bad("`arguments` must be an object")),
+        let mut req = Request::new(name.to_string());
+        if let Some(args) = obj.get("arguments") {
+            req = req.arguments(args.clone());
         }
         req.oob = oob;
         Ok(req)
@@ -202,6 +192,22 @@ impl Request {
         }
         out.push(b'}');
     }
+}
+
+/// The command name of a request object and whether it runs out of band,
+/// after checking its `execute`/`exec-oob` and `arguments` members.
+pub(crate) fn request_fields(
+    obj: &serde_json::Map<String, Value>,
+) -> Result<(&str, bool), &'static str> {
+    let named = match (obj.get("execute"), obj.get("exec-oob")) {
+        (Some(Value::String(n)), None) => (n.as_str(), false),
+        (None, Some(Value::String(n))) => (n.as_str(), true),
+        _ => return Err("a request needs exactly one of `execute` or `exec-oob`, a string"),
+    };
+    if obj.get("arguments").is_some_and(|a| !a.is_object()) {
+        return Err("`arguments` must be an object");
+    }
+    Ok(named)
 }
 
 fn write_json_string(s: &str, out: &mut Vec<u8>) {

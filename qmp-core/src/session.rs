@@ -12,7 +12,7 @@ use crate::event::{Event, EventQueue};
 use crate::framing::{Frame, FrameError, Framer};
 use crate::greeting::{Capability, Greeting};
 use crate::message::{Fault, Incoming, ReplyId, decode, decode_prefix};
-use crate::request::{Request, RequestId, write_u64};
+use crate::request::{Request, RequestId, request_fields, write_u64};
 use crate::table::{Cancelled, Pending, RequestTable, State};
 use crate::time::Instant;
 use crate::transmit::{Transmit, TransmitQueue};
@@ -1005,17 +1005,7 @@ fn raw_request(
     let Value::Object(obj) = message else {
         return Err(bad("a request must be a JSON object"));
     };
-    let (name, oob) = match (obj.get("execute"), obj.get("exec-oob")) {
-        (Some(Value::String(n)), None) => (n.clone(), false),
-        (None, Some(Value::String(n))) => (n.clone(), true),
-        _ => {
-            return Err(bad(
-                "a request needs exactly one of `execute` or `exec-oob`, a string",
-            ));
-        }
-    };
-    if obj.get("arguments").is_some_and(|a| !a.is_object()) {
-        return Err(bad("`arguments` must be an object"));
-    }
+    let (name, oob) = request_fields(&obj).map_err(bad)?;
+    let name = alloc::string::String::from(name);
     Ok((obj, name, oob))
 }
