@@ -373,6 +373,34 @@ pub(crate) fn dropping_calls_at_any_point_keeps_the_connection_in_step<E: Exec>(
 }
 
 pub(crate) fn qemu_killed_mid_burst_ends_every_call_and_stream<E: Exec>() {
+    // The first reply stops QEMU, but on a loaded machine the task that
+    // gets it may run only once the driver has finished the whole burst:
+    // then nothing was pending at the kill, and the case is set up again.
+    for _ in 0..5 {
+        let (failed, cause, elapsed) = killed_mid_burst::<E>();
+        if failed == 0 {
+            continue;
+        }
+        assert!(
+            matches!(
+                cause,
+                CloseCause::Session(CloseReason::Eof | CloseReason::UnexpectedEof { .. })
+                    | CloseCause::Io(_)
+            ),
+            "{cause:?}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "calls and streams took {elapsed:?} to end"
+        );
+        return;
+    }
+    panic!("the burst finished before QEMU died, five times");
+}
+
+/// One burst with QEMU killed in its middle: how many calls were
+/// interrupted, why the driver ended, and how long after the kill.
+fn killed_mid_burst<E: Exec>() -> (usize, CloseCause, Duration) {
     let mut server = QemuServer::start(&[]);
     let socket = server.socket.clone();
     let (started_tx, started_rx) = mpsc::channel();
@@ -422,21 +450,7 @@ pub(crate) fn qemu_killed_mid_burst_ends_every_call_and_stream<E: Exec>() {
     server.kill();
     let _ = server.child.wait();
     killed_tx.send(Instant::now()).unwrap();
-    let (failed, cause, elapsed) =
-        join_within(outcome, Duration::from_secs(30), "the calls after the kill");
-    assert!(failed > 0, "the burst finished before QEMU died");
-    assert!(
-        matches!(
-            cause,
-            CloseCause::Session(CloseReason::Eof | CloseReason::UnexpectedEof { .. })
-                | CloseCause::Io(_)
-        ),
-        "{cause:?}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "calls and streams took {elapsed:?} to end"
-    );
+    join_within(outcome, Duration::from_secs(30), "the calls after the kill")
 }
 
 /// 5,000 calls at once; the first to succeed stops QEMU (`pid`) and says
