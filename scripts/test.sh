@@ -45,7 +45,7 @@ for entry in "${qemus[@]}"; do
     label="QEMU $(version_of "$qemu") (qemu-ga $(version_of "$ga"))"
     echo
     echo "==> the real-QEMU suites against $label: QEMU=$qemu QEMU_GA=$ga"
-    if QEMU=$qemu QEMU_GA=$ga cargo test -p tests; then
+    if QEMU=$qemu QEMU_GA=$ga cargo test -p tests --no-fail-fast; then
         passed+=("$label")
     else
         failed+=("$label")
