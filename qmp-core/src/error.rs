@@ -129,9 +129,11 @@ pub enum CloseReason {
     },
     /// The greeting could not be understood.
     Greeting(GreetingError),
-    /// A second greeting arrived in a session that had one: the peer
-    /// restarted its side of the protocol, and nothing it says now can be
-    /// matched with what was asked before.
+    /// A second greeting arrived in a running session: the peer restarted
+    /// its side of the protocol, and nothing it says now can be matched
+    /// with what was asked before. (One repeated during the negotiation is
+    /// dropped: QEMU greets twice a client that connects while its monitor
+    /// is being set up.)
     UnexpectedGreeting,
     /// A reply the session cannot go on without (to `qmp_capabilities`,
     /// or without an id) was neither a return nor a well-formed error.

@@ -735,6 +735,10 @@ impl Client {
                 }
                 Err(e) => self.close_with(CloseReason::Greeting(e)),
             }
+        } else if self.greeting.is_some() && matches!(self.phase, Phase::Negotiating { .. }) {
+            // QEMU greets twice a client that connects while its monitor
+            // is still being set up; nothing was asked of it yet.
+            self.stats.unrecognized += 1;
         } else if self.greeting.is_some() {
             self.close_with(CloseReason::UnexpectedGreeting);
         } else if let Ok(greeting) = parsed {

@@ -996,6 +996,17 @@ fn a_second_greeting_ends_the_session() {
 }
 
 #[test]
+fn a_greeting_repeated_during_the_negotiation_is_dropped() {
+    let mut h = Harness::new(Config::qmp());
+    h.feed(&greeting(true));
+    h.feed(&greeting(true));
+    h.feed(br#"{"return": {}, "id": 0}"#);
+    assert_eq!(h.client.state(), SessionState::Running);
+    assert_eq!(h.closed(), None);
+    assert_eq!(h.client.stats().unrecognized, 1);
+}
+
+#[test]
 fn a_greeting_not_waited_for_is_recorded_once() {
     let mut h = Harness::new(Config::qmp().await_greeting(false));
     assert_eq!(h.client.state(), SessionState::Negotiating);
