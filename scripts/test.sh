@@ -60,6 +60,15 @@ fi
 # Packaging: every publishable crate (those without `publish = false`) is
 # packaged and its package built on its own, as a user would get it;
 # `--dry-run` uploads nothing.
+# The dry run verifies each crate against the others through a local
+# registry. Cargo takes a registry crate of a given version to be the same
+# forever: the copy it unpacked under $CARGO_HOME and the build it made in
+# the target directory, left by an earlier run from this folder, would be
+# taken for today's sources. Remove both (the other steps build these
+# crates from their paths, with other fingerprints).
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/qmp-* \
+    "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*/qmp-* \
+    "$target"/debug/.fingerprint/qmp-* "$target"/debug/.fingerprint/qapi-*
 step cargo publish --dry-run --workspace --allow-dirty
 # A library user gets no shell dependencies.
 tree=$(cargo tree -p qmp-std -e normal)
