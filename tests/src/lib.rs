@@ -285,31 +285,36 @@ pub struct AgentServer {
     _dir: TempDir,
 }
 
+/// The command that runs qemu-ga listening on `socket`, its state and pid
+/// files in `dir` (whose `state` directory it creates), quiet.
+pub fn qemu_ga_command(dir: &Path, socket: &Path) -> Command {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let mut cmd = command(qemu_ga_binary());
+    cmd.args(["-m", "unix-listen", "-p"])
+        .arg(socket)
+        .arg("-t")
+        .arg(&state)
+        .arg("-f")
+        .arg(dir.join("qga.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 impl AgentServer {
     /// Starts the agent and waits until it listens on its socket.
     pub fn start() -> AgentServer {
         let dir = TempDir::new("qga");
         let socket = dir.join("qga.sock");
-        let state = dir.join("state");
-        std::fs::create_dir_all(&state).expect("state dir");
-        let child = ChildGuard::spawn(
-            command(qemu_ga_binary())
-                .args(["-m", "unix-listen", "-p"])
-                .arg(&socket)
-                .arg("-t")
-                .arg(&state)
-                .arg("-f")
-                .arg(dir.join("qga.pid"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} (run scripts/test.sh to install it): {e}",
-                qemu_ga_binary()
-            )
-        });
+        let child =
+            ChildGuard::spawn(&mut qemu_ga_command(dir.path(), &socket)).unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} (run scripts/test.sh to install it): {e}",
+                    qemu_ga_binary()
+                )
+            });
         let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !is_listening(&socket) {

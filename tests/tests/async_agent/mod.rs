@@ -9,7 +9,6 @@
 #![allow(clippy::std_instead_of_core)]
 
 use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_lite::future;
@@ -316,8 +315,6 @@ pub(crate) fn disconnect_with_calls_pending_leaves_the_agent_alive<E: Exec>() {
 pub(crate) fn waits_for_the_socket_and_fails_clearly_without_an_agent<E: Exec>() {
     let dir = TempDir::new("async-agent-wait");
     let socket = dir.join("qga.sock");
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
     let path = socket.clone();
     let client = std::thread::spawn(move || {
         E::run("late agent", async move {
@@ -330,19 +327,8 @@ pub(crate) fn waits_for_the_socket_and_fails_clearly_without_an_agent<E: Exec>()
     // Let the client start waiting first (it gets there either way). The
     // agent is started from this thread, which outlives it.
     std::thread::sleep(Duration::from_millis(300));
-    let mut late = ChildGuard::spawn(
-        tests::command(tests::qemu_ga_binary())
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(&state)
-            .arg("-f")
-            .arg(dir.join("qga.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("start qemu-ga");
+    let mut late =
+        ChildGuard::spawn(&mut tests::qemu_ga_command(dir.path(), &socket)).expect("start qemu-ga");
     client
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
