@@ -88,6 +88,12 @@ rust_version() {
 check_msrv() {
     local version=$1
     shift
+    # The toolchain everything above ran with already is that version.
+    if [ "$(rustc --version | cut -d' ' -f2)" = "$version" ] ||
+        [ "$(rustc --version | cut -d' ' -f2)" = "$version.0" ]; then
+        echo "(rust-version $version: the toolchain of the steps above; $*)"
+        return
+    fi
     if ! cargo "+$version" --version >/dev/null 2>&1; then
         step rustup toolchain install "$version" --profile minimal
     fi
