@@ -7,6 +7,7 @@
 mod agent;
 mod driver;
 mod events;
+mod hub;
 mod link;
 mod qmp;
 pub mod runtime;
@@ -14,7 +15,8 @@ mod transport;
 
 pub use agent::Agent;
 pub use driver::Driver;
-pub use events::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
+pub use events::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Events, Subscription};
+pub use hub::Runstates;
 pub use qmp::{Listener, Qmp};
 pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
 pub use runtime::Runtime;
