@@ -37,7 +37,10 @@ impl<R> Clone for Qmp<R> {
 }
 
 impl<R: Runtime> Qmp<R> {
-    async fn establish(io: Transport<R>, options: &Options) -> Result<(Self, Driver<R>), Error> {
+    pub(crate) async fn establish(
+        io: Transport<R>,
+        options: &Options,
+    ) -> Result<(Self, Driver<R>), Error> {
         let (link, driver) = Link::establish(io, options.qmp_config(), options, "QMP").await?;
         Ok((Qmp { link }, driver))
     }

@@ -628,7 +628,7 @@ impl PrivateDir {
         let base = std::env::temp_dir();
         loop {
             let n = N.fetch_add(1, Ordering::Relaxed);
-            let path = base.join(format!("qmp-rs-{}-{n}", std::process::id()));
+            let path = base.join(format!("qmp-std-{}-{n}", std::process::id()));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(PrivateDir { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
