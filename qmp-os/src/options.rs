@@ -61,11 +61,13 @@ pub struct Options {
     /// owed a reply); a call beyond it fails with `Error::Submit`.
     /// Default 65,536.
     pub max_open_requests: usize,
-    /// Events kept for the caller (blocking client) or before the first
-    /// subscriber (async); the oldest are dropped and counted. Default 256.
+    /// Events kept for the caller (blocking client), or in the default
+    /// queue of events no subscription took (async); the oldest are
+    /// dropped and counted. Default 256.
     pub max_queued_events: usize,
-    /// The bytes those events may take decoded, estimated; past it the
-    /// oldest are dropped and counted. Default 16 MiB.
+    /// The bytes those events may take decoded, estimated, and the bytes
+    /// each async subscription may hold; past it the oldest are dropped
+    /// and counted. Default 16 MiB.
     pub max_queued_event_bytes: usize,
     /// Recent events kept per connection for "did it already happen?"
     /// questions (`history`, `happened`), whether or not anyone took them;
