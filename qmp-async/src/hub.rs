@@ -290,7 +290,9 @@ impl Stream for Runstates {
             self.next = index + 1;
             return Poll::Ready(Some(state));
         }
-        if hub.states.back() == Some(&SessionState::Closed) {
+        // The end comes with the cause, which the driver records just
+        // after it saw the session close.
+        if hub.states.back() == Some(&SessionState::Closed) && hub.cause.is_some() {
             return Poll::Ready(None);
         }
         if !hub.state_watchers.iter().any(|w| w.will_wake(cx.waker())) {
