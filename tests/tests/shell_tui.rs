@@ -212,6 +212,13 @@ fn a_command_its_reply_and_an_event_on_the_screen() {
     s.send("cont a=1 a=2\r");
     s.expect("!! syntax error: `a` is given twice");
     s.expect_status("last error: syntax error");
+    // Up recalls the line; Ctrl-U clears it.
+    s.send("\x1b[A");
+    s.expect("(QEMU) cont a=1 a=2");
+    s.send("\x15");
+    s.wait_for("an empty input line", |s| {
+        row_text(s, ROWS - 1).trim_end() == "(QEMU)"
+    });
     // The JSON editor: Ctrl-O takes the line as JSON, Alt-Enter sends.
     s.send("query-status\x0f");
     s.expect("JSON request");

@@ -81,9 +81,9 @@ pub(crate) struct App<'a> {
 impl<'a> App<'a> {
     pub(crate) fn new(args: &'a Args, jobs: Sender<Job>) -> App<'a> {
         let (recall, problem) = Recall::load();
-        let address = match (&args.address, args.launch) {
-            (Some(address), _) => address.clone(),
-            (None, _) => "a QEMU of its own".into(),
+        let address = match &args.address {
+            Some(address) => address.clone(),
+            None => "launched QEMU".into(),
         };
         let mut app = App {
             args,
@@ -361,7 +361,10 @@ impl<'a> App<'a> {
                 );
             }
             Note::Answer(Ok(value)) => self.answered(&value),
-            Note::Answer(Err(why)) => self.problem(format!("error: {why}")),
+            Note::Answer(Err(why)) => {
+                self.pane.problem(&format!("error: {why}"));
+                self.bar.last_error = Some(why);
+            }
         }
     }
 
@@ -371,7 +374,11 @@ impl<'a> App<'a> {
             self.bar.reconnects += 1;
         }
         let what = if again { "reconnected" } else { "connected" };
-        self.remark(format!("{what} to {peer} at {}", self.bar.address), false);
+        let at = match &self.args.address {
+            Some(address) => format!("at {address}"),
+            None => "launched for this shell".into(),
+        };
+        self.remark(format!("{what} to {peer}, {at}"), false);
         self.bar.peer = peer;
         self.bar.link = LinkState::Connected;
     }

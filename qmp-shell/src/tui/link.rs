@@ -13,7 +13,7 @@ use qmp_std::serde_json::Value;
 use qmp_std::{Direction, Error, Event, Request, TrafficHook};
 
 use crate::cli::Args;
-use crate::complete::Words;
+use crate::complete::{Words, schema_entries};
 use crate::interactive::ask_words;
 use crate::peer::{Peer, Waited};
 
@@ -244,15 +244,36 @@ impl<'a> Link<'a> {
     /// when it did.
     fn answer(&self, peer: &mut Peer, request: Request) -> Option<String> {
         let asks_status = request.name() == "query-status";
+        let negotiates = request.name() == "qmp_capabilities" && self.args.skip_negotiation;
         let result = peer.execute(request, self.args.timeout);
         if let (true, Ok(status)) = (asks_status, &result) {
             self.runstate(status);
         }
-        self.note(Note::Answer(result.map_err(|e| describe(&e))));
+        let negotiated = negotiates && result.is_ok();
+        self.note(Note::Answer(result.map_err(|e| match e {
+            // `Class: desc`, as the line mode says it.
+            Error::Server(e) => e.to_string(),
+            e => e.to_string(),
+        })));
+        if negotiated {
+            // After -N and a typed qmp_capabilities every command runs.
+            self.schema_words(peer);
+        }
         while let Waited::Event(event) = peer.next_event(Duration::ZERO) {
             self.saw(&event);
         }
         peer.ended().map(|ended| ended.to_string())
+    }
+
+    /// Completion for every command of the schema, asked now.
+    fn schema_words(&self, peer: &mut Peer) {
+        self.own.store(true, Ordering::Relaxed);
+        let schema = peer.execute(Request::new("query-qmp-schema"), self.args.timeout);
+        self.own.store(false, Ordering::Relaxed);
+        match schema {
+            Ok(schema) => self.note(Note::Words(Words::from_schema(&schema_entries(schema)))),
+            Err(e) => self.note(Note::Failed(format!("no completion: {e}"))),
+        }
     }
 
     /// An event: the run state follows those that change it.
@@ -273,9 +294,4 @@ impl<'a> Link<'a> {
             self.note(Note::Runstate(state.into()));
         }
     }
-}
-
-/// A failed call in a line: `Class: desc` for the server's own errors.
-fn describe(e: &Error) -> String {
-    e.to_string()
 }
