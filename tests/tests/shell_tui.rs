@@ -9,6 +9,8 @@
 //! (canonical) mode.
 #![allow(clippy::std_instead_of_core)]
 
+#[allow(dead_code, unused_imports, unused_macros)]
+mod fault;
 mod shell_common;
 
 use std::fs::File;
@@ -19,6 +21,7 @@ use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use fault::{FaultServer, Script};
 use rexpect::process::PtyProcess;
 use shell_common::qmp_shell;
 use tests::{ChildGuard, TempDir};
@@ -49,6 +52,8 @@ struct Screen {
     keys: File,
     output: Receiver<Vec<u8>>,
     parser: vt100::Parser,
+    /// Every byte the terminal was sent.
+    raw: Vec<u8>,
 }
 
 impl Screen {
@@ -86,6 +91,7 @@ impl Screen {
             keys,
             output,
             parser: vt100::Parser::new(size(ROWS), size(COLS), 0),
+            raw: Vec::new(),
         }
     }
 
@@ -105,7 +111,10 @@ impl Screen {
         while !done(self.screen()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
-                Ok(bytes) => self.parser.process(&bytes),
+                Ok(bytes) => {
+                    self.parser.process(&bytes);
+                    self.raw.extend_from_slice(&bytes);
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!("no {what} on the screen:\n{}", self.contents())
                 }
@@ -290,4 +299,46 @@ fn sigterm_leaves_and_restores_the_terminal() {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
     // 128 + 15, as a shell reports a death by SIGTERM.
     s.expect_left(143);
+}
+
+#[test]
+fn the_servers_escape_sequences_are_shown_not_obeyed() {
+    // A greeting whose package retitles the window and clears the
+    // screen, a run state that clears it, raw DEL and C1 controls, an
+    // error and an event with escape sequences.
+    let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "pkg\u001b]0;TITLE\u0007\u001b[2J"}, "capabilities": []}}"#;
+    let status = "{\"return\": {\"status\": \"x\\u001b[2J\", \"raw\": \"del\u{7f} csi\u{9b}2J\"}, \"id\": $id}";
+    let error = r#"{"error": {"class": "GenericError\u001b[5m", "desc": "bad\u001b]0;TITLE\u0007"}, "id": $id}"#;
+    let server = FaultServer::start(
+        Script::new()
+            .send(&format!("{greeting}\r\n"))
+            .expect("qmp_capabilities")
+            .reply("{}")
+            .expect("query-qmp-schema")
+            .reply("[]")
+            .expect("query-status")
+            .send(&format!("{status}\r\n"))
+            .expect("stop")
+            .send(&format!("{error}\r\n"))
+            .event(r"EVIL\u001b]0;TITLE\u0007")
+            .drain(),
+    );
+    let dir = TempDir::new("tui-hostile");
+    let path = server.path().to_str().expect("a UTF-8 path");
+    let mut s = Screen::start(&[path, "--retries", "0"], dir.path());
+    s.expect("-- connected to QEMU 7.2.0 (pkg^[]0;TITLE^G^[[2J)");
+    s.expect_status("| x^[[2J");
+    s.expect("\"raw\": \"del^? csi\\u009b2J\"");
+    s.send("stop\r");
+    s.expect("!! error: GenericError^[[5m: bad^[]0;TITLE^G");
+    s.expect("<- EVENT EVIL^[]0;TITLE^G {");
+    s.send("\x1b");
+    s.expect_left(0);
+    server.finish_ok();
+    let raw = String::from_utf8_lossy(&s.raw);
+    assert!(!raw.contains("\x1b]0;"), "the title was set: {raw:?}");
+    assert!(
+        !raw.contains(['\u{7f}', '\u{9b}']),
+        "raw DEL or CSI: {raw:?}"
+    );
 }
