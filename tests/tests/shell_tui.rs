@@ -162,6 +162,7 @@ impl Screen {
         let screen = self.screen();
         assert!(!screen.alternate_screen(), "{}", self.contents());
         assert!(!screen.hide_cursor(), "the cursor is still hidden");
+        assert!(!screen.bracketed_paste(), "bracketed paste is still on");
         let contents = self.contents();
         let words: Vec<&str> = contents.split_whitespace().collect();
         for mode in ["icanon", "isig"] {
@@ -234,6 +235,12 @@ fn a_command_its_reply_and_an_event_on_the_screen() {
     s.expect("\"execute\": \"query-status\"");
     s.send("\x1b\r");
     s.expect("\"status\": \"paused\"");
+    // A pasted request of several lines lands in the editor.
+    s.send("\x1b[200~{\"execute\":\n  \"qom-list\", \"arguments\": {\"path\": \"/\"}}\x1b[201~");
+    s.expect("  \"qom-list\", \"arguments\"");
+    s.send("\x1b\r");
+    s.expect("-> {\"execute\":\"qom-list\",\"arguments\":{\"path\":\"/\"}");
+    s.expect("<- {\"return\": [{\"name\": \"");
     s.send("\x1b");
     s.expect_left(0);
 

@@ -50,6 +50,8 @@ pub(crate) struct Bar {
     /// Connections made after the first.
     pub(crate) reconnects: u32,
     pub(crate) last_error: Option<String>,
+    /// Requests sent and not answered yet.
+    pub(crate) waiting: usize,
     connected_once: bool,
 }
 
@@ -96,6 +98,7 @@ impl<'a> App<'a> {
                 link: LinkState::Connecting { attempt: 1, of: 1 },
                 reconnects: 0,
                 last_error: None,
+                waiting: 0,
                 connected_once: false,
             },
             line: LineEdit::default(),
@@ -163,6 +166,7 @@ impl<'a> App<'a> {
                     self.line_key(key);
                 }
             }
+            Input::Terminal(Event::Paste(text)) => self.paste(&text),
             Input::Terminal(_) => {}
             Input::TerminalGone(why) => {
                 self.farewell = Some(format!("cannot read the terminal: {why}"));
@@ -171,6 +175,29 @@ impl<'a> App<'a> {
             // 128 + the signal, as a shell reports a death by signal.
             Input::Signal(signal) => self.quit = Some(128 + (signal & 0x7f) as u8),
             Input::Note(note) => self.note(note),
+        }
+    }
+
+    /// Pasted text: into the JSON editor when it is open or the text has
+    /// several lines, else into the line.
+    fn paste(&mut self, text: &str) {
+        let text = text
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .replace('\t', "  ");
+        if self.json.is_none() && text.trim_end().contains('\n') {
+            self.json = Some(JsonEdit::new(""));
+        }
+        match self.json.as_mut() {
+            Some(edit) => {
+                for c in text.chars() {
+                    match c {
+                        '\n' => edit.newline(),
+                        c => edit.insert(c),
+                    }
+                }
+            }
+            None => self.line.insert_str(text.trim_end_matches('\n')),
         }
     }
 
@@ -251,8 +278,11 @@ impl<'a> App<'a> {
     }
 
     fn job(&mut self, job: Job) {
+        let runs = matches!(job, Job::Run(_));
         if self.jobs.send(job).is_err() {
             self.problem("the connection's thread has ended".into());
+        } else if runs {
+            self.bar.waiting += 1;
         }
     }
 
@@ -360,8 +390,18 @@ impl<'a> App<'a> {
                     false,
                 );
             }
-            Note::Answer(Ok(value)) => self.answered(&value),
-            Note::Answer(Err(why)) => {
+            Note::Answer(answer) => {
+                self.bar.waiting = self.bar.waiting.saturating_sub(1);
+                self.answered(answer);
+            }
+        }
+    }
+
+    /// The outcome of a request of the user's.
+    fn answered(&mut self, answer: Result<Value, String>) {
+        match answer {
+            Ok(value) => self.hmp_text(&value),
+            Err(why) => {
                 self.pane.problem(&format!("error: {why}"));
                 self.bar.last_error = Some(why);
             }
@@ -385,7 +425,7 @@ impl<'a> App<'a> {
 
     /// A result: the pane already shows the reply; HMP's text is shown
     /// as text too.
-    fn answered(&mut self, value: &Value) {
+    fn hmp_text(&mut self, value: &Value) {
         if let (true, Value::String(text)) = (self.args.hmp, value) {
             let text = text.replace("\r\n", "\n");
             if !text.trim().is_empty() {

@@ -21,7 +21,8 @@ use std::process::ExitCode;
 use std::sync::mpsc::{self, Sender};
 use std::thread;
 
-use ratatui::crossterm::event;
+use ratatui::crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste};
+use ratatui::crossterm::execute;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -78,11 +79,15 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             return close(first);
         }
     };
+    // A paste comes whole (a JSON request of several lines goes to the
+    // editor); not worth failing for.
+    let _ = execute!(std::io::stdout(), EnableBracketedPaste);
     read_keys(screen);
     let (ended, worker) = thread::scope(|scope| {
         let worker = scope.spawn(move || link.run(first));
         let ended = app.run(&mut terminal, &inputs);
         let _ = terminal.show_cursor();
+        let _ = execute!(std::io::stdout(), DisableBracketedPaste);
         let _ = ratatui::try_restore();
         if let Some(why) = app.farewell.take() {
             output::failure(why);
