@@ -30,6 +30,9 @@ pub(crate) struct Pane {
     entries: VecDeque<Entry>,
     /// Rows scrolled back from the newest (0: following new messages).
     back: usize,
+    /// The width last drawn at: rows added while scrolled back are
+    /// counted at it, so that what is shown stays put.
+    width: Option<u16>,
 }
 
 /// One message or remark: its lines, and those lines wrapped for the
@@ -125,10 +128,19 @@ impl Pane {
         if self.entries.len() == MAX_ENTRIES {
             self.entries.pop_front();
         }
-        self.entries.push_back(Entry {
+        let mut entry = Entry {
             lines,
             wrapped: None,
-        });
+        };
+        if let (1.., Some(width)) = (self.back, self.width) {
+            self.back += entry.wrapped(width).len();
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// Whether the pane is scrolled back (not following new messages).
+    pub(crate) fn is_back(&self) -> bool {
+        self.back > 0
     }
 
     /// Scrolls back (`rows` > 0) or forward; 0 rows back follows new
@@ -144,6 +156,7 @@ impl Pane {
 
     /// The rows that fill `height` rows of `width` columns, oldest first.
     pub(crate) fn rows(&mut self, width: u16, height: usize) -> Vec<Line<'static>> {
+        self.width = Some(width);
         let wanted = height.saturating_add(self.back);
         let mut newest_first: Vec<Line<'static>> = Vec::with_capacity(wanted);
         'entries: for entry in self.entries.iter_mut().rev() {
@@ -343,6 +356,14 @@ mod tests {
         assert_eq!(plain(&pane.rows(20, 4))[0], "-- note 0 xxxxxxxxxx");
         pane.scroll(-1000);
         assert_eq!(plain(&pane.rows(20, 4))[0], "-- note 8 xxxxxxxxxx");
+        assert!(!pane.is_back());
+        // Scrolled back, what is shown stays put as notes come.
+        pane.scroll(2);
+        pane.note("new");
+        assert!(pane.is_back());
+        assert_eq!(plain(&pane.rows(20, 4))[0], "-- note 7 xxxxxxxxxx");
+        pane.follow();
+        assert_eq!(plain(&pane.rows(20, 4))[3], "-- new");
     }
 
     #[test]
