@@ -78,6 +78,12 @@ fn status_line(app: &App<'_>) -> Line<'static> {
         "| {link} | reconnects: {} ",
         bar.reconnects
     )));
+    if bar.waiting > 0 {
+        spans.push(Span::raw(format!("| waiting for {} ", bar.waiting)).bold());
+    }
+    if app.pane.is_back() {
+        spans.push(Span::raw("| scrolled back, Ctrl-L follows ").bold());
+    }
     if let Some(e) = &bar.last_error {
         let e = output::visible(e).replace(['\n', '\t'], " ");
         spans.push(Span::styled(
