@@ -240,7 +240,7 @@ fn a_command_its_reply_and_an_event_on_the_screen() {
     s.expect("  \"qom-list\", \"arguments\"");
     s.send("\x1b\r");
     s.expect("-> {\"execute\":\"qom-list\",\"arguments\":{\"path\":\"/\"}");
-    s.expect("<- {\"return\": [{\"name\": \"");
+    s.expect("\"type\": \"child<none-machine>\"");
     s.send("\x1b");
     s.expect_left(0);
 
@@ -255,6 +255,11 @@ fn a_command_its_reply_and_an_event_on_the_screen() {
     );
     assert!(
         lines.iter().any(|l| l["received"]["event"] == "STOP"),
+        "{log}"
+    );
+    // The line with the syntax error was never sent.
+    assert!(
+        !lines.iter().any(|l| l["sent"]["execute"] == "cont"),
         "{log}"
     );
 }
