@@ -81,6 +81,7 @@ pub(crate) struct App<'a> {
 }
 
 impl<'a> App<'a> {
+    /// The screen before anything is connected; requests go to `jobs`.
     pub(crate) fn new(args: &'a Args, jobs: Sender<Job>) -> App<'a> {
         let (recall, problem) = Recall::load();
         let address = match &args.address {

@@ -19,10 +19,12 @@ pub(crate) struct LineEdit {
 }
 
 impl LineEdit {
+    /// The line's text.
     pub(crate) fn text(&self) -> String {
         self.chars.iter().collect()
     }
 
+    /// Whether nothing is typed.
     pub(crate) fn is_empty(&self) -> bool {
         self.chars.is_empty()
     }
@@ -45,11 +47,13 @@ impl LineEdit {
         text
     }
 
+    /// Types `c` at the cursor.
     pub(crate) fn insert(&mut self, c: char) {
         self.chars.insert(self.cursor, c);
         self.cursor += 1;
     }
 
+    /// Types `text` at the cursor.
     pub(crate) fn insert_str(&mut self, text: &str) {
         for c in text.chars() {
             self.insert(c);
@@ -76,10 +80,12 @@ impl LineEdit {
         self.cursor = self.cursor.saturating_add_signed(by).min(self.chars.len());
     }
 
+    /// The cursor to the start.
     pub(crate) fn home(&mut self) {
         self.cursor = 0;
     }
 
+    /// The cursor to the end.
     pub(crate) fn end(&mut self) {
         self.cursor = self.chars.len();
     }
@@ -236,16 +242,19 @@ impl JsonEdit {
         JsonEdit { lines, row, col }
     }
 
+    /// The whole text, lines joined by newlines.
     pub(crate) fn text(&self) -> String {
         let lines: Vec<String> = self.lines.iter().map(|l| l.iter().collect()).collect();
         lines.join("\n")
     }
 
+    /// Types `c` at the cursor.
     pub(crate) fn insert(&mut self, c: char) {
         self.lines[self.row].insert(self.col, c);
         self.col += 1;
     }
 
+    /// Enter: the line is split at the cursor.
     pub(crate) fn newline(&mut self) {
         let rest = self.lines[self.row].split_off(self.col);
         self.row += 1;
@@ -253,6 +262,8 @@ impl JsonEdit {
         self.col = 0;
     }
 
+    /// Backspace: the character before the cursor goes, or the line
+    /// joins the one above.
     pub(crate) fn backspace(&mut self) {
         if self.col > 0 {
             self.col -= 1;
@@ -265,6 +276,8 @@ impl JsonEdit {
         }
     }
 
+    /// Delete: the character under the cursor goes, or the next line
+    /// joins this one.
     pub(crate) fn delete(&mut self) {
         if self.col < self.lines[self.row].len() {
             self.lines[self.row].remove(self.col);
@@ -294,10 +307,12 @@ impl JsonEdit {
         }
     }
 
+    /// The cursor to the start of its line.
     pub(crate) fn home(&mut self) {
         self.col = 0;
     }
 
+    /// The cursor to the end of its line.
     pub(crate) fn end(&mut self) {
         self.col = self.lines[self.row].len();
     }

@@ -79,6 +79,8 @@ enum Served {
 }
 
 impl<'a> Link<'a> {
+    /// Connects as `args` say, takes requests from `jobs` and tells
+    /// `screen` everything (the messages through its traffic hook).
     pub(crate) fn new(args: &'a Args, jobs: Receiver<Job>, screen: Sender<Input>) -> Self {
         let to_screen = screen.clone();
         let own = Arc::new(AtomicBool::new(false));
