@@ -298,19 +298,22 @@ fn the_shell_reconnects_when_qemu_restarts_on_the_same_socket() {
 }
 
 #[test]
-fn sigterm_leaves_and_restores_the_terminal() {
-    let dir = TempDir::new("tui-sigterm");
+fn sigterm_and_sigint_leave_and_restore_the_terminal() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let dir = TempDir::new("tui-signals");
     let socket = dir.join("qmp.sock");
     let _qemu = qemu_at(&socket);
     let socket_arg = socket.to_str().expect("a UTF-8 path");
-    let mut s = Screen::start(&[socket_arg, "--retry-delay", "0.1"], dir.path());
-    s.expect_status("| running");
-    s.send("query-na");
-    s.expect("(QEMU) query-na");
-    let pid = rustix::process::Pid::from_raw(s.shell_pid()).expect("a pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
-    // 128 + 15, as a shell reports a death by SIGTERM.
-    s.expect_left(143);
+    // 128 + the signal's number, as a shell reports a death by signal.
+    for (signal, status) in [(Signal::TERM, 143), (Signal::INT, 130)] {
+        let mut s = Screen::start(&[socket_arg, "--retry-delay", "0.1"], dir.path());
+        s.expect_status("| running");
+        s.send("query-na");
+        s.expect("(QEMU) query-na");
+        let pid = Pid::from_raw(s.shell_pid()).expect("a pid");
+        kill_process(pid, signal).expect("signal qmp-shell");
+        s.expect_left(status);
+    }
 }
 
 #[test]
