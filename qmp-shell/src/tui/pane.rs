@@ -193,10 +193,18 @@ impl Entry {
     }
 }
 
+/// Messages longer than this are not decoded to find their kind: they
+/// are replies with a big result (an event or an error is small), and
+/// the screen's thread must not stall on them.
+const MAX_INSPECTED: usize = 64 * 1024;
+
 /// What kind of message `bytes` is.
 fn kind(direction: Direction, bytes: &[u8]) -> Kind {
     if direction != Direction::Received {
         return Kind::Sent;
+    }
+    if bytes.len() > MAX_INSPECTED {
+        return Kind::Received;
     }
     let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(bytes) else {
         return Kind::Received;
