@@ -221,12 +221,14 @@ fn kind(direction: Direction, bytes: &[u8]) -> Kind {
 /// The message's text made visible, split into lines (a pretty-printing
 /// monitor sends several), at most `limit` characters of it.
 fn shown_lines(bytes: &[u8], limit: usize) -> Vec<String> {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.replace("\r\n", "\n");
+    // A character takes at most 4 bytes: this head holds more than
+    // `limit` of them, and the rest of a big message is never copied.
+    let head = &bytes[..bytes.len().min(limit * 4 + 8)];
+    let text = String::from_utf8_lossy(head).replace("\r\n", "\n");
     let text = text.trim_end();
     let mut shown: String = text.chars().take(limit).collect();
-    if shown.len() < text.len() {
-        shown.push_str(&format!(" ... ({} bytes in all)", text.len()));
+    if shown.len() < text.len() || head.len() < bytes.len() {
+        shown.push_str(&format!(" ... ({} bytes in all)", bytes.len()));
     }
     output::visible(&shown)
         .replace('\t', "    ")
