@@ -1,5 +1,6 @@
 //! The command line: a contract that scripts rely on.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -72,6 +73,26 @@ pub(crate) struct Args {
     #[arg(short = 'v', long)]
     pub(crate) verbose: bool,
 
+    /// Full screen: every message both ways in a scrolling pane, a status
+    /// bar, an input line with history and completion, a JSON editor
+    /// (Ctrl-O; Alt-Enter sends), reconnecting when QEMU restarts.
+    #[arg(long, conflicts_with_all = ["commands", "events"])]
+    pub(crate) tui: bool,
+
+    /// With --tui: connection attempts in a row, after the first, before
+    /// giving up (0: never reconnect).
+    #[arg(long, value_name = "N", default_value = "10", requires = "tui")]
+    pub(crate) retries: u32,
+
+    /// With --tui: the pause between two connection attempts, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds, requires = "tui")]
+    pub(crate) retry_delay: Duration,
+
+    /// With --tui: append every message sent and received to FILE, one
+    /// JSON line each.
+    #[arg(long, value_name = "FILE", requires = "tui")]
+    pub(crate) tui_log: Option<PathBuf>,
+
     /// Extra QEMU arguments, after `--` (with --launch).
     #[arg(last = true, value_name = "QEMU_ARGS")]
     pub(crate) qemu_args: Vec<String>,
@@ -137,6 +158,21 @@ mod tests {
         assert!(a.skip_negotiation && a.hmp && a.verbose);
         assert_eq!(a.timeout, Duration::from_millis(500));
         assert_eq!(parse(&["x"]).unwrap().timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_full_screen_options() {
+        let a = parse(&["x", "--tui", "--retries", "3", "--retry-delay", "0.25"]).unwrap();
+        assert!(a.tui);
+        assert_eq!(a.retries, 3);
+        assert_eq!(a.retry_delay, Duration::from_millis(250));
+        let a = parse(&["x", "--tui", "--tui-log", "/tmp/log"]).unwrap();
+        assert_eq!(a.tui_log.as_deref(), Some(std::path::Path::new("/tmp/log")));
+        assert_eq!((a.retries, a.retry_delay), (10, Duration::from_secs(1)));
+        assert!(parse(&["x", "--retries", "3"]).is_err());
+        assert!(parse(&["x", "--tui-log", "/tmp/log"]).is_err());
+        assert!(parse(&["x", "--tui", "-c", "stop"]).is_err());
+        assert!(parse(&["x", "--tui", "--retry-delay", "0"]).is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) fn save<H: Helper>(editor: &mut Editor<H, FileHistory>, path: &Path) 
 
 /// `$QMP_SHELL_HISTFILE`, else `$XDG_STATE_HOME/qmp-shell/history`, else
 /// `~/.local/state/qmp-shell/history`.
-fn path() -> Option<PathBuf> {
+pub(crate) fn path() -> Option<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(file) = var("QMP_SHELL_HISTFILE") {
         return Some(PathBuf::from(file));

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use qmp_std::Request;
 use qmp_std::serde_json::{Value, json};
+use qmp_std::{Error, Request};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, Editor};
@@ -207,8 +207,17 @@ fn prompt(args: &Args, in_transaction: bool) -> &'static str {
     }
 }
 
-/// What completion offers, asked of the server itself.
+/// What completion offers, asked of the server itself; without
+/// completion when that fails.
 fn load_words(peer: &mut Peer, args: &Args) -> Words {
+    ask_words(peer, args).unwrap_or_else(|e| {
+        output::no_completion(&e);
+        Words::default()
+    })
+}
+
+/// What completion offers, asked of the server itself.
+pub(crate) fn ask_words(peer: &mut Peer, args: &Args) -> Result<Words, Error> {
     let ask = |peer: &mut Peer, name: &str, arguments: Option<Value>| {
         let mut request = Request::new(name.to_owned());
         if let Some(a) = arguments {
@@ -216,7 +225,7 @@ fn load_words(peer: &mut Peer, args: &Args) -> Words {
         }
         peer.execute(request, args.timeout)
     };
-    let found = if peer.is_agent() {
+    if peer.is_agent() {
         ask(peer, "guest-info", None).map(|info| Words::from_guest_info(&info))
     } else if args.hmp {
         let mut help = |line: &str| {
@@ -233,9 +242,5 @@ fn load_words(peer: &mut Peer, args: &Args) -> Words {
         Ok(Words::from_names(["qmp_capabilities".to_owned()]))
     } else {
         ask(peer, "query-qmp-schema", None).map(|s| Words::from_schema(&schema_entries(s)))
-    };
-    found.unwrap_or_else(|e| {
-        output::no_completion(&e);
-        Words::default()
-    })
+    }
 }

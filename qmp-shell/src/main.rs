@@ -18,6 +18,7 @@ mod interactive;
 mod output;
 mod peer;
 mod syntax;
+mod tui;
 mod worker;
 
 use std::io::IsTerminal;
@@ -29,6 +30,9 @@ use crate::peer::Peer;
 
 fn main() -> ExitCode {
     let args = Args::parse_checked();
+    if args.tui {
+        return tui::run(&args);
+    }
     // A typo in a -c command runs nothing (and starts no QEMU).
     let commands = match batch::parse_commands(&args) {
         Ok(commands) => commands,

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qmp_std::serde_json::Value;
-use qmp_std::{Agent, CloseCause, CloseReason, Error, Event, Options, Qemu, Qmp, Request, Socket};
+use qmp_std::{
+    Agent, CloseCause, CloseReason, Error, Event, Options, Qemu, Qmp, Request, Socket, TrafficHook,
+};
 
 use crate::cli::Args;
 use crate::output;
@@ -67,11 +69,19 @@ impl fmt::Display for Ended {
 impl Peer {
     /// Connects as the command line says, every wait bounded by `--timeout`.
     pub(crate) fn open(args: &Args) -> Result<Peer, Error> {
+        Peer::open_with(args, None)
+    }
+
+    /// Connects as [`Peer::open`] does, with `traffic` (instead of `-v`'s
+    /// echo) seeing every message.
+    pub(crate) fn open_with(args: &Args, traffic: Option<TrafficHook>) -> Result<Peer, Error> {
         let mut options = Options::new()
             .connect_timeout(args.timeout)
             .handshake_timeout(args.timeout)
             .timeout(args.timeout);
-        if args.verbose {
+        if let Some(hook) = traffic {
+            options.on_traffic = Some(hook);
+        } else if args.verbose {
             options = options.on_traffic(|_, traffic| output::wire(traffic));
         }
         if args.agent {
