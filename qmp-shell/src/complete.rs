@@ -14,6 +14,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use crate::output;
+use crate::schema::{self, Candidate, Known, Schema};
 
 /// Argument names, each with the names nested under it (for objects).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,6 +30,9 @@ pub(crate) struct Words {
     pub(crate) commands: BTreeMap<String, Members>,
     /// `transaction` action types and the members of their `data`.
     pub(crate) actions: BTreeMap<String, Members>,
+    /// The server's schema: values and union branches (QMP), `help`, and
+    /// the check before sending.
+    pub(crate) schema: Schema,
 }
 
 impl Words {
@@ -52,11 +56,20 @@ impl Words {
         words
     }
 
+    /// From `query-qmp-schema`'s reply: names, and the indexed schema.
+    pub(crate) fn from_schema_reply(reply: Value) -> Words {
+        let schema = Schema::from_qmp(&reply);
+        Words {
+            schema,
+            ..Words::from_schema(&schema_entries(reply))
+        }
+    }
+
     /// Command names only (the guest agent's `guest-info`, HMP's `help`).
     pub(crate) fn from_names(names: impl IntoIterator<Item = String>) -> Words {
         Words {
             commands: names.into_iter().map(|n| (n, Members::default())).collect(),
-            actions: BTreeMap::new(),
+            ..Words::default()
         }
     }
 
@@ -68,7 +81,10 @@ impl Words {
             .flatten()
             .filter(|c| c["enabled"] != false)
             .filter_map(|c| c["name"].as_str().map(str::to_owned));
-        Words::from_names(names)
+        Words {
+            schema: Schema::from_guest_info(info),
+            ..Words::from_names(names)
+        }
     }
 
     /// From HMP's `help` text (the first word of each line, aliases
@@ -199,11 +215,13 @@ pub(crate) struct ShellHelper {
     pub(crate) in_transaction: bool,
     /// HMP mode: only the first word is completed.
     pub(crate) hmp: bool,
+    /// Node names and device ids from earlier results.
+    pub(crate) known: Known,
 }
 
 impl ShellHelper {
     /// Candidates for the word ending at `pos`: its start and the names.
-    pub(crate) fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<Pair>) {
+    pub(crate) fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<Candidate>) {
         let before = &line[..pos];
         let start = before
             .char_indices()
@@ -212,6 +230,23 @@ impl ShellHelper {
             .map_or(0, |(i, c)| i + c.len_utf8());
         let word = &before[start..];
         let mut prior: Vec<&str> = before[..start].split_whitespace().collect();
+        let in_block = self.in_transaction || prior.first() == Some(&"transaction(");
+        if !in_block
+            && !self.hmp
+            && let (Some(index), Some(command)) = (self.words.schema.index(), prior.first())
+        {
+            let typed = schema::typed_arguments(prior[1..].iter().copied());
+            if let Some((key, value)) = word.split_once('=') {
+                let at = start + key.len() + 1;
+                return (
+                    at,
+                    schema::values(index, &self.known, command, key, value, &typed),
+                );
+            }
+            if let Some(names) = schema::argument_names(index, command, word, &typed) {
+                return (start, names);
+            }
+        }
         let Some(table) = self.table(&mut prior) else {
             return (start, Vec::new());
         };
@@ -241,14 +276,14 @@ impl ShellHelper {
     }
 
     /// The first word: a command (or action) name, and `transaction(`.
-    fn command_names(&self, table: &BTreeMap<String, Members>, word: &str) -> Vec<Pair> {
+    fn command_names(&self, table: &BTreeMap<String, Members>, word: &str) -> Vec<Candidate> {
         let mut names = word_pairs(table.keys(), word);
         if !self.hmp
             && !self.in_transaction
             && table.contains_key("transaction")
             && "transaction(".starts_with(word)
         {
-            names.push(Pair {
+            names.push(Candidate {
                 display: "transaction(".into(),
                 replacement: "transaction(".into(),
             });
@@ -258,10 +293,10 @@ impl ShellHelper {
 }
 
 /// Names starting with `word`, each to be followed by a space.
-fn word_pairs<'a>(names: impl Iterator<Item = &'a String>, word: &str) -> Vec<Pair> {
+fn word_pairs<'a>(names: impl Iterator<Item = &'a String>, word: &str) -> Vec<Candidate> {
     names
         .filter(|n| n.starts_with(word))
-        .map(|n| Pair {
+        .map(|n| Candidate {
             display: n.clone(),
             replacement: format!("{n} "),
         })
@@ -274,7 +309,7 @@ fn hmp_subcommands(
     prior: &[&str],
     command: &str,
     word: &str,
-) -> Vec<Pair> {
+) -> Vec<Candidate> {
     match (prior, table.get(command)) {
         ([_], Some(subs)) => word_pairs(subs.0.keys(), word),
         _ => Vec::new(),
@@ -283,7 +318,7 @@ fn hmp_subcommands(
 
 /// The argument names of `command` that `word` may start; `a.b.c`
 /// follows `a` and `b` and completes `c`.
-fn argument_names(table: &BTreeMap<String, Members>, command: &str, word: &str) -> Vec<Pair> {
+fn argument_names(table: &BTreeMap<String, Members>, command: &str, word: &str) -> Vec<Candidate> {
     if word.contains('=') {
         return Vec::new();
     }
@@ -304,7 +339,7 @@ fn argument_names(table: &BTreeMap<String, Members>, command: &str, word: &str) 
         .0
         .iter()
         .filter(|(n, _)| n.starts_with(last))
-        .map(|(n, nested)| Pair {
+        .map(|(n, nested)| Candidate {
             display: n.clone(),
             replacement: if nested.0.is_empty() {
                 format!("{path}{n}=")
@@ -324,11 +359,17 @@ impl Completer for ShellHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let (start, mut names) = self.candidates(line, pos);
+        let (start, names) = self.candidates(line, pos);
         // The names come from the server and are shown as they are: leave
         // out any that could steer the terminal.
-        names.retain(|p| !p.replacement.chars().any(output::is_unsafe));
-        Ok((start, names))
+        let names = names
+            .into_iter()
+            .filter(|c| !c.replacement.chars().any(output::is_unsafe))
+            .map(|c| Pair {
+                display: c.display,
+                replacement: c.replacement,
+            });
+        Ok((start, names.collect()))
     }
 }
 
