@@ -231,6 +231,10 @@ impl ShellHelper {
         let word = &before[start..];
         let mut prior: Vec<&str> = before[..start].split_whitespace().collect();
         let in_block = self.in_transaction || prior.first() == Some(&"transaction(");
+        // `help COMMAND`: the shell's own, in QMP and agent modes.
+        if !in_block && !self.hmp && prior == ["help"] {
+            return (start, word_pairs(self.words.commands.keys(), word));
+        }
         if !in_block
             && !self.hmp
             && let (Some(index), Some(command)) = (self.words.schema.index(), prior.first())

@@ -235,13 +235,16 @@ enum Ran {
     Other,
 }
 
-/// `help` or `help COMMAND`: `Some(topic)`; `None` for any other line.
+/// `help` or `help COMMAND [key=value ...]`: `Some(what follows)`;
+/// `None` for any other line.
 fn help_topic(line: &str) -> Option<Option<&str>> {
-    let mut words = line.split_whitespace();
-    match (words.next(), words.next(), words.next()) {
-        (Some("help"), topic, None) => Some(topic),
-        _ => None,
+    let line = line.trim();
+    let rest = line.strip_prefix("help")?;
+    if rest.is_empty() {
+        return Some(None);
     }
+    rest.starts_with(char::is_whitespace)
+        .then(|| Some(rest.trim()))
 }
 
 /// Whether `request` asks QEMU to quit (`quit`, or HMP's `quit`/`q`),

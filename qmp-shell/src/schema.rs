@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use qmp_std::qmp_core::introspect::{ArgHelp, CheckError, SchemaIndex, TypeHelp, closest};
+use qmp_std::qmp_core::introspect::{
+    ArgHelp, CheckError, CommandHelp, SchemaIndex, TypeHelp, closest,
+};
 use qmp_std::serde_json::Value;
 
 /// The server's own description of its commands.
@@ -68,8 +70,13 @@ impl Schema {
         }
     }
 
-    /// The text of `help` (every command) or `help COMMAND`.
+    /// The text of `help` (every command) or `help COMMAND [key=value
+    /// ...]`, where the arguments pick union branches to show alone
+    /// (`help blockdev-add driver=file`).
     pub(crate) fn help(&self, topic: Option<&str>) -> String {
+        let mut words = topic.unwrap_or_default().split_whitespace();
+        let topic = words.next();
+        let typed = typed_arguments(words);
         let names: Vec<&str> = match self {
             Schema::Unknown => return "the server did not describe its commands".into(),
             Schema::Qmp(index) => index.command_names().collect(),
@@ -83,7 +90,7 @@ impl Schema {
         };
         match self {
             Schema::Qmp(index) => match index.help(topic) {
-                Some(help) => help.to_string().trim_end().to_owned(),
+                Some(help) => render(&help, &typed),
                 None => unknown(topic, names.into_iter()),
             },
             Schema::Agent(commands) => match commands.get(topic) {
@@ -94,6 +101,108 @@ impl Schema {
                 None => unknown(topic, names.into_iter()),
             },
             Schema::Unknown => unreachable!("returned above"),
+        }
+    }
+}
+
+/// A command's arguments as an indented tree: each member with
+/// required/optional and its type, enum values listed, a union's
+/// branches after its common members (only the branch `typed` picks,
+/// when it picks one).
+fn render(help: &CommandHelp, typed: &BTreeMap<String, String>) -> String {
+    let mut out = help.name.clone();
+    if help.allow_oob {
+        out.push_str(" (may run out of band)");
+    }
+    out.push('\n');
+    match &help.arguments {
+        TypeHelp::Object {
+            members, branches, ..
+        } if members.is_empty() && branches.is_empty() => out.push_str("  (no arguments)"),
+        TypeHelp::Object { .. } => render_members(&mut out, &help.arguments, typed, "", 1),
+        other => {
+            out.push_str("  ");
+            render_type(&mut out, other, typed, "", 2);
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// The members of object type `ty` (its path `prefix`), at `depth`.
+fn render_members(
+    out: &mut String,
+    ty: &TypeHelp,
+    typed: &BTreeMap<String, String>,
+    prefix: &str,
+    depth: usize,
+) {
+    let TypeHelp::Object {
+        members,
+        tag,
+        branches,
+    } = ty
+    else {
+        return;
+    };
+    let member = |out: &mut String, m: &ArgHelp, depth: usize| {
+        let need = if m.required { "required" } else { "optional" };
+        let _ = write!(out, "{:1$}{2}: {need} ", "", depth * 2, m.name);
+        render_type(
+            out,
+            &m.ty,
+            typed,
+            &format!("{prefix}{}.", m.name),
+            depth + 1,
+        );
+    };
+    for m in members {
+        member(out, m, depth);
+    }
+    let tag = tag.as_deref().unwrap_or("?");
+    let chosen = typed.get(&format!("{prefix}{tag}"));
+    for (case, more) in branches {
+        if chosen.is_none_or(|c| c == case) {
+            let _ = writeln!(out, "{:1$}when {tag} = {case}:", "", depth * 2);
+            for m in more {
+                member(out, m, depth + 1);
+            }
+        }
+    }
+}
+
+/// A type on the rest of the line, and its members on the lines below.
+fn render_type(
+    out: &mut String,
+    ty: &TypeHelp,
+    typed: &BTreeMap<String, String>,
+    prefix: &str,
+    depth: usize,
+) {
+    match ty {
+        TypeHelp::Builtin(b) => {
+            let _ = writeln!(out, "{b}");
+        }
+        TypeHelp::Enum(values) => {
+            let _ = writeln!(out, "one of {}", values.join(", "));
+        }
+        TypeHelp::Array(t) => {
+            out.push_str("list of ");
+            render_type(out, t, typed, prefix, depth);
+        }
+        TypeHelp::Object { .. } => {
+            out.push_str("object\n");
+            render_members(out, ty, typed, prefix, depth);
+        }
+        TypeHelp::Alternate(forms) => {
+            let _ = writeln!(out, "one of {} forms:", forms.len());
+            for f in forms {
+                let _ = write!(out, "{:1$}- ", "", depth * 2);
+                render_type(out, f, typed, prefix, depth + 1);
+            }
+        }
+        TypeHelp::Recursive => out.push_str("(the type described above)\n"),
+        other => {
+            let _ = writeln!(out, "{other:?}");
         }
     }
 }
@@ -445,7 +554,22 @@ mod tests {
     fn help_and_check_name_the_closest_command() {
         let s = Schema::Qmp(Box::new(index()));
         assert!(s.help(None).contains("blockdev-add"));
-        assert!(s.help(Some("blockdev-add")).contains("when driver = file:"));
+        let help = s.help(Some("blockdev-add"));
+        assert!(help.contains("when driver = file:"), "{help}");
+        assert!(
+            help.contains("  driver: required one of file, null-co"),
+            "{help}"
+        );
+        assert!(help.contains("    direct: optional boolean"), "{help}");
+        let one = s.help(Some("blockdev-add driver=null-co"));
+        assert!(
+            one.contains("when driver = null-co:") && !one.contains("filename"),
+            "{one}"
+        );
+        assert_eq!(
+            s.help(Some("block-set")),
+            "block-set\n  node: required string"
+        );
         assert!(
             s.help(Some("blockdev-ad"))
                 .contains("did you mean `blockdev-add`?")

@@ -33,6 +33,20 @@ fn help_lists_commands_and_shows_an_argument_tree() {
     expect(&mut p, "when driver = null-co:");
     expect(&mut p, "read-zeroes: optional boolean");
     expect(&mut p, PROMPT);
+    // Arguments pick the branch shown.
+    send(&mut p, "help blockdev-add driver=null-co\r");
+    let one = expect(&mut p, "when driver = null-co:");
+    assert!(!one.contains("when driver = file:"), "{one}");
+    expect(&mut p, "read-zeroes: optional boolean");
+    expect(&mut p, PROMPT);
+    send(&mut p, "help query-status\r");
+    expect(&mut p, "(no arguments)");
+    expect(&mut p, PROMPT);
+    send(&mut p, "help qom-ge\t");
+    expect(&mut p, "qom-get ");
+    send(&mut p, "\r");
+    expect(&mut p, "property: required string");
+    expect(&mut p, PROMPT);
     send(&mut p, "help qurey-status\r");
     expect(&mut p, "did you mean `query-status`?");
     expect(&mut p, PROMPT);
