@@ -235,21 +235,8 @@ impl ShellHelper {
         if !in_block && !self.hmp && prior == ["help"] {
             return (start, word_pairs(self.words.commands.keys(), word));
         }
-        if !in_block
-            && !self.hmp
-            && let (Some(index), Some(command)) = (self.words.schema.index(), prior.first())
-        {
-            let typed = schema::typed_arguments(prior[1..].iter().copied());
-            if let Some((key, value)) = word.split_once('=') {
-                let at = start + key.len() + 1;
-                return (
-                    at,
-                    schema::values(index, &self.known, command, key, value, &typed),
-                );
-            }
-            if let Some(names) = schema::argument_names(index, command, word, &typed) {
-                return (start, names);
-            }
+        if let Some(found) = self.schema_candidates(&prior, in_block, word, start) {
+            return found;
         }
         let Some(table) = self.table(&mut prior) else {
             return (start, Vec::new());
@@ -260,6 +247,35 @@ impl ShellHelper {
             Some(command) => argument_names(table, command, word),
         };
         (start, names)
+    }
+
+    /// Names and values from the schema's argument tree, for the
+    /// arguments of a command or of a transaction action; `None` when
+    /// the schema does not know it (the names from [`Words`] are used).
+    fn schema_candidates(
+        &self,
+        prior: &[&str],
+        in_block: bool,
+        word: &str,
+        start: usize,
+    ) -> Option<(usize, Vec<Candidate>)> {
+        let index = self.words.schema.index().filter(|_| !self.hmp)?;
+        let prior = match prior {
+            ["transaction(", rest @ ..] => rest,
+            _ => prior,
+        };
+        let (name, args) = prior.split_first()?;
+        let root = if in_block {
+            schema::action_type(index, name)?
+        } else {
+            index.help(name)?.arguments
+        };
+        let typed = schema::typed_arguments(args.iter().copied());
+        if let Some((key, value)) = word.split_once('=') {
+            let values = schema::values(&root, &self.known, key, value, &typed);
+            return Some((start + key.len() + 1, values));
+        }
+        Some((start, schema::argument_names(&root, word, &typed)?))
     }
 
     /// The names that the first word of `prior` is one of: commands, or
@@ -394,7 +410,12 @@ mod tests {
 
     /// A schema shaped like QEMU's (names masked as numbers).
     fn schema() -> Vec<SchemaInfo> {
-        schema_entries(json!([
+        schema_entries(schema_json())
+    }
+
+    /// The same, as the server sends it.
+    fn schema_json() -> Value {
+        json!([
             {"name": "query-status", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
             {"name": "query-stats", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
             {"name": "0", "meta-type": "object", "members": []},
@@ -421,8 +442,10 @@ mod tests {
             {"name": "9", "meta-type": "object", "members": [{"name": "data", "type": "10"}]},
             {"name": "10", "meta-type": "object", "members": [
                 {"name": "node", "type": "str"}, {"name": "name", "type": "str"}]},
-            {"name": "STOP", "meta-type": "event", "arg-type": "0"}
-        ]))
+            {"name": "STOP", "meta-type": "event", "arg-type": "0"},
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "bool", "meta-type": "builtin", "json-type": "boolean"}
+        ])
     }
 
     fn helper() -> ShellHelper {
@@ -487,6 +510,37 @@ mod tests {
         assert_eq!(complete(&h, "ab").1, ["abort "]);
         assert_eq!(complete(&h, "block-dirty-bitmap-add na").1, ["name="]);
         assert!(complete(&h, ") ").1.is_empty());
+    }
+
+    #[test]
+    fn with_the_schema_index_values_branches_and_actions() {
+        let mut h = ShellHelper {
+            words: Words::from_schema_reply(schema_json()),
+            ..ShellHelper::default()
+        };
+        assert_eq!(
+            complete(&h, "blockdev-add driver=file "),
+            (
+                25,
+                vec!["cache.".into(), "filename=".into(), "node-name=".into()]
+            )
+        );
+        assert_eq!(
+            complete(&h, "blockdev-add cache.direct="),
+            (26, vec!["false ".into(), "true ".into()])
+        );
+        assert_eq!(
+            complete(&h, "transaction( block-dirty-bitmap-add n").1,
+            ["name=", "node="]
+        );
+        h.known
+            .learn("query-named-block-nodes", &json!([{"node-name": "n0"}]));
+        assert_eq!(
+            complete(&h, "help query-stat").1,
+            ["query-stats ", "query-status "]
+        );
+        h.in_transaction = true;
+        assert_eq!(complete(&h, "block-dirty-bitmap-add node=").1, ["n0 "]);
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub(crate) fn save<H: Helper>(editor: &mut Editor<H, FileHistory>, path: &Path) 
 /// `~/.local/state/qmp-shell/history`; HMP's and the guest agent's have
 /// `-hmp` and `-qga` added to its name. A `$QMP_SHELL_HISTFILE` that is
 /// not a plain file (`/dev/null`) serves every mode.
-fn path(mode: Mode) -> Option<PathBuf> {
+pub(crate) fn path(mode: Mode) -> Option<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     let qmp = match var("QMP_SHELL_HISTFILE") {
         Some(file) => {
@@ -88,7 +88,31 @@ fn path(mode: Mode) -> Option<PathBuf> {
             .join("qmp-shell")
             .join("history"),
     };
+    for_mode(&qmp, mode)
+}
+
+/// The file of `mode`'s history, given QMP's.
+fn for_mode(qmp: &Path, mode: Mode) -> Option<PathBuf> {
     let mut name = qmp.file_name()?.to_os_string();
     name.push(mode.suffix());
     Some(qmp.with_file_name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mode_has_its_own_file() {
+        let qmp = Path::new("/state/qmp-shell/history");
+        assert_eq!(for_mode(qmp, Mode::Qmp).unwrap(), qmp);
+        assert_eq!(
+            for_mode(qmp, Mode::Hmp).unwrap(),
+            Path::new("/state/qmp-shell/history-hmp")
+        );
+        assert_eq!(
+            for_mode(qmp, Mode::Agent).unwrap(),
+            Path::new("/state/qmp-shell/history-qga")
+        );
+    }
 }

@@ -383,21 +383,36 @@ pub(crate) struct Candidate {
     pub(crate) replacement: String,
 }
 
-/// Argument names of `command` that `word` (`a.b.c` completes `c`
-/// inside `a.b`) may start, given the arguments already typed; `None`
-/// when the schema does not know the command.
+/// The type of a transaction action's `data`: `transaction`'s
+/// `actions` are a union whose `type` picks the action.
+pub(crate) fn action_type(index: &SchemaIndex, action: &str) -> Option<TypeHelp> {
+    let TypeHelp::Object { members, .. } = index.help("transaction")?.arguments else {
+        return None;
+    };
+    let actions = members.into_iter().find(|m| m.name == "actions")?;
+    let TypeHelp::Array(element) = actions.ty else {
+        return None;
+    };
+    let TypeHelp::Object { branches, .. } = *element else {
+        return None;
+    };
+    let (_, members) = branches.into_iter().find(|(case, _)| case == action)?;
+    Some(members.into_iter().find(|m| m.name == "data")?.ty)
+}
+
+/// Argument names in the object type `root` that `word` (`a.b.c`
+/// completes `c` inside `a.b`) may start, given the arguments already
+/// typed; `None` when `word`'s path leads nowhere.
 pub(crate) fn argument_names(
-    index: &SchemaIndex,
-    command: &str,
+    root: &TypeHelp,
     word: &str,
     typed: &BTreeMap<String, String>,
 ) -> Option<Vec<Candidate>> {
-    let help = index.help(command)?;
     let (path, last) = match word.rfind('.') {
         Some(i) => (&word[..=i], &word[i + 1..]),
         None => ("", word),
     };
-    let mut ty = &help.arguments;
+    let mut ty = root;
     let mut prefix = String::new();
     for part in path.split('.').filter(|p| !p.is_empty()) {
         ty = &level(ty, typed, &prefix)
@@ -422,22 +437,18 @@ pub(crate) fn argument_names(
     Some(names)
 }
 
-/// Values for `key=` (`value` typed so far): enum members, `true` and
-/// `false`, and names from earlier results for node and device
-/// arguments.
+/// Values for `key=` (`value` typed so far) in the object type `root`:
+/// enum members, `true` and `false`, and names from earlier results for
+/// node and device arguments.
 pub(crate) fn values(
-    index: &SchemaIndex,
+    root: &TypeHelp,
     known: &Known,
-    command: &str,
     key: &str,
     value: &str,
     typed: &BTreeMap<String, String>,
 ) -> Vec<Candidate> {
-    let Some(help) = index.help(command) else {
-        return Vec::new();
-    };
     let path: Vec<&str> = key.split('.').collect();
-    let Some(member) = member_type(&help.arguments, &path, typed) else {
+    let Some(member) = member_type(root, &path, typed) else {
         return Vec::new();
     };
     let mut out = BTreeSet::new();
@@ -513,41 +524,30 @@ mod tests {
     fn values_of_enums_booleans_and_known_names() {
         let (i, mut known) = (index(), Known::default());
         let none = BTreeMap::new();
-        assert_eq!(
-            shown(values(&i, &known, "blockdev-add", "driver", "", &none)),
-            ["file ", "null-co "]
-        );
-        assert_eq!(
-            shown(values(
-                &i,
-                &known,
-                "blockdev-add",
-                "cache.direct",
-                "t",
-                &none
-            )),
-            ["true "]
-        );
+        let add = i.help("blockdev-add").unwrap().arguments;
+        let v = |root: &TypeHelp, known: &Known, key: &str, value: &str| {
+            shown(values(root, known, key, value, &none))
+        };
+        assert_eq!(v(&add, &known, "driver", ""), ["file ", "null-co "]);
+        assert_eq!(v(&add, &known, "cache.direct", "t"), ["true "]);
         known.learn("query-named-block-nodes", &json!([{"node-name": "disk0"}]));
         known.learn("blockdev-add", &json!([{"node-name": "ignored"}]));
-        assert_eq!(
-            shown(values(&i, &known, "block-set", "node", "", &none)),
-            ["disk0 "]
-        );
+        let set = i.help("block-set").unwrap().arguments;
+        assert_eq!(v(&set, &known, "node", ""), ["disk0 "]);
     }
 
     #[test]
     fn the_discriminator_picks_the_branch() {
-        let i = index();
+        let add = index().help("blockdev-add").unwrap().arguments;
         let typed = typed_arguments(["driver=null-co"].into_iter());
-        let names = shown(argument_names(&i, "blockdev-add", "", &typed).unwrap());
+        let names = shown(argument_names(&add, "", &typed).unwrap());
         assert_eq!(names, ["cache.", "node-name=", "size="]);
-        let all = shown(argument_names(&i, "blockdev-add", "", &BTreeMap::new()).unwrap());
+        let all = shown(argument_names(&add, "", &BTreeMap::new()).unwrap());
         assert_eq!(
             all,
             ["cache.", "driver=", "filename=", "node-name=", "size="]
         );
-        assert!(argument_names(&i, "nope", "", &typed).is_none());
+        assert!(argument_names(&add, "nope.", &typed).is_none());
     }
 
     #[test]
