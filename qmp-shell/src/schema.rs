@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use qmp_std::qmp_core::introspect::{
-    ArgHelp, CheckError, CommandHelp, SchemaIndex, TypeHelp, closest,
+    ArgHelp, CheckError, CommandHelp, SchemaIndex, TypeHelp, edit_distance,
 };
 use qmp_std::serde_json::Value;
 
@@ -62,9 +62,10 @@ impl Schema {
             .unwrap_or_default();
         match self {
             Schema::Unknown => Ok(()),
-            Schema::Qmp(index) => index
-                .check(name, request.get("arguments"))
-                .map_err(|e| check_message(&e)),
+            Schema::Qmp(index) => match index.check(name, request.get("arguments")) {
+                Err(CheckError::UnknownCommand { .. }) => Err(unknown(name, index.command_names())),
+                other => other.map_err(|e| e.to_string()),
+            },
             Schema::Agent(commands) if commands.contains_key(name) => Ok(()),
             Schema::Agent(commands) => Err(unknown(name, commands.keys().map(String::as_str))),
         }
@@ -207,17 +208,25 @@ fn render_type(
     }
 }
 
-/// A [`CheckError`] as one line, its suggestion included.
-fn check_message(e: &CheckError) -> String {
-    e.to_string()
-}
-
 /// "the server has no command `x` (did you mean `y`?)".
 fn unknown<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> String {
-    match closest(name, names) {
+    match nearest(name, names) {
         Some(near) => format!("the server has no command `{name}` (did you mean `{near}`?)"),
         None => format!("the server has no command `{name}`"),
     }
+}
+
+/// The name nearest to `word` when it is near enough to be a typo: the
+/// fewest edits (a swap of neighbours is one), then the closest length,
+/// so `query-stauts` is `query-status`, not `query-stats`.
+fn nearest<'a>(word: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let len = word.chars().count();
+    let limit = (len / 3).max(2);
+    names
+        .map(|n| (edit_distance(word, n), n.chars().count().abs_diff(len), n))
+        .filter(|(d, _, _)| *d <= limit)
+        .min()
+        .map(|(_, _, n)| n)
 }
 
 /// `names` in columns filling at most `width` characters a line.
@@ -574,6 +583,11 @@ mod tests {
             s.help(Some("blockdev-ad"))
                 .contains("did you mean `blockdev-add`?")
         );
+        assert_eq!(
+            nearest("query-stauts", ["query-stats", "query-status"].into_iter()),
+            Some("query-status")
+        );
+        assert_eq!(nearest("xyzzy", ["query-status"].into_iter()), None);
         let e = s.check(&json!({"execute": "blockdev-ad"})).unwrap_err();
         assert!(e.contains("did you mean `blockdev-add`?"), "{e}");
         let e = s

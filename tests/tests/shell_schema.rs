@@ -47,7 +47,7 @@ fn help_lists_commands_and_shows_an_argument_tree() {
     send(&mut p, "\r");
     expect(&mut p, "property: required string");
     expect(&mut p, PROMPT);
-    send(&mut p, "help qurey-status\r");
+    send(&mut p, "help query-stauts\r");
     expect(&mut p, "did you mean `query-status`?");
     expect(&mut p, PROMPT);
     leave(p);
@@ -92,10 +92,10 @@ fn a_mistyped_command_is_refused_with_the_closest_name_and_not_sent() {
     let log = dir.join("log");
     let log_arg = log.to_str().unwrap();
     let mut p = spawn(&["--launch", "-l", log_arg], &dir.join("history"), PROMPT);
-    send(&mut p, "qurey-status\r");
+    send(&mut p, "query-stauts\r");
     expect(
         &mut p,
-        "the server has no command `qurey-status` (did you mean `query-status`?) (not sent)",
+        "the server has no command `query-stauts` (did you mean `query-status`?) (not sent)",
     );
     expect(&mut p, PROMPT);
     send(&mut p, "blockdev-add driver=null-co node-nme=x\r");
