@@ -118,6 +118,8 @@ struct Ending {
     reason: Option<Ended>,
     /// The editor sent `quit` and waits for the close: it says so itself.
     expected: bool,
+    /// `--listen`: the user was told that QEMU went away.
+    announced: bool,
 }
 
 /// What the worker does next.
@@ -188,11 +190,9 @@ impl Worker {
                     ending.reason.get_or_insert(ended.clone());
                     ending.expected
                 };
-                match &self.listener {
+                if !expected && self.listener.is_none() {
                     // The editor is waiting for a line: tell the user now.
-                    Some(listener) if !expected => self.printer.gone(&ended, listener.path()),
-                    None if !expected => self.printer.closed(&ended),
-                    _ => {}
+                    self.printer.closed(&ended);
                 }
             }
         }
@@ -210,6 +210,16 @@ impl Worker {
         let Some(listener) = &self.listener else {
             return;
         };
+        let gone = {
+            let mut ending = lock(&self.ending);
+            let first = !ending.announced;
+            ending.announced = true;
+            ending.reason.clone().filter(|_| first)
+        };
+        if let Some(ended) = gone {
+            // However the end was noticed, the user hears of it once.
+            self.printer.gone(&ended, listener.path());
+        }
         match listener.accept(SLICE) {
             Ok(Some(mut peer)) => {
                 let banner = peer.describe();

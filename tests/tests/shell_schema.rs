@@ -200,6 +200,10 @@ fn listen_takes_qemu_again_after_it_was_killed() {
     qemu.kill().expect("kill QEMU");
     qemu.wait().expect("reap QEMU");
     expect(&mut p, "again.");
+    // Meanwhile a command fails, and the shell goes on waiting.
+    send(&mut p, "query-status\r");
+    expect(&mut p, "error: ");
+    expect(&mut p, PROMPT);
     // A QEMU started anew (paused this time) is taken at once.
     let _qemu = qemu_connecting_to(&socket, &["-S"]);
     expect(&mut p, "Connected to QEMU");
