@@ -32,9 +32,9 @@ pub(crate) struct Args {
     #[arg(conflicts_with = "launch")]
     pub(crate) address: Option<String>,
 
-    /// Start QEMU ($QEMU or qemu-system-x86_64, with -machine none
-    /// -nodefaults -display none plus QEMU_ARGS) on a private socket, and
-    /// stop it on exit.
+    /// Start QEMU (--qemu, $QEMU or qemu-system-x86_64, with QEMU_ARGS
+    /// and -machine none -nodefaults -display none where they do not
+    /// choose otherwise) on a private socket, and stop it on exit.
     #[arg(long)]
     pub(crate) launch: bool,
 
