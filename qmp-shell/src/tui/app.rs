@@ -11,6 +11,7 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModif
 use crate::cli::Args;
 use crate::complete::ShellHelper;
 use crate::syntax::{self, Parsed, Parser, to_request};
+use crate::history;
 
 use super::Input;
 use super::input::{JsonEdit, LineEdit, Recall};
@@ -83,7 +84,7 @@ pub(crate) struct App<'a> {
 impl<'a> App<'a> {
     /// The screen before anything is connected; requests go to `jobs`.
     pub(crate) fn new(args: &'a Args, jobs: Sender<Job>) -> App<'a> {
-        let (recall, problem) = Recall::load();
+        let (recall, problem) = Recall::load(history::Mode::of(args));
         let address = match &args.address {
             Some(address) => address.clone(),
             None => "launched QEMU".into(),

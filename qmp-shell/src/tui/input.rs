@@ -164,7 +164,7 @@ pub(crate) struct Recall {
 
 impl Recall {
     /// Reads the history file; a problem with it is returned, to be shown.
-    pub(crate) fn load() -> (Recall, Option<String>) {
+    pub(crate) fn load(mode: history::Mode) -> (Recall, Option<String>) {
         let config = rustyline::Config::builder()
             .max_history_size(1000)
             .and_then(|b| b.history_ignore_dups(true))
@@ -172,7 +172,7 @@ impl Recall {
             .unwrap_or_default();
         let mut recall = Recall {
             lines: FileHistory::with_config(&config),
-            file: history::path(),
+            file: history::path(mode),
             at: None,
             draft: String::new(),
         };
@@ -345,6 +345,7 @@ mod tests {
             words: Words::from_names(["query-status".into(), "query-stats".into(), "stop".into()]),
             in_transaction: false,
             hmp: false,
+            known: Default::default(),
         };
         let mut line = LineEdit::default();
         line.insert_str("query-s");
