@@ -76,7 +76,7 @@ pub(crate) struct Args {
     /// Full screen: every message both ways in a scrolling pane, a status
     /// bar, an input line with history and completion, a JSON editor
     /// (Ctrl-O; Alt-Enter sends), reconnecting when QEMU restarts.
-    #[arg(long, conflicts_with_all = ["commands", "events"])]
+    #[arg(long, conflicts_with_all = ["commands", "events", "listen"])]
     pub(crate) tui: bool,
 
     /// With --tui: connection attempts in a row, after the first, before
@@ -136,6 +136,11 @@ impl Args {
                 )
                 .with_cmd(&<Args as clap::CommandFactory>::command()));
             }
+        }
+        if self.tui && self.tui_log.is_none() {
+            // The full-screen mode's log holds every message, not only
+            // commands and their responses: `-l` asks for it there.
+            self.tui_log = self.log.take();
         }
         if self.qemu.is_some() && !self.launch {
             return Err(clap::Error::raw(
@@ -210,6 +215,10 @@ mod tests {
         assert!(parse(&["x", "--retries", "3"]).is_err());
         assert!(parse(&["x", "--tui-log", "/tmp/log"]).is_err());
         assert!(parse(&["x", "--tui", "-c", "stop"]).is_err());
+        let a = parse(&["x", "--tui", "-l", "/tmp/log"]).unwrap();
+        assert_eq!(a.tui_log.as_deref(), Some(std::path::Path::new("/tmp/log")));
+        assert!(a.log.is_none());
+        assert!(parse(&["--listen", "/tmp/l", "--tui"]).is_err());
         assert!(parse(&["x", "--tui", "--retry-delay", "0"]).is_err());
     }
 
