@@ -13,14 +13,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_channel::{Receiver, Sender};
-use futures_core::Stream as _;
-use qmp_core::serde_json::Value;
 use qmp_core::{CloseReason, Event, Output, RequestId, SessionState};
 use qmp_os::{CloseCause, Conn, Error};
 
 use crate::events::Hub;
-use crate::link::{Handshake, Instruction};
+use crate::link::{Handshake, Inbox, Instruction, ReplySender};
 use crate::runtime::Runtime;
 use crate::transport::{Alarm, Pipe, Transport};
 
@@ -64,14 +61,12 @@ struct Inner<R: Runtime> {
     pipe: Pipe<R>,
     alarm: Alarm<R>,
     hub: Arc<Hub>,
-    /// Boxed: a receiver that is waiting is pinned.
-    instructions: Pin<Box<Receiver<Instruction>>>,
-    waiters: HashMap<RequestId, (u64, Sender<Result<Value, Error>>)>,
+    /// What the handles ask; told when the driver finishes.
+    inbox: Arc<Inbox>,
+    waiters: HashMap<RequestId, (u64, ReplySender)>,
     tokens: HashMap<u64, RequestId>,
     events: Vec<Event>,
     done: Option<CloseCause>,
-    /// Dropped when the driver finishes; handles wait on its receiver.
-    _closed: Option<Sender<()>>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -80,20 +75,18 @@ impl<R: Runtime> Driver<R> {
         conn: Conn,
         io: Transport<R>,
         hub: Arc<Hub>,
-        instructions: Receiver<Instruction>,
-        closed: Sender<()>,
+        inbox: Arc<Inbox>,
     ) -> Result<(Driver<R>, Handshake), Error> {
         let mut inner = Box::new(Inner {
             conn,
             pipe: Pipe::new(io),
             alarm: Alarm::default(),
             hub,
-            instructions: Box::pin(instructions),
+            inbox,
             waiters: HashMap::new(),
             tokens: HashMap::new(),
             events: Vec::new(),
             done: None,
-            _closed: Some(closed),
         });
         std::future::poll_fn(|cx| inner.poll_handshake(cx)).await?;
         let handshake = Handshake {
@@ -212,7 +205,7 @@ impl<R: Runtime> Inner<R> {
     fn take_instructions(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         loop {
-            match self.instructions.as_mut().poll_next(cx) {
+            match self.inbox.poll_next(cx) {
                 Poll::Ready(Some(i)) => self.obey(i),
                 // Every handle is gone: nobody can call or disconnect.
                 Poll::Ready(None) if self.conn.state() == SessionState::Running => {
@@ -231,9 +224,7 @@ impl<R: Runtime> Inner<R> {
                     self.tokens.insert(s.token, id);
                     self.waiters.insert(id, (s.token, s.reply));
                 }
-                Err(e) => {
-                    let _ = s.reply.try_send(Err(e));
-                }
+                Err(e) => s.reply.send(Err(e)),
             },
             Instruction::Cancel(token) => {
                 if let Some(id) = self.tokens.remove(&token) {
@@ -269,7 +260,7 @@ impl<R: Runtime> Inner<R> {
                 self.tokens.remove(&token);
                 // The caller words a timeout with its own command and limit.
                 let result = self.conn.result(result, String::new, Default::default());
-                let _ = reply.try_send(result);
+                reply.send(result);
             }
         }
         progress
@@ -285,17 +276,15 @@ impl<R: Runtime> Inner<R> {
             .set_view(self.conn.engine().stats(), self.conn.state());
         self.hub.set_cause(cause.clone());
         self.hub.end_all();
-        self.instructions.close();
         let err = || Err(Error::Interrupted(cause.clone()));
-        while let Ok(i) = self.instructions.try_recv() {
+        for i in self.inbox.finish() {
             if let Instruction::Execute(s) = i {
-                let _ = s.reply.try_send(err());
+                s.reply.send(err());
             }
         }
         for (_, (_, reply)) in self.waiters.drain() {
-            let _ = reply.try_send(err());
+            reply.send(err());
         }
         self.tokens.clear();
-        self._closed = None;
     }
 }
