@@ -77,7 +77,7 @@ struct Args {
     /// Events in the flood [default: 1000000; --quick 200000].
     #[arg(long)]
     events: Option<u64>,
-    /// Fan-out: QEMU instances driven at once [default: 50].
+    /// Fan-out: QEMU instances driven at once [default: 100; --quick 50].
     #[arg(long)]
     instances: Option<usize>,
     /// Fan-out: calls per instance [default: 1000; --quick 100].
@@ -197,7 +197,7 @@ impl Sizes {
                 pipelined: 8000,
                 schema: 15,
                 events: 1_000_000,
-                instances: 50,
+                instances: 100,
                 calls: 1000,
                 conns: 1000,
                 conn_calls: 100,
@@ -856,7 +856,7 @@ fn syscalls_scenario(s: &Sizes, report: &mut Report) -> Result<()> {
         "syscalls_per_call_smol_local",
         "syscalls_per_call_smol_spawned",
     );
-    let tokio = worst("syscalls_per_call_tokio", "syscalls_per_call_tokio_mt");
+    let tokio = worst("syscalls_per_call_tokio_ct", "syscalls_per_call_tokio_mt");
     report.set("syscalls_per_call_smol", smol);
     report.set("syscalls_per_call_tokio", tokio);
     report.row(&cells);
