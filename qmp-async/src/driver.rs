@@ -2,8 +2,8 @@
 //!
 //! Its loop: take the handles' instructions → read → write → fire the
 //! engine's deadline → hand replies and events out, until nothing moves;
-//! then sleep on the socket, the instruction channel and one timer, which
-//! is re-armed only when the engine's deadline changes. Every protocol
+//! then sleep on the socket, the handles' instruction queue and one timer,
+//! which is re-armed only when the engine's deadline moves earlier. Every protocol
 //! decision is the engine's: this file only moves bytes and results.
 
 use std::collections::HashMap;
