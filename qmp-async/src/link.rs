@@ -337,11 +337,15 @@ impl<R: Runtime> Future for Guard<'_, R> {
                 R::reset(spare.timer.as_mut(), Some(limit));
                 spare.at = Some(limit);
             }
+            let armed_for = spare.at;
             if spare.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             spare.at = None;
-            if StdInstant::now() >= limit {
+            // Armed for this very limit, the runtime's clock is trusted
+            // (a paused or mocked clock included); armed for an earlier
+            // call's, it went off early unless the limit has passed too.
+            if armed_for == Some(limit) || StdInstant::now() >= limit {
                 return Poll::Ready(());
             }
         }

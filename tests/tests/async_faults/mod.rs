@@ -388,6 +388,37 @@ pub(crate) fn handles_and_futures_are_send_and_sync<E: Exec>() {
     };
 }
 
+/// A call's timer is kept for the next call, armed for the earlier
+/// limit: going off early, it must not end the next call, whose limit is
+/// later. (The driver's alarm is kept the same way.)
+pub(crate) fn a_call_outlives_the_timer_a_shorter_call_left_armed<E: Exec>() {
+    const SLOW: Duration = Duration::from_millis(300);
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.handshake();
+        let quick = peer.recv();
+        peer.reply(&quick, json!({"n": 1}));
+        let slow = peer.recv();
+        // A slow server: well past the first call's limit, so the timers
+        // armed for it go off while the second call waits.
+        std::thread::sleep(SLOW);
+        peer.reply(&slow, json!({"n": 2}));
+    });
+    E::run("kept timer", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        let short = qmp.with_timeout(Duration::from_millis(50));
+        let quick = short.execute("query-status", Value::Null).await.unwrap();
+        assert_eq!(quick["n"], 1);
+        let started = std::time::Instant::now();
+        let slow = qmp.execute("query-status", Value::Null).await.unwrap();
+        assert_eq!(slow["n"], 2);
+        assert!(started.elapsed() >= SLOW);
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
 /// One `#[test]` per case above, on the runtime `$exec` (a [`Exec`]).
 macro_rules! suite {
     ($exec:ty) => {
@@ -398,7 +429,8 @@ macro_rules! suite {
             a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order,
             a_server_that_stops_reading_holds_writes_back_without_losing_any,
             handshake_variants,
-            handles_and_futures_are_send_and_sync
+            handles_and_futures_are_send_and_sync,
+            a_call_outlives_the_timer_a_shorter_call_left_armed
         );
     };
     (@ $exec:ty; $($case:ident),*) => {
