@@ -79,40 +79,7 @@ fn every_scenario_reports_every_figure() {
             .unwrap_or_else(|| panic!("{key} is not a number: {figures:?}"));
         assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
     }
-    for key in VERSIONS {
-        let v = figures[*key].as_str().unwrap_or_else(|| panic!("{key}"));
-        let parts: Vec<&str> = v.split('.').collect();
-        assert!(
-            parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
-            "{key} = {v:?}"
-        );
-    }
-    let strace = std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    for key in SYSCALLS {
-        let v = figures
-            .get(*key)
-            .unwrap_or_else(|| panic!("{key} missing from {figures:?}"));
-        match (strace, v.as_f64()) {
-            // At least a send and a receive per call.
-            (true, Some(v)) => assert!(v >= 1.5, "{key} = {v}"),
-            (false, None) => assert!(v.is_null(), "{key} = {v}"),
-            (_, v) => panic!("{key} = {v:?} with strace installed: {strace}"),
-        }
-    }
-    // Every other figure is a finite number, not only the required ones.
-    for (key, v) in figures {
-        if VERSIONS.contains(&key.as_str()) || key == "syscalls_qemu" {
-            continue;
-        }
-        if key.starts_with("syscalls_per_call_") && v.is_null() && !strace {
-            continue;
-        }
-        let v = v.as_f64().unwrap_or_else(|| panic!("{key} = {v}"));
-        assert!(v.is_finite(), "{key} = {v}");
-    }
+    versions_and_system_calls(figures);
     let get = |k: &str| figures[k].as_f64().unwrap();
     for key in [
         "serial_ratio_std",
@@ -149,4 +116,43 @@ fn every_scenario_reports_every_figure() {
         took < Duration::from_secs(120),
         "qmp-bench --smoke took {took:?}"
     );
+}
+
+/// The QEMU versions are `major.minor.micro`, the system call figures are
+/// numbers (null without strace), and every other figure is a finite
+/// number, not only the required ones.
+fn versions_and_system_calls(figures: &serde_json::Map<String, Value>) {
+    for key in VERSIONS {
+        let v = figures[*key].as_str().unwrap_or_else(|| panic!("{key}"));
+        let parts: Vec<&str> = v.split('.').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+            "{key} = {v:?}"
+        );
+    }
+    let strace = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    for key in SYSCALLS {
+        let v = figures
+            .get(*key)
+            .unwrap_or_else(|| panic!("{key} missing from {figures:?}"));
+        match (strace, v.as_f64()) {
+            // At least a send and a receive per call.
+            (true, Some(v)) => assert!(v >= 1.5, "{key} = {v}"),
+            (false, None) => assert!(v.is_null(), "{key} = {v}"),
+            (_, v) => panic!("{key} = {v:?} with strace installed: {strace}"),
+        }
+    }
+    for (key, v) in figures {
+        if VERSIONS.contains(&key.as_str()) || key == "syscalls_qemu" {
+            continue;
+        }
+        if key.starts_with("syscalls_per_call_") && v.is_null() && !strace {
+            continue;
+        }
+        let v = v.as_f64().unwrap_or_else(|| panic!("{key} = {v}"));
+        assert!(v.is_finite(), "{key} = {v}");
+    }
 }
