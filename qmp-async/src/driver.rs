@@ -2,8 +2,8 @@
 //!
 //! Its loop: take the handles' instructions → read → write → fire the
 //! engine's deadline → hand replies and events out, until nothing moves;
-//! then sleep on the socket, the instruction channel and one timer, which
-//! is re-armed only when the engine's deadline changes. Every protocol
+//! then sleep on the socket, the handles' instruction queue and one timer,
+//! which is re-armed only when the engine's deadline moves earlier. Every protocol
 //! decision is the engine's: this file only moves bytes and results.
 
 use std::collections::HashMap;
@@ -14,15 +14,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant as StdInstant};
 
-use async_channel::{Receiver, Sender};
-use futures_core::Stream as _;
-use qmp_core::serde_json::Value;
 use qmp_core::{CloseReason, Event, Output, RequestId, SessionState};
 use qmp_os::{CloseCause, Conn, Error};
 
 use crate::events::Shared;
 use crate::hub::Hub;
-use crate::link::{Body, Handshake, Instruction};
+use crate::link::{Body, Handshake, Inbox, Instruction, ReplySender};
 use crate::runtime::Runtime;
 use crate::transport::{Alarm, Pipe, Transport};
 
@@ -70,9 +67,9 @@ struct Inner<R: Runtime> {
     pipe: Pipe<R>,
     alarm: Alarm<R>,
     hub: Arc<Hub>,
-    /// Boxed: a receiver that is waiting is pinned.
-    instructions: Pin<Box<Receiver<Instruction>>>,
-    waiters: HashMap<RequestId, (u64, Sender<Result<Value, Error>>)>,
+    /// What the handles ask; told when the driver finishes.
+    inbox: Arc<Inbox>,
+    waiters: HashMap<RequestId, (u64, ReplySender)>,
     tokens: HashMap<u64, RequestId>,
     /// An event a subscriber has no room for yet, the subscriber, and how
     /// long the driver waits for it: nothing more is read meanwhile.
@@ -80,8 +77,6 @@ struct Inner<R: Runtime> {
     /// Made at the first wait for a subscriber, then reset.
     patience: Option<Pin<Box<R::Timer>>>,
     done: Option<CloseCause>,
-    /// Dropped when the driver finishes; handles wait on its receiver.
-    _closed: Option<Sender<()>>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -90,21 +85,19 @@ impl<R: Runtime> Driver<R> {
         conn: Conn,
         io: Transport<R>,
         hub: Arc<Hub>,
-        instructions: Receiver<Instruction>,
-        closed: Sender<()>,
+        inbox: Arc<Inbox>,
     ) -> Result<(Driver<R>, Handshake), Error> {
         let mut inner = Box::new(Inner {
             conn,
             pipe: Pipe::new(io),
             alarm: Alarm::default(),
             hub,
-            instructions: Box::pin(instructions),
+            inbox,
             waiters: HashMap::new(),
             tokens: HashMap::new(),
             held: None,
             patience: None,
             done: None,
-            _closed: Some(closed),
         });
         inner.note_state();
         std::future::poll_fn(|cx| inner.poll_handshake(cx)).await?;
@@ -238,7 +231,7 @@ impl<R: Runtime> Inner<R> {
     fn take_instructions(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         loop {
-            match self.instructions.as_mut().poll_next(cx) {
+            match self.inbox.poll_next(cx) {
                 Poll::Ready(Some(i)) => self.obey(i),
                 // Every handle is gone: nobody can call or disconnect.
                 Poll::Ready(None) if self.conn.state() == SessionState::Running => {
@@ -257,9 +250,7 @@ impl<R: Runtime> Inner<R> {
                     self.tokens.insert(s.token, id);
                     self.waiters.insert(id, (s.token, s.reply));
                 }
-                Err(e) => {
-                    let _ = s.reply.try_send(Err(e));
-                }
+                Err(e) => s.reply.send(Err(e)),
             },
             Instruction::Cancel(token) => {
                 if let Some(id) = self.tokens.remove(&token) {
@@ -313,7 +304,7 @@ impl<R: Runtime> Inner<R> {
                 self.tokens.remove(&token);
                 // The caller words a timeout with its own command and limit.
                 let result = self.conn.result(result, String::new, Default::default());
-                let _ = reply.try_send(result);
+                reply.send(result);
             }
         }
         progress
@@ -404,17 +395,15 @@ impl<R: Runtime> Inner<R> {
             .set_view(self.conn.engine().stats(), self.conn.state());
         self.hub.set_cause(cause.clone());
         self.hub.end_all();
-        self.instructions.close();
         let err = || Err(Error::Interrupted(cause.clone()));
-        while let Ok(i) = self.instructions.try_recv() {
+        for i in self.inbox.finish() {
             if let Instruction::Execute(s) = i {
-                let _ = s.reply.try_send(err());
+                s.reply.send(err());
             }
         }
         for (_, (_, reply)) in self.waiters.drain() {
-            let _ = reply.try_send(err());
+            reply.send(err());
         }
         self.tokens.clear();
-        self._closed = None;
     }
 }

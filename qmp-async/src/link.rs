@@ -1,15 +1,18 @@
 //! What every handle holds: the way to the driver, and how a call waits
 //! for its reply without ever leaving the connection out of step.
 
+use std::any::Any;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant as StdInstant};
 
-use async_channel::{Receiver, Sender};
 use futures_lite::{StreamExt, future};
 use qmp_core::serde_json::Value;
 use qmp_core::{
@@ -38,7 +41,7 @@ pub(crate) struct Submission {
     pub(crate) body: Body,
     pub(crate) deadline: Option<Instant>,
     pub(crate) fds: Vec<OwnedFd>,
-    pub(crate) reply: Sender<Result<Value, Error>>,
+    pub(crate) reply: ReplySender,
 }
 
 /// What handles tell the driver.
@@ -59,14 +62,14 @@ pub(crate) struct Handshake {
 }
 
 pub(crate) struct Shared {
-    instructions: Sender<Instruction>,
-    /// Fails (never yields) once the driver has finished.
-    closed: Receiver<()>,
+    inbox: Arc<Inbox>,
     hub: Arc<Hub>,
     next_token: AtomicU64,
     handshake: Handshake,
     /// Set when descriptors cannot be passed: what the stream is.
     without_fds: Option<&'static str>,
+    /// The calls' own timers (`Spare<R>`), kept between calls (see [`Guard`]).
+    spare_timers: Mutex<Vec<Box<dyn Any + Send>>>,
 }
 
 /// The handle core shared by [`Qmp`](crate::Qmp) and [`Agent`](crate::Agent).
@@ -118,10 +121,9 @@ impl<R: Runtime> Link<R> {
             R::LOG_TARGET,
             without_fds,
         );
-        let (instructions, rx) = async_channel::unbounded();
-        let (closed_tx, closed) = async_channel::bounded(1);
+        let inbox = Arc::new(Inbox::default());
         let hub = Arc::new(Hub::new(Limits::from_options(options)));
-        let (driver, handshake) = Driver::establish(conn, io, hub.clone(), rx, closed_tx)
+        let (driver, handshake) = Driver::establish(conn, io, hub.clone(), inbox.clone())
             .await
             .map_err(|e| match e {
                 Error::Closed(cause) => {
@@ -130,12 +132,12 @@ impl<R: Runtime> Link<R> {
                 e => e,
             })?;
         let shared = Shared {
-            instructions,
-            closed,
+            inbox,
             hub,
             next_token: AtomicU64::new(0),
             handshake,
             without_fds,
+            spare_timers: Mutex::new(Vec::new()),
         };
         let link = Link {
             shared: Arc::new(shared),
@@ -211,7 +213,7 @@ impl<R: Runtime> Link<R> {
         }
         let timeout = self.timeout;
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
-        let (reply, result) = async_channel::bounded(1);
+        let (reply, result) = reply_slot();
         let limit = deadline_after(timeout);
         let submission = Submission {
             token,
@@ -220,21 +222,20 @@ impl<R: Runtime> Link<R> {
             fds,
             reply,
         };
-        let sent = self
-            .shared
-            .instructions
-            .try_send(Instruction::Execute(submission));
-        if sent.is_err() {
+        if !self.shared.inbox.send(Instruction::Execute(submission)) {
             return Err(Error::Closed(self.cause()));
         }
         let mut guard = CancelOnDrop {
             token,
-            instructions: &self.shared.instructions,
+            inbox: &self.shared.inbox,
             armed: true,
         };
-        let answer = async { Some(result.recv().await) };
+        let answer = async { Some(result.await) };
         let expire = async {
-            expiry::<R>(limit).await;
+            match limit {
+                Some(at) => Guard::<R>::new(&self.shared.spare_timers, at).await,
+                None => future::pending().await,
+            }
             None
         };
         let outcome = future::or(answer, expire).await;
@@ -248,9 +249,9 @@ impl<R: Runtime> Link<R> {
             Some(received) => {
                 guard.armed = false;
                 match received {
-                    Ok(Err(Error::Timeout { .. })) => Err(timed_out()),
-                    Ok(r) => r,
-                    Err(_) => Err(Error::Interrupted(self.cause())),
+                    Some(Err(Error::Timeout { .. })) => Err(timed_out()),
+                    Some(r) => r,
+                    None => Err(Error::Interrupted(self.cause())),
                 }
             }
         }
@@ -262,7 +263,7 @@ impl<R: Runtime> Link<R> {
     }
 
     pub(crate) fn send(&self, instruction: Instruction) {
-        let _ = self.shared.instructions.try_send(instruction);
+        let _ = self.shared.inbox.send(instruction);
     }
 
     pub(crate) fn subscribe<const N: usize>(
@@ -321,8 +322,89 @@ impl<R: Runtime> Link<R> {
     pub(crate) fn closed(&self) -> impl Future<Output = CloseCause> + Send + 'static {
         let shared = self.shared.clone();
         async move {
-            let _ = shared.closed.recv().await;
+            shared.inbox.finished().await;
             shared.hub.cause().unwrap_or(CloseCause::DriverDropped)
+        }
+    }
+}
+
+/// Spare call timers kept per connection: enough for a window of
+/// pipelined calls.
+const SPARE_TIMERS: usize = 16;
+
+/// A timer kept between calls, and when it goes off (`None`: not armed).
+struct Spare<R: Runtime> {
+    timer: Pin<Box<R::Timer>>,
+    at: Option<StdInstant>,
+}
+
+/// Completes at `limit`, on a timer borrowed from the connection's spares
+/// and given back when done or dropped. A spare armed for an earlier call
+/// is kept as it is when it goes off no later than `limit`: going off
+/// early only makes the guard look at the clock and re-arm it. So a
+/// steady stream of calls arms no timer at all, where a new timer per
+/// call would cost smol's reactor a wake-up (two system calls and a
+/// turn) every time.
+struct Guard<'a, R: Runtime> {
+    spares: &'a Mutex<Vec<Box<dyn Any + Send>>>,
+    limit: StdInstant,
+    spare: Option<Box<Spare<R>>>,
+}
+
+impl<'a, R: Runtime> Guard<'a, R> {
+    fn new(spares: &'a Mutex<Vec<Box<dyn Any + Send>>>, limit: StdInstant) -> Self {
+        Guard {
+            spares,
+            limit,
+            spare: None,
+        }
+    }
+}
+
+impl<R: Runtime> Future for Guard<'_, R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let limit = this.limit;
+        let spares = this.spares;
+        let spare = this.spare.get_or_insert_with(|| {
+            let kept = spares.lock().ok().and_then(|mut v| v.pop());
+            let kept = kept.and_then(|k| k.downcast::<Spare<R>>().ok());
+            kept.unwrap_or_else(|| {
+                Box::new(Spare {
+                    timer: Box::pin(R::sleep_until(limit)),
+                    at: Some(limit),
+                })
+            })
+        });
+        loop {
+            if spare.at.is_none_or(|at| at > limit) {
+                R::reset(spare.timer.as_mut(), Some(limit));
+                spare.at = Some(limit);
+            }
+            let armed_for = spare.at;
+            if spare.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            spare.at = None;
+            // Armed for this very limit, the runtime's clock is trusted
+            // (a paused or mocked clock included); armed for an earlier
+            // call's, it went off early unless the limit has passed too.
+            if armed_for == Some(limit) || StdInstant::now() >= limit {
+                return Poll::Ready(());
+            }
+        }
+    }
+}
+
+impl<R: Runtime> Drop for Guard<'_, R> {
+    fn drop(&mut self) {
+        if let Some(spare) = self.spare.take()
+            && let Ok(mut spares) = self.spares.lock()
+            && spares.len() < SPARE_TIMERS
+        {
+            spares.push(spare);
         }
     }
 }
@@ -330,16 +412,192 @@ impl<R: Runtime> Link<R> {
 /// Tells the driver to forget a call whose future was dropped or timed out.
 struct CancelOnDrop<'a> {
     token: u64,
-    instructions: &'a Sender<Instruction>,
+    inbox: &'a Inbox,
     armed: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            // Unbounded: never blocks, fails only once the driver is gone.
-            let _ = self.instructions.try_send(Instruction::Cancel(self.token));
+            // Never blocks, fails only once the driver is gone.
+            let _ = self.inbox.send(Instruction::Cancel(self.token));
         }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Every handle is gone: nobody can call or disconnect any more.
+        self.inbox.abandon();
+    }
+}
+
+/// Where the handles leave instructions for the driver: a queue that is
+/// as long as what waits in it (most of the time one call, or none), and
+/// the driver's waker. One per connection, shared by the driver and the
+/// handles; lighter than a channel, whose fixed blocks cost kilobytes per
+/// connection.
+#[derive(Default)]
+pub(crate) struct Inbox(Mutex<Post>);
+
+#[derive(Default)]
+struct Post {
+    queue: VecDeque<Instruction>,
+    /// The driver, waiting for instructions.
+    driver: Option<Waker>,
+    /// Every handle is gone.
+    abandoned: bool,
+    /// The driver has finished: nothing is taken any more.
+    finished: bool,
+    /// Waiting for the driver to finish.
+    watchers: Vec<Waker>,
+}
+
+impl Inbox {
+    fn post(&self) -> MutexGuard<'_, Post> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `instruction` for the driver; `false` (and dropped) once the
+    /// driver has finished.
+    pub(crate) fn send(&self, instruction: Instruction) -> bool {
+        let mut post = self.post();
+        if post.finished {
+            return false;
+        }
+        post.queue.push_back(instruction);
+        let driver = post.driver.take();
+        drop(post);
+        if let Some(w) = driver {
+            w.wake();
+        }
+        true
+    }
+
+    /// The next instruction; `Ready(None)` once every handle is gone and
+    /// nothing is left.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Instruction>> {
+        let mut post = self.post();
+        if let Some(i) = post.queue.pop_front() {
+            return Poll::Ready(Some(i));
+        }
+        if post.abandoned || post.finished {
+            return Poll::Ready(None);
+        }
+        match &mut post.driver {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Marks the driver finished and returns what was never taken.
+    pub(crate) fn finish(&self) -> VecDeque<Instruction> {
+        let mut post = self.post();
+        post.finished = true;
+        post.driver = None;
+        let watchers = std::mem::take(&mut post.watchers);
+        let rest = std::mem::take(&mut post.queue);
+        drop(post);
+        watchers.into_iter().for_each(Waker::wake);
+        rest
+    }
+
+    fn abandon(&self) {
+        let mut post = self.post();
+        post.abandoned = true;
+        let driver = post.driver.take();
+        drop(post);
+        if let Some(w) = driver {
+            w.wake();
+        }
+    }
+
+    /// Completes once the driver has finished.
+    async fn finished(&self) {
+        std::future::poll_fn(|cx| {
+            let mut post = self.post();
+            if post.finished {
+                return Poll::Ready(());
+            }
+            if !post.watchers.iter().any(|w| w.will_wake(cx.waker())) {
+                post.watchers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Where one call's result is left for its caller.
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<Value, Error>>,
+    /// The driver let go of the call without a result.
+    dropped: bool,
+    waker: Option<Waker>,
+}
+
+/// The driver's end of a call's [`Slot`]: dropping it unanswered tells the
+/// caller the call was interrupted.
+pub(crate) struct ReplySender(Arc<Mutex<Slot>>);
+
+/// The caller's end of a call's [`Slot`]: `None` when it was dropped
+/// unanswered.
+struct ReplyReceiver(Arc<Mutex<Slot>>);
+
+fn reply_slot() -> (ReplySender, ReplyReceiver) {
+    let slot = Arc::new(Mutex::new(Slot::default()));
+    (ReplySender(slot.clone()), ReplyReceiver(slot))
+}
+
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ReplySender {
+    /// Hands `result` to the caller (a caller that went away drops it).
+    pub(crate) fn send(self, result: Result<Value, Error>) {
+        let waker = {
+            let mut slot = lock(&self.0);
+            slot.result = Some(result);
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for ReplySender {
+    fn drop(&mut self) {
+        let waker = {
+            let mut slot = lock(&self.0);
+            slot.dropped = true;
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Future for ReplyReceiver {
+    type Output = Option<Result<Value, Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = lock(&self.0);
+        if let Some(r) = slot.result.take() {
+            return Poll::Ready(Some(r));
+        }
+        if slot.dropped {
+            return Poll::Ready(None);
+        }
+        match &mut slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 

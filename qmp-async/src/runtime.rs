@@ -5,8 +5,8 @@
 //!
 //! The shape follows quinn's `Runtime` (a timer factory and an I/O trait
 //! with `poll_*` methods), as static types rather than trait objects: a
-//! call's timer is then a plain value inside the call's future, never a
-//! heap allocation.
+//! timer is a plain value, which a connection keeps and re-arms rather
+//! than building a new one per call.
 
 use std::fmt;
 use std::future::Future;

@@ -14,17 +14,27 @@ use qmp_os::Conn;
 
 use crate::runtime::{ByteStream, Runtime};
 
+/// The most one read takes: the read buffer starts at [`FIRST_READ`] and
+/// doubles up to this whenever a read fills it, so that the thousands of
+/// idle connections a process may hold keep a small buffer each.
 const READ_CHUNK: usize = 8 * 1024;
+const FIRST_READ: usize = 512;
 /// The most events one read can complete: the smallest event,
 /// `{"event":""}`, is 12 bytes, plus one that began in an earlier read.
 /// The engine's queue holds at least this many, so that events are lost
 /// only to subscribers' own queues, never between a read and its drain.
 pub(crate) const MAX_EVENTS_PER_READ: usize = READ_CHUNK / 12 + 1;
 
-/// One timer for the engine's next deadline, re-armed only when that
-/// deadline changes. Made at the first deadline, then reset.
+/// One timer for the engine's next deadline, armed no later than that
+/// deadline but re-armed only when the deadline moves earlier: each call
+/// pushes the deadline a little later, and re-arming for every call would
+/// cost the reactor a wake-up per call (smol's reactor is notified of
+/// every new timer). An alarm that goes off early costs one spurious turn
+/// (the engine ignores a deadline that is not due) and is then re-armed
+/// for the real deadline. Made at the first deadline, then reset.
 pub(crate) struct Alarm<R: Runtime> {
     timer: Option<Pin<Box<R::Timer>>>,
+    /// When the timer goes off; `None`: it is not armed.
     at: Option<StdInstant>,
 }
 
@@ -38,18 +48,21 @@ impl<R: Runtime> Default for Alarm<R> {
 }
 
 impl<R: Runtime> Alarm<R> {
-    /// Arms the timer for `next` (`None`: never) and reports whether it
-    /// has gone off.
+    /// Makes sure the timer goes off by `next` (`None`: no deadline) and
+    /// reports whether it has gone off.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, next: Option<StdInstant>) -> bool {
-        if next != self.at {
-            match (&mut self.timer, next) {
-                (Some(timer), next) => R::reset(timer.as_mut(), next),
-                (None, Some(at)) => self.timer = Some(Box::pin(R::sleep_until(at))),
-                (None, None) => {}
+        if let Some(due) = next
+            && self.at.is_none_or(|at| at > due)
+        {
+            match &mut self.timer {
+                Some(timer) => R::reset(timer.as_mut(), Some(due)),
+                None => self.timer = Some(Box::pin(R::sleep_until(due))),
             }
-            self.at = next;
+            self.at = Some(due);
         }
-        if let (Some(_), Some(timer)) = (next, &mut self.timer)
+        // Without a deadline an armed timer is left to go off once: cheaper
+        // than disarming it and arming it again for the next call.
+        if let (Some(_), Some(timer)) = (self.at, &mut self.timer)
             && timer.as_mut().poll(cx).is_ready()
         {
             // A fired timer stays silent until re-armed: force that.
@@ -75,7 +88,7 @@ impl<R: Runtime> Pipe<R> {
     pub(crate) fn new(io: Transport<R>) -> Self {
         Pipe {
             io,
-            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            buf: vec![0; FIRST_READ].into_boxed_slice(),
             readable: true,
             unflushed: false,
         }
@@ -99,6 +112,9 @@ impl<R: Runtime> Pipe<R> {
                 // A short read most likely emptied the socket.
                 self.readable = n == self.buf.len();
                 conn.received(&self.buf[..n]);
+                if self.readable && self.buf.len() < READ_CHUNK {
+                    self.buf = vec![0; self.buf.len() * 2].into_boxed_slice();
+                }
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Poll::Ready(Err(e)) => return Err(e),

@@ -11,16 +11,48 @@ use serde_json::Value;
 const KEYS: &[&str] = &[
     "serial_ratio_std",
     "serial_ratio_smol",
+    "serial_ratio_smol_local",
+    "serial_ratio_smol_spawned",
+    "serial_ratio_tokio",
+    "serial_ratio_tokio_mt",
     "pipelined_ratio_smol",
+    "pipelined_ratio_tokio",
     "schema_ratio_std",
     "cpu_us_per_call_raw",
     "cpu_us_per_call_std",
     "cpu_us_per_call_smol",
+    "cpu_us_per_call_tokio",
+    "cpu_us_per_call_std_typed",
+    "cpu_us_per_call_smol_typed",
     "event_flood_peak_rss_mib",
     "fanout_instances",
+    "fanout_conns",
     "fanout_calls_per_s",
     "fanout_errors",
     "fanout_rss_kib_per_connection",
+    "scale_conns",
+    "scale_errors",
+    "scale_misrouted",
+    "conn_rss_kib",
+];
+
+/// The QEMU version each scenario against a real QEMU used.
+const VERSIONS: &[&str] = &[
+    "serial_qemu",
+    "pipelined_qemu",
+    "schema_qemu",
+    "fanout_qemu",
+];
+
+/// System calls per call: numbers when strace is installed, else null.
+const SYSCALLS: &[&str] = &[
+    "syscalls_per_call_raw",
+    "syscalls_per_call_smol",
+    "syscalls_per_call_smol_local",
+    "syscalls_per_call_smol_spawned",
+    "syscalls_per_call_tokio",
+    "syscalls_per_call_tokio_ct",
+    "syscalls_per_call_tokio_mt",
 ];
 
 #[test]
@@ -47,11 +79,7 @@ fn every_scenario_reports_every_figure() {
             .unwrap_or_else(|| panic!("{key} is not a number: {figures:?}"));
         assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
     }
-    // Every figure is a finite number, not only the required ones.
-    for (key, v) in figures {
-        let v = v.as_f64().unwrap_or_else(|| panic!("{key} = {v}"));
-        assert!(v.is_finite(), "{key} = {v}");
-    }
+    versions_and_system_calls(figures);
     let get = |k: &str| figures[k].as_f64().unwrap();
     for key in [
         "serial_ratio_std",
@@ -61,12 +89,22 @@ fn every_scenario_reports_every_figure() {
         "fanout_calls_per_s",
         "event_flood_peak_rss_mib",
         "fanout_rss_kib_per_connection",
+        "serial_ratio_tokio",
+        "serial_ratio_tokio_mt",
+        "pipelined_ratio_tokio",
     ] {
         assert!(get(key) > 0.0, "{key} = {}", get(key));
     }
     assert_eq!(get("fanout_errors"), 0.0, "{stderr}");
     assert_eq!(get("fanout_instances"), 2.0);
     assert_eq!(get("fanout_connected"), 2.0);
+    assert_eq!(get("fanout_conns"), 2.0);
+    // Every connection of the scale run made every call, and every reply
+    // reached the call that asked for it, events interleaved.
+    assert_eq!(get("scale_errors"), 0.0, "{stderr}");
+    assert_eq!(get("scale_misrouted"), 0.0, "{stderr}");
+    assert_eq!(get("scale_connected"), get("scale_conns"));
+    assert!(get("scale_events") > 0.0, "{stderr}");
     // The flood's events were all either queued or counted as lost, and
     // its peak is a resident set, not a runaway.
     assert!(get("event_flood_peak_rss_mib") < 1024.0);
@@ -78,4 +116,43 @@ fn every_scenario_reports_every_figure() {
         took < Duration::from_secs(120),
         "qmp-bench --smoke took {took:?}"
     );
+}
+
+/// The QEMU versions are `major.minor.micro`, the system call figures are
+/// numbers (null without strace), and every other figure is a finite
+/// number, not only the required ones.
+fn versions_and_system_calls(figures: &serde_json::Map<String, Value>) {
+    for key in VERSIONS {
+        let v = figures[*key].as_str().unwrap_or_else(|| panic!("{key}"));
+        let parts: Vec<&str> = v.split('.').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+            "{key} = {v:?}"
+        );
+    }
+    let strace = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    for key in SYSCALLS {
+        let v = figures
+            .get(*key)
+            .unwrap_or_else(|| panic!("{key} missing from {figures:?}"));
+        match (strace, v.as_f64()) {
+            // At least a send and a receive per call.
+            (true, Some(v)) => assert!(v >= 1.5, "{key} = {v}"),
+            (false, None) => assert!(v.is_null(), "{key} = {v}"),
+            (_, v) => panic!("{key} = {v:?} with strace installed: {strace}"),
+        }
+    }
+    for (key, v) in figures {
+        if VERSIONS.contains(&key.as_str()) || key == "syscalls_qemu" {
+            continue;
+        }
+        if key.starts_with("syscalls_per_call_") && v.is_null() && !strace {
+            continue;
+        }
+        let v = v.as_f64().unwrap_or_else(|| panic!("{key} = {v}"));
+        assert!(v.is_finite(), "{key} = {v}");
+    }
 }

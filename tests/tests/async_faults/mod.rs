@@ -602,6 +602,37 @@ pub(crate) fn handles_and_futures_are_send_and_sync<E: Exec>() {
     };
 }
 
+/// A call's timer is kept for the next call, armed for the earlier
+/// limit: going off early, it must not end the next call, whose limit is
+/// later. (The driver's alarm is kept the same way.)
+pub(crate) fn a_call_outlives_the_timer_a_shorter_call_left_armed<E: Exec>() {
+    const SLOW: Duration = Duration::from_millis(300);
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.handshake();
+        let quick = peer.recv();
+        peer.reply(&quick, json!({"n": 1}));
+        let slow = peer.recv();
+        // A slow server: well past the first call's limit, so the timers
+        // armed for it go off while the second call waits.
+        std::thread::sleep(SLOW);
+        peer.reply(&slow, json!({"n": 2}));
+    });
+    E::run("kept timer", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        let short = qmp.with_timeout(Duration::from_millis(50));
+        let quick = short.execute("query-status", Value::Null).await.unwrap();
+        assert_eq!(quick["n"], 1);
+        let started = std::time::Instant::now();
+        let slow = qmp.execute("query-status", Value::Null).await.unwrap();
+        assert_eq!(slow["n"], 2);
+        assert!(started.elapsed() >= SLOW);
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
 /// One `#[test]` per case above, on the runtime `$exec` (a [`Exec`]).
 macro_rules! suite {
     ($exec:ty) => {
@@ -617,7 +648,8 @@ macro_rules! suite {
             raw_messages_keep_their_ids_and_taken_ids_are_refused,
             unclaimed_events_wait_in_the_default_queue,
             the_history_answers_whether_an_event_happened,
-            runstates_are_observed_in_order_with_the_close_cause
+            runstates_are_observed_in_order_with_the_close_cause,
+            a_call_outlives_the_timer_a_shorter_call_left_armed
         );
     };
     (@ $exec:ty; $($case:ident),*) => {

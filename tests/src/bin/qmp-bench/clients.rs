@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use qmp_core::commands::qmp::QueryStatus;
 use qmp_smol::CloseCause;
 use smol::{LocalExecutor, Task};
 
@@ -39,6 +40,14 @@ impl StdClient {
     pub(crate) fn serial(&mut self, name: &str, n: u64) -> Result<()> {
         for _ in 0..n {
             self.0.execute(name, None)?;
+        }
+        Ok(())
+    }
+
+    /// `n` typed `query-status` calls, one after another.
+    pub(crate) fn serial_typed(&mut self, n: u64) -> Result<()> {
+        for _ in 0..n {
+            std::hint::black_box(self.0.call(&QueryStatus)?);
         }
         Ok(())
     }
@@ -124,6 +133,16 @@ impl SmolClient {
         })
     }
 
+    /// `n` typed `query-status` calls, one after another.
+    pub(crate) fn serial_typed(&self, n: u64) -> Result<()> {
+        self.run(async {
+            for _ in 0..n {
+                std::hint::black_box(self.qmp.call(&QueryStatus).await?);
+            }
+            Ok(())
+        })
+    }
+
     /// `n` calls of `name` from `window` tasks, each making its next call
     /// as soon as its previous one returns: `window` calls in flight.
     pub(crate) fn pipelined(&self, name: &str, n: u64, window: u64) -> Result<()> {
@@ -156,5 +175,99 @@ impl SmolClient {
         if let Some(driver) = self.driver.take() {
             self.run(driver);
         }
+    }
+}
+
+/// Which tokio scheduler a `qmp-tokio` connection runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// `new_current_thread`: the driver and the caller share one thread.
+    CurrentThread,
+    /// `new_multi_thread` with two workers: the driver is spawned on a
+    /// worker, the caller runs in `block_on` on this thread.
+    MultiThread,
+}
+
+/// A `qmp-tokio` connection and the runtime that drives it.
+pub(crate) struct TokioClient {
+    rt: tokio::runtime::Runtime,
+    qmp: qmp_tokio::Qmp,
+    /// Cancelled with the runtime when the client is dropped.
+    _driver: tokio::task::JoinHandle<qmp_tokio::CloseCause>,
+}
+
+impl TokioClient {
+    /// Connects, negotiates (with `oob`) and spawns the driver.
+    pub(crate) fn connect(path: &Path, flavor: Flavor) -> Result<TokioClient> {
+        let mut builder = match flavor {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Flavor::MultiThread => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(2);
+                b
+            }
+        };
+        let rt = builder.enable_all().build()?;
+        let options = qmp_tokio::Options::default()
+            .socket_wait(SOCKET_WAIT)
+            .handshake_timeout(HANDSHAKE)
+            .timeout(CALL_TIMEOUT);
+        let (qmp, driver) = rt.block_on(qmp_tokio::Qmp::connect_unix(path, options))?;
+        if !qmp.oob_enabled() {
+            return Err("qmp-tokio: oob was not negotiated".into());
+        }
+        let driver = rt.spawn(driver);
+        Ok(TokioClient {
+            rt,
+            qmp,
+            _driver: driver,
+        })
+    }
+
+    /// `n` calls of `name`, one after another.
+    pub(crate) fn serial(&self, name: &str, n: u64) -> Result<()> {
+        self.rt.block_on(async {
+            for _ in 0..n {
+                self.qmp.execute(name, None).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `n` typed `query-status` calls, one after another.
+    pub(crate) fn serial_typed(&self, n: u64) -> Result<()> {
+        self.rt.block_on(async {
+            for _ in 0..n {
+                std::hint::black_box(self.qmp.call(&QueryStatus).await?);
+            }
+            Ok(())
+        })
+    }
+
+    /// `n` calls of `name` from `window` tasks: `window` calls in flight.
+    pub(crate) fn pipelined(&self, name: &str, n: u64, window: u64) -> Result<()> {
+        let left = Arc::new(AtomicU64::new(n));
+        self.rt.block_on(async {
+            let workers: Vec<_> = (0..window)
+                .map(|_| {
+                    let (qmp, left, name) = (self.qmp.clone(), left.clone(), name.to_owned());
+                    tokio::spawn(async move {
+                        while left
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                                l.checked_sub(1)
+                            })
+                            .is_ok()
+                        {
+                            qmp.execute(&name, None).await?;
+                        }
+                        Ok::<_, qmp_tokio::Error>(())
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await??;
+            }
+            Ok(())
+        })
     }
 }

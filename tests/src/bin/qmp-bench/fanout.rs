@@ -18,6 +18,7 @@ use crate::qemu::Qemu;
 /// The child's work: start `instances` QEMUs, connect to all of them from
 /// one executor, make `calls` calls on each, all connections at once.
 pub(crate) fn child(instances: usize, calls: u64) -> Result<Value> {
+    crate::scale::raise_fd_limit(4 * instances as u64)?;
     let start = Instant::now();
     let mut qemus = Vec::with_capacity(instances);
     for _ in 0..instances {
@@ -42,6 +43,7 @@ pub(crate) fn child(instances: usize, calls: u64) -> Result<Value> {
     Ok(json!({
         "fanout_instances": instances,
         "fanout_connected": run.ok,
+        "fanout_conns": run.ok,
         "fanout_calls_per_instance": calls,
         "fanout_calls_per_s": total as f64 / run.elapsed.as_secs_f64().max(1e-9),
         "fanout_errors": run.errors,
@@ -49,6 +51,7 @@ pub(crate) fn child(instances: usize, calls: u64) -> Result<Value> {
         "fanout_rss_kib_per_connection_idle": per_conn(connected),
         "fanout_rss_kib_baseline": baseline,
         "fanout_launch_s": launched.as_secs_f64(),
+        "fanout_qemu": run.version,
     }))
 }
 
@@ -56,6 +59,8 @@ pub(crate) fn child(instances: usize, calls: u64) -> Result<Value> {
 struct FanOut {
     /// Connections made.
     ok: usize,
+    /// The QEMU version the first greeting announced.
+    version: String,
     /// Failed connects and calls.
     errors: u64,
     /// The time all the calls took.
@@ -86,6 +91,10 @@ async fn fan_out(ex: &LocalExecutor<'_>, sockets: Vec<PathBuf>, calls: u64) -> F
         }
     }
     let connected = rss_kib();
+    let version = handles
+        .first()
+        .and_then(|q| q.greeting())
+        .map_or_else(String::new, |g| g.version.to_string());
     let t0 = Instant::now();
     errors += call_all(ex, &handles, calls).await;
     let elapsed = t0.elapsed();
@@ -98,6 +107,7 @@ async fn fan_out(ex: &LocalExecutor<'_>, sockets: Vec<PathBuf>, calls: u64) -> F
     }
     FanOut {
         ok: handles.len(),
+        version,
         errors,
         elapsed,
         connected,

@@ -1,12 +1,17 @@
 //! `qmp-bench`: how much the clients add to what QEMU itself costs.
 //!
-//! Every scenario starts its own `qemu-system-x86_64 -machine none
-//! -nodefaults -display none -S` with one QMP monitor per client, and
-//! measures in the same run a raw baseline (a hand-written loop on a Unix
-//! socket with precomputed requests that only counts message ends: the
-//! ceiling) and the clients, in interleaved rounds whose order rotates;
-//! the figures are medians over the rounds, and each ratio is a client's
-//! rate divided by the raw rate of the same round.
+//! In the round-trip scenarios every client, the raw baseline among them
+//! (a hand-written loop on a Unix socket with precomputed requests that
+//! only counts message ends: the ceiling), talks to a
+//! `qemu-system-x86_64 -machine none -nodefaults -display none -S` of its
+//! own with one QMP monitor (QEMU serves each request later the more
+//! monitors it polls), and the clients take turns in interleaved rounds
+//! whose order rotates; the figures are medians over the rounds, and each
+//! ratio is a client's rate divided by the raw rate of the same round.
+//! Separate processes measure the event flood, the fan-out to many QEMUs,
+//! the scale run (a thousand connections to scripted peers on one thread)
+//! and, under `strace -f -c` when it is installed, the system calls per
+//! call of each client.
 //!
 //! ```text
 //! cargo run --release -p tests --bin qmp-bench [-- --quick] [-- --json]
@@ -18,6 +23,8 @@ mod flood;
 mod measure;
 mod qemu;
 mod raw;
+mod scale;
+mod syscalls;
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
@@ -25,7 +32,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde_json::{Map, Value, json};
 
-use crate::clients::{Placement, SmolClient, StdClient};
+use crate::clients::{Flavor, Placement, SmolClient, StdClient, TokioClient};
 use crate::measure::{Result, Sample, measure, measure_with, median};
 use crate::qemu::Qemu;
 use crate::raw::Raw;
@@ -70,12 +77,21 @@ struct Args {
     /// Events in the flood [default: 1000000; --quick 200000].
     #[arg(long)]
     events: Option<u64>,
-    /// Fan-out: QEMU instances driven at once [default: 50].
+    /// Fan-out: QEMU instances driven at once [default: 100; --quick 50].
     #[arg(long)]
     instances: Option<usize>,
     /// Fan-out: calls per instance [default: 1000; --quick 100].
     #[arg(long)]
     calls: Option<u64>,
+    /// Scale: connections to scripted peers from one thread [default: 1000].
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Scale: calls per connection [default: 100].
+    #[arg(long)]
+    conn_calls: Option<u64>,
+    /// Internal: where `--child serve-peers` binds its sockets.
+    #[arg(long, hide = true)]
+    peer_dir: Option<std::path::PathBuf>,
     /// Run only these scenarios (repeatable; default: all). The JSON then
     /// lacks the other scenarios' figures.
     #[arg(long, value_enum)]
@@ -88,6 +104,14 @@ struct Args {
     /// The command `--profile` repeats.
     #[arg(long, default_value = QUERY_STATUS)]
     command: String,
+    /// `--profile` makes typed `query-status` calls (decoded into a
+    /// struct) instead of untyped ones.
+    #[arg(long, requires = "profile")]
+    typed: bool,
+    /// `--profile` talks to this QMP socket instead of starting a QEMU
+    /// (so that `strace -f` sees only the client).
+    #[arg(long, requires = "profile")]
+    socket: Option<std::path::PathBuf>,
     /// Internal: run one isolated scenario and print its figures as JSON.
     #[arg(long, hide = true, value_enum)]
     child: Option<Child>,
@@ -101,15 +125,19 @@ enum Scenario {
     Schema,
     Flood,
     Fanout,
+    Scale,
+    Syscalls,
 }
 
 /// The clients `--profile` can run alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Profiled {
+pub(crate) enum Profiled {
     Raw,
     Std,
     Smol,
     SmolSpawned,
+    Tokio,
+    TokioMt,
 }
 
 /// The scenarios that run in a process of their own.
@@ -118,6 +146,8 @@ enum Child {
     FloodStd,
     FloodSmol,
     Fanout,
+    Scale,
+    ServePeers,
 }
 
 /// How big each scenario is.
@@ -130,6 +160,8 @@ struct Sizes {
     events: u64,
     instances: usize,
     calls: u64,
+    conns: usize,
+    conn_calls: u64,
 }
 
 impl Sizes {
@@ -143,6 +175,8 @@ impl Sizes {
                 events: 10_000,
                 instances: 2,
                 calls: 10,
+                conns: 20,
+                conn_calls: 10,
             }
         } else if args.quick {
             Sizes {
@@ -153,6 +187,8 @@ impl Sizes {
                 events: 200_000,
                 instances: 50,
                 calls: 100,
+                conns: 1000,
+                conn_calls: 100,
             }
         } else {
             Sizes {
@@ -161,8 +197,10 @@ impl Sizes {
                 pipelined: 8000,
                 schema: 15,
                 events: 1_000_000,
-                instances: 50,
+                instances: 100,
                 calls: 1000,
+                conns: 1000,
+                conn_calls: 100,
             }
         };
         Sizes {
@@ -173,6 +211,8 @@ impl Sizes {
             events: args.events.unwrap_or(base.events),
             instances: args.instances.unwrap_or(base.instances).max(1),
             calls: args.calls.unwrap_or(base.calls).max(1),
+            conns: args.conns.unwrap_or(base.conns).max(1),
+            conn_calls: args.conn_calls.unwrap_or(base.conn_calls).max(1),
         }
     }
 }
@@ -202,10 +242,12 @@ impl Report {
 
     fn table(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        // A row of one cell is a note: it may run past the first column.
         let widths: Vec<usize> = (0..columns)
             .map(|c| {
                 self.rows
                     .iter()
+                    .filter(|r| r.len() > 1)
                     .filter_map(|r| r.get(c))
                     .map(|s| s.chars().count())
                     .max()
@@ -331,58 +373,134 @@ impl Rounds {
     }
 }
 
-/// Serial round trips: raw, qmp-std, qmp-smol on one thread, qmp-smol
-/// with its driver on smol's global executor; and two variants of raw
-/// that tell where a client's time goes: one whose reads have a timeout,
-/// one that decodes each reply.
-fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
-    let qemu = Qemu::start(6)?;
-    let mut raw = Raw::connect(&qemu.sockets[0])?;
-    let mut std = StdClient::connect(&qemu.sockets[1])?;
-    let smol = SmolClient::connect(&qemu.sockets[2], Placement::SameThread)?;
-    let spawned = SmolClient::connect(&qemu.sockets[3], Placement::Spawned)?;
-    let mut timed = Raw::connect(&qemu.sockets[4])?;
-    timed.set_read_timeout(Duration::from_secs(30))?;
-    let mut decoding = Raw::connect(&qemu.sockets[5])?;
-    let request = raw_request(QUERY_STATUS);
-    let n = s.serial;
+/// A client's loop: `run(n)` makes `n` calls.
+type Loop = Box<dyn FnMut(u64) -> Result<()>>;
+
+/// One client of a round-trip scenario, on a QEMU of its own: a QEMU
+/// serves each request later the more monitors it has and the more bytes
+/// a request has, so monitors shared between clients would measure the
+/// monitors, not the clients.
+struct Contender {
+    /// Its name in the figures.
+    name: &'static str,
+    qemu: Qemu,
+    /// The version its QEMU announced.
+    version: String,
+    run: Loop,
+}
+
+impl Contender {
+    /// Starts a QEMU and connects `client` to it.
+    fn start(
+        name: &'static str,
+        client: impl FnOnce(&std::path::Path) -> Result<Loop>,
+    ) -> Result<Contender> {
+        Contender::on(Qemu::start(1)?, name, client)
+    }
+
+    /// Connects `client` to `qemu`, once a first connection has read the
+    /// version from its greeting (a monitor serves one client at a time).
+    fn on(
+        qemu: Qemu,
+        name: &'static str,
+        client: impl FnOnce(&std::path::Path) -> Result<Loop>,
+    ) -> Result<Contender> {
+        let version = Raw::connect(&qemu.sockets[0])?.version().to_owned();
+        let run = client(&qemu.sockets[0])?;
+        Ok(Contender {
+            name,
+            qemu,
+            version,
+            run,
+        })
+    }
+}
+
+/// Runs every contender in interleaved rounds of `n` calls (after a
+/// warm-up of a tenth of that); the first one is the baseline.
+fn contest(contenders: &mut [Contender], rounds: usize, n: u64, what: &str) -> Result<Rounds> {
     let warm = (n / 10).max(10);
-    raw.serial(&request, warm)?;
-    std.serial(QUERY_STATUS, warm)?;
-    smol.serial(QUERY_STATUS, warm)?;
-    spawned.serial(QUERY_STATUS, warm)?;
-    timed.serial(&request, warm)?;
-    decoding.serial_decoding(&request, warm)?;
-    let r = Rounds::run(6, s.rounds, n, "serial", |who, n| match who {
-        0 => measure_with(|| qemu.cpu_time(), n, || raw.serial(&request, n)),
-        1 => measure_with(|| qemu.cpu_time(), n, || std.serial(QUERY_STATUS, n)),
-        2 => measure_with(|| qemu.cpu_time(), n, || smol.serial(QUERY_STATUS, n)),
-        3 => measure_with(|| qemu.cpu_time(), n, || spawned.serial(QUERY_STATUS, n)),
-        4 => measure_with(|| qemu.cpu_time(), n, || timed.serial(&request, n)),
-        _ => measure_with(
-            || qemu.cpu_time(),
-            n,
-            || decoding.serial_decoding(&request, n),
-        ),
-    })?;
-    smol.close();
-    spawned.close();
-    drop(qemu);
-    report_serial(&r, n, report);
+    for c in contenders.iter_mut() {
+        (c.run)(warm)?;
+    }
+    Rounds::run(contenders.len(), rounds, n, what, |who, n| {
+        let c = &mut contenders[who];
+        let qemu = &c.qemu;
+        measure_with(|| qemu.cpu_time(), n, || (c.run)(n))
+    })
+}
+
+/// A `qmp-smol` client's serial loop.
+fn smol_serial(placement: Placement, typed: bool) -> impl FnOnce(&std::path::Path) -> Result<Loop> {
+    move |path| {
+        let c = SmolClient::connect(path, placement)?;
+        Ok(Box::new(move |n| match typed {
+            true => c.serial_typed(n),
+            false => c.serial(QUERY_STATUS, n),
+        }))
+    }
+}
+
+/// A `qmp-tokio` client's serial loop.
+fn tokio_serial(flavor: Flavor) -> impl FnOnce(&std::path::Path) -> Result<Loop> {
+    move |path| {
+        let c = TokioClient::connect(path, flavor)?;
+        Ok(Box::new(move |n| c.serial(QUERY_STATUS, n)))
+    }
+}
+
+/// Serial round trips: raw, qmp-std, qmp-smol (driver on the calling
+/// thread and spawned), qmp-tokio (current-thread and multi-thread), typed
+/// calls next to untyped ones; and two variants of raw that tell where a
+/// client's time goes: one whose reads have a timeout, one that decodes
+/// each reply.
+fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
+    let request = raw_request(QUERY_STATUS);
+    let raw = |timeout: Option<Duration>, decode: bool| {
+        let request = request.clone();
+        move |path: &std::path::Path| -> Result<Loop> {
+            let mut raw = Raw::connect(path)?;
+            if let Some(t) = timeout {
+                raw.set_read_timeout(t)?;
+            }
+            Ok(Box::new(move |n| match decode {
+                true => raw.serial_decoding(&request, n),
+                false => raw.serial(&request, n),
+            }))
+        }
+    };
+    let std = |typed: bool| {
+        move |path: &std::path::Path| -> Result<Loop> {
+            let mut c = StdClient::connect(path)?;
+            Ok(Box::new(move |n| match typed {
+                true => c.serial_typed(n),
+                false => c.serial(QUERY_STATUS, n),
+            }))
+        }
+    };
+    let mut contenders = vec![
+        Contender::start("raw", raw(None, false))?,
+        Contender::start("std", std(false))?,
+        Contender::start("smol", smol_serial(Placement::SameThread, false))?,
+        Contender::start("smol_spawned", smol_serial(Placement::Spawned, false))?,
+        Contender::start("tokio", tokio_serial(Flavor::CurrentThread))?,
+        Contender::start("tokio_mt", tokio_serial(Flavor::MultiThread))?,
+        Contender::start("std_typed", std(true))?,
+        Contender::start("smol_typed", smol_serial(Placement::SameThread, true))?,
+        Contender::start("raw_timeout", raw(Some(Duration::from_secs(30)), false))?,
+        Contender::start("raw_decode", raw(None, true))?,
+    ];
+    report.set("serial_qemu", contenders[0].version.clone());
+    let r = contest(&mut contenders, s.rounds, s.serial, "serial")?;
+    let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
+    drop(contenders);
+    report_serial(&r, &names, s.serial, report);
     Ok(())
 }
 
 /// The serial figures, and their rows of the table.
-fn report_serial(r: &Rounds, n: u64, report: &mut Report) {
+fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
     report.set("serial_calls", n);
-    let names = [
-        "raw",
-        "std",
-        "smol",
-        "smol_spawned",
-        "raw_timeout",
-        "raw_decode",
-    ];
     for (i, name) in names.iter().enumerate() {
         report.set(&format!("serial_calls_per_s_{name}"), r.rate(i));
         report.set(&format!("cpu_us_per_call_{name}"), r.cpu_us(i));
@@ -392,12 +510,25 @@ fn report_serial(r: &Rounds, n: u64, report: &mut Report) {
             report.set(&format!("serial_ratio_{name}"), r.ratio(i));
         }
     }
+    // The names the issue's targets use.
+    report.set("serial_ratio_smol_local", r.ratio(2));
+    report.set("cpu_us_per_call_smol_local", r.cpu_us(2));
+    report.set(
+        "typed_cpu_ratio_std",
+        r.cpu_us(6) / r.cpu_us(1).max(f64::MIN_POSITIVE),
+    );
+    report.set(
+        "typed_cpu_ratio_smol",
+        r.cpu_us(7) / r.cpu_us(2).max(f64::MIN_POSITIVE),
+    );
     report.row(&[
         format!("serial {QUERY_STATUS}, {n} calls"),
         rate_cell(r.rate(0), None),
         rate_cell(r.rate(1), Some(r.ratio(1))),
         rate_cell(r.rate(2), Some(r.ratio(2))),
         rate_cell(r.rate(3), Some(r.ratio(3))),
+        rate_cell(r.rate(4), Some(r.ratio(4))),
+        rate_cell(r.rate(5), Some(r.ratio(5))),
     ]);
     let cpu = |i| r.cpu_cell(i);
     report.row(&[
@@ -406,6 +537,8 @@ fn report_serial(r: &Rounds, n: u64, report: &mut Report) {
         cpu(1),
         cpu(2),
         cpu(3),
+        cpu(4),
+        cpu(5),
     ]);
     let qemu_cpu = |i| format!("{:.1} µs", r.server_us(i));
     report.row(&[
@@ -414,58 +547,58 @@ fn report_serial(r: &Rounds, n: u64, report: &mut Report) {
         qemu_cpu(1),
         qemu_cpu(2),
         qemu_cpu(3),
+        qemu_cpu(4),
+        qemu_cpu(5),
     ]);
     report.row(&[
-        "  raw with a read timeout (SO_RCVTIMEO)".into(),
-        rate_cell(r.rate(4), Some(r.ratio(4))),
+        "  typed calls (QueryStatus), CPU per call".into(),
+        "-".into(),
+        cpu(6),
+        cpu(7),
     ]);
-    report.row(&[
-        "    its CPU, QEMU's CPU per call".into(),
-        format!("{}; {}", cpu(4), qemu_cpu(4)),
-    ]);
-    report.row(&[
-        "  raw decoding each reply (serde_json)".into(),
-        rate_cell(r.rate(5), Some(r.ratio(5))),
-    ]);
-    report.row(&[
-        "    its CPU, QEMU's CPU per call".into(),
-        format!("{}; {}", cpu(5), qemu_cpu(5)),
-    ]);
+    for (i, what) in [
+        (8, "  raw with a read timeout (SO_RCVTIMEO)"),
+        (9, "  raw decoding each reply (serde_json)"),
+    ] {
+        report.row(&[what.into(), rate_cell(r.rate(i), Some(r.ratio(i)))]);
+        report.row(&[
+            "    its CPU, QEMU's CPU per call".into(),
+            format!("{}; {}", cpu(i), qemu_cpu(i)),
+        ]);
+    }
 }
 
-/// `WINDOW` calls in flight: raw and qmp-smol (qmp-std makes one call at
-/// a time by design).
+/// `WINDOW` calls in flight: raw, qmp-smol (driver local and spawned) and
+/// qmp-tokio (current-thread); qmp-std makes one call at a time by design.
 fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
-    let qemu = Qemu::start(3)?;
-    let mut raw = Raw::connect(&qemu.sockets[0])?;
-    let smol = SmolClient::connect(&qemu.sockets[1], Placement::SameThread)?;
-    let spawned = SmolClient::connect(&qemu.sockets[2], Placement::Spawned)?;
     let request = raw_request(QUERY_STATUS);
+    let smol = |placement| {
+        move |path: &std::path::Path| -> Result<Loop> {
+            let c = SmolClient::connect(path, placement)?;
+            Ok(Box::new(move |n| c.pipelined(QUERY_STATUS, n, WINDOW)))
+        }
+    };
+    let mut contenders = vec![
+        Contender::start("raw", |path| {
+            let mut raw = Raw::connect(path)?;
+            Ok(Box::new(move |n| raw.pipelined(&request, n, WINDOW)))
+        })?,
+        Contender::start("smol", smol(Placement::SameThread))?,
+        Contender::start("smol_spawned", smol(Placement::Spawned))?,
+        Contender::start("tokio", |path| {
+            let c = TokioClient::connect(path, Flavor::CurrentThread)?;
+            Ok(Box::new(move |n| c.pipelined(QUERY_STATUS, n, WINDOW)))
+        })?,
+    ];
+    report.set("pipelined_qemu", contenders[0].version.clone());
     let n = s.pipelined;
-    let warm = (n / 10).max(10);
-    raw.pipelined(&request, warm, WINDOW)?;
-    smol.pipelined(QUERY_STATUS, warm, WINDOW)?;
-    spawned.pipelined(QUERY_STATUS, warm, WINDOW)?;
-    let r = Rounds::run(3, s.rounds, n, "pipelined", |who, n| match who {
-        0 => measure_with(|| qemu.cpu_time(), n, || raw.pipelined(&request, n, WINDOW)),
-        1 => measure_with(
-            || qemu.cpu_time(),
-            n,
-            || smol.pipelined(QUERY_STATUS, n, WINDOW),
-        ),
-        _ => measure_with(
-            || qemu.cpu_time(),
-            n,
-            || spawned.pipelined(QUERY_STATUS, n, WINDOW),
-        ),
-    })?;
-    smol.close();
-    spawned.close();
-    drop(qemu);
+    let r = contest(&mut contenders, s.rounds, n, "pipelined")?;
+    let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
+    drop(contenders);
 
     report.set("pipelined_calls", n);
     report.set("pipelined_window", WINDOW);
-    for (i, name) in ["raw", "smol", "smol_spawned"].iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         report.set(&format!("pipelined_calls_per_s_{name}"), r.rate(i));
         report.set(&format!("cpu_us_per_call_pipelined_{name}"), r.cpu_us(i));
         report.set(&format!("user_us_per_call_pipelined_{name}"), r.user_us(i));
@@ -477,59 +610,56 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
             report.set(&format!("pipelined_ratio_{name}"), r.ratio(i));
         }
     }
-    report.row(&[
+    let cells = |label: String, f: &dyn Fn(usize) -> String| {
+        vec![label, f(0), "-".into(), f(1), f(2), f(3)]
+    };
+    report.row(&cells(
         format!("pipelined, {WINDOW} in flight, {n} calls"),
-        rate_cell(r.rate(0), None),
-        "-".into(),
-        rate_cell(r.rate(1), Some(r.ratio(1))),
-        rate_cell(r.rate(2), Some(r.ratio(2))),
-    ]);
-    let cpu = |i| r.cpu_cell(i);
-    report.row(&[
-        "  client CPU per call".into(),
-        cpu(0),
-        "-".into(),
-        cpu(1),
-        cpu(2),
-    ]);
-    let qemu_cpu = |i| format!("{:.1} µs", r.server_us(i));
-    report.row(&[
-        "  QEMU's CPU per call".into(),
-        qemu_cpu(0),
-        "-".into(),
-        qemu_cpu(1),
-        qemu_cpu(2),
-    ]);
+        &|i| rate_cell(r.rate(i), (i > 0).then(|| r.ratio(i))),
+    ));
+    report.row(&cells("  client CPU per call".into(), &|i| r.cpu_cell(i)));
+    report.row(&cells("  QEMU's CPU per call".into(), &|i| {
+        format!("{:.1} µs", r.server_us(i))
+    }));
     Ok(())
 }
 
 /// The large reply: `query-qmp-schema`, one call at a time.
 fn schema(s: &Sizes, report: &mut Report) -> Result<()> {
-    let qemu = Qemu::start(4)?;
-    let mut raw = Raw::connect(&qemu.sockets[0])?;
-    let mut std = StdClient::connect(&qemu.sockets[1])?;
-    let smol = SmolClient::connect(&qemu.sockets[2], Placement::SameThread)?;
-    let mut decoding = Raw::connect(&qemu.sockets[3])?;
     let request = raw_request(SCHEMA);
+    let raw = |decode: bool| {
+        let request = request.clone();
+        move |path: &std::path::Path| -> Result<Loop> {
+            let mut raw = Raw::connect(path)?;
+            Ok(Box::new(move |n| match decode {
+                true => raw.serial_decoding(&request, n),
+                false => raw.serial(&request, n),
+            }))
+        }
+    };
+    let qemu = Qemu::start(1)?;
+    let reply_bytes = {
+        let mut probe = Raw::connect(&qemu.sockets[0])?;
+        report.set("schema_qemu", probe.version().to_owned());
+        let before = probe.bytes_read();
+        probe.serial(&request, 1)?;
+        probe.bytes_read() - before
+    };
+    let mut contenders = vec![
+        Contender::on(qemu, "raw", raw(false))?,
+        Contender::start("std", |path| {
+            let mut c = StdClient::connect(path)?;
+            Ok(Box::new(move |n| c.serial(SCHEMA, n)))
+        })?,
+        Contender::start("smol", |path| {
+            let c = SmolClient::connect(path, Placement::SameThread)?;
+            Ok(Box::new(move |n| c.serial(SCHEMA, n)))
+        })?,
+        Contender::start("raw_decode", raw(true))?,
+    ];
     let n = s.schema;
-    let before = raw.bytes_read();
-    raw.serial(&request, 1)?;
-    let reply_bytes = raw.bytes_read() - before;
-    std.serial(SCHEMA, 1)?;
-    smol.serial(SCHEMA, 1)?;
-    decoding.serial_decoding(&request, 1)?;
-    let r = Rounds::run(4, s.rounds, n, "schema", |who, n| match who {
-        0 => measure_with(|| qemu.cpu_time(), n, || raw.serial(&request, n)),
-        1 => measure_with(|| qemu.cpu_time(), n, || std.serial(SCHEMA, n)),
-        2 => measure_with(|| qemu.cpu_time(), n, || smol.serial(SCHEMA, n)),
-        _ => measure_with(
-            || qemu.cpu_time(),
-            n,
-            || decoding.serial_decoding(&request, n),
-        ),
-    })?;
-    smol.close();
-    drop(qemu);
+    let r = contest(&mut contenders, s.rounds, n, "schema")?;
+    drop(contenders);
 
     report.set("schema_calls", n);
     report.set("schema_reply_bytes", reply_bytes);
@@ -658,6 +788,84 @@ fn fanout(s: &Sizes, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+fn scale_scenario(s: &Sizes, report: &mut Report) -> Result<()> {
+    progress(&format!(
+        "scale: {} connections to scripted peers × {} calls",
+        s.conns, s.conn_calls
+    ));
+    let f = run_child(&[
+        "--child".into(),
+        "scale".into(),
+        "--conns".into(),
+        s.conns.to_string(),
+        "--conn-calls".into(),
+        s.conn_calls.to_string(),
+    ])?;
+    report.figures.extend(f);
+    report.row(&[
+        format!(
+            "scale, {} scripted peers × {} calls, one thread",
+            s.conns, s.conn_calls
+        ),
+        "-".into(),
+        "-".into(),
+        format!(
+            "{}/s, {} errors, {} misrouted, {:.1} KiB RSS per idle connection",
+            thousands(report.get("scale_calls_per_s")),
+            report.get("scale_errors"),
+            report.get("scale_misrouted"),
+            report.get("conn_rss_kib")
+        ),
+        "-".into(),
+    ]);
+    Ok(())
+}
+
+/// System calls per serial call of each client, when `strace` is there
+/// (`null` figures otherwise).
+fn syscalls_scenario(s: &Sizes, report: &mut Report) -> Result<()> {
+    let keys = syscalls::COUNTED.iter().map(|(_, k)| *k);
+    let keys: Vec<&str> = keys.chain(["smol", "tokio"]).collect();
+    if !syscalls::available() {
+        progress("system calls: strace is not installed, figures left null");
+        for key in keys {
+            report.set(&format!("syscalls_per_call_{key}"), Value::Null);
+        }
+        return Ok(());
+    }
+    let qemu = Qemu::start(1)?;
+    report.set(
+        "syscalls_qemu",
+        Raw::connect(&qemu.sockets[0])?.version().to_owned(),
+    );
+    let calls = s.serial;
+    let mut cells = vec![format!(
+        "system calls per serial call (strace -f -c, {calls} calls)"
+    )];
+    let mut rows = Vec::new();
+    for (profile, key) in syscalls::COUNTED {
+        progress(&format!("system calls: {profile}"));
+        let (total, per) = syscalls::per_call(profile, &qemu.sockets[0], calls)?;
+        report.set(&format!("syscalls_per_call_{key}"), total);
+        cells.push(format!("{key} {total:.1}"));
+        rows.push(vec![format!("  {key}: {}", syscalls::breakdown(&per))]);
+    }
+    // The worst placement of each adapter: the figure its target bounds.
+    let worst = |a: &str, b: &str| report.get(a).max(report.get(b));
+    let smol = worst(
+        "syscalls_per_call_smol_local",
+        "syscalls_per_call_smol_spawned",
+    );
+    let tokio = worst("syscalls_per_call_tokio_ct", "syscalls_per_call_tokio_mt");
+    report.set("syscalls_per_call_smol", smol);
+    report.set("syscalls_per_call_tokio", tokio);
+    report.row(&cells);
+    for r in rows {
+        report.row(&r);
+    }
+    Ok(())
+}
+
 /// A scenario's body.
 type ScenarioFn = fn(&Sizes, &mut Report) -> Result<()>;
 
@@ -671,14 +879,18 @@ fn bench(args: &Args) -> Result<Report> {
         "qmp-std".into(),
         "qmp-smol".into(),
         "qmp-smol, spawned driver".into(),
+        "qmp-tokio, current-thread".into(),
+        "qmp-tokio, multi-thread".into(),
     ]);
     let wanted = |x| args.only.is_empty() || args.only.contains(&x);
-    let scenarios: [(Scenario, ScenarioFn); 5] = [
+    let scenarios: [(Scenario, ScenarioFn); 7] = [
         (Scenario::Serial, serial),
         (Scenario::Pipelined, pipelined),
         (Scenario::Schema, schema),
         (Scenario::Flood, flood),
         (Scenario::Fanout, fanout),
+        (Scenario::Scale, scale_scenario),
+        (Scenario::Syscalls, syscalls_scenario),
     ];
     for (scenario, run) in scenarios {
         if wanted(scenario) {
@@ -691,30 +903,17 @@ fn bench(args: &Args) -> Result<Report> {
 /// `--profile`: one client's serial loop, alone.
 fn profile(who: Profiled, args: &Args) -> Result<()> {
     let s = Sizes::from(args);
-    let qemu = Qemu::start(1)?;
-    let path = &qemu.sockets[0];
-    let n = s.serial;
-    let command = args.command.clone();
-    let mut run: Box<dyn FnMut() -> Result<()>> = match who {
-        Profiled::Raw => {
-            let mut raw = Raw::connect(path)?;
-            let request = raw_request(&command);
-            Box::new(move || raw.serial(&request, n))
-        }
-        Profiled::Std => {
-            let mut c = StdClient::connect(path)?;
-            Box::new(move || c.serial(&command, n))
-        }
-        Profiled::Smol | Profiled::SmolSpawned => {
-            let placement = if who == Profiled::Smol {
-                Placement::SameThread
-            } else {
-                Placement::Spawned
-            };
-            let c = SmolClient::connect(path, placement)?;
-            Box::new(move || c.serial(&command, n))
-        }
+    let qemu = match &args.socket {
+        Some(_) => None,
+        None => Some(Qemu::start(1)?),
     };
+    let path = match (&args.socket, &qemu) {
+        (Some(p), _) => p.clone(),
+        (None, Some(q)) => q.sockets[0].clone(),
+        (None, None) => unreachable!("a QEMU was started"),
+    };
+    let n = s.serial;
+    let mut run = profiled_loop(who, &path, args.command.clone(), args.typed, n)?;
     for _ in 0..s.rounds {
         let sample = measure(n, &mut run)?;
         println!(
@@ -727,12 +926,68 @@ fn profile(who: Profiled, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// A loop of `n` serial calls of `command` by `who` over `path`.
+fn profiled_loop(
+    who: Profiled,
+    path: &std::path::Path,
+    command: String,
+    typed: bool,
+    n: u64,
+) -> Result<Box<dyn FnMut() -> Result<()>>> {
+    if typed && command != QUERY_STATUS {
+        return Err(format!("--typed calls {QUERY_STATUS}, not {command}").into());
+    }
+    Ok(match who {
+        Profiled::Raw => {
+            let mut raw = Raw::connect(path)?;
+            let request = raw_request(&command);
+            Box::new(move || raw.serial(&request, n))
+        }
+        Profiled::Std => {
+            let mut c = StdClient::connect(path)?;
+            Box::new(move || match typed {
+                true => c.serial_typed(n),
+                false => c.serial(&command, n),
+            })
+        }
+        Profiled::Smol | Profiled::SmolSpawned => {
+            let placement = if who == Profiled::Smol {
+                Placement::SameThread
+            } else {
+                Placement::Spawned
+            };
+            let c = SmolClient::connect(path, placement)?;
+            Box::new(move || match typed {
+                true => c.serial_typed(n),
+                false => c.serial(&command, n),
+            })
+        }
+        Profiled::Tokio | Profiled::TokioMt => {
+            let flavor = if who == Profiled::Tokio {
+                Flavor::CurrentThread
+            } else {
+                Flavor::MultiThread
+            };
+            let c = TokioClient::connect(path, flavor)?;
+            Box::new(move || match typed {
+                true => c.serial_typed(n),
+                false => c.serial(&command, n),
+            })
+        }
+    })
+}
+
 fn child(kind: Child, args: &Args) -> Result<Value> {
     let s = Sizes::from(args);
     match kind {
         Child::FloodStd => flood::child(flood::Client::Std, s.events),
         Child::FloodSmol => flood::child(flood::Client::Smol, s.events),
         Child::Fanout => fanout::child(s.instances, s.calls),
+        Child::Scale => scale::child(s.conns, s.conn_calls),
+        Child::ServePeers => {
+            let dir = args.peer_dir.as_deref().ok_or("--peer-dir is needed")?;
+            scale::serve(s.instances, dir)
+        }
     }
 }
 

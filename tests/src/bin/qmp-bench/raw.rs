@@ -24,6 +24,8 @@ pub(crate) struct Raw {
     read: u64,
     /// Bytes the last read put at the start of `buf`.
     last: usize,
+    /// The version in QEMU's greeting, `major.minor.micro`.
+    version: String,
 }
 
 impl Raw {
@@ -52,8 +54,12 @@ impl Raw {
             buf: vec![0; 64 * 1024].into_boxed_slice(),
             read: 0,
             last: 0,
+            version: String::new(),
         };
         let greeting = raw.read_message()?;
+        let parsed: serde_json::Value = serde_json::from_str(greeting.trim())?;
+        let v = &parsed["QMP"]["version"]["qemu"];
+        raw.version = format!("{}.{}.{}", v["major"], v["minor"], v["micro"]);
         if !greeting.contains("\"oob\"") {
             return Err(format!("raw: QEMU does not offer oob: {greeting}").into());
         }
@@ -95,6 +101,11 @@ impl Raw {
     pub(crate) fn set_read_timeout(&mut self, timeout: Duration) -> Result<()> {
         self.sock.set_read_timeout(Some(timeout))?;
         Ok(())
+    }
+
+    /// The version in QEMU's greeting, `major.minor.micro`.
+    pub(crate) fn version(&self) -> &str {
+        &self.version
     }
 
     /// Bytes read since the handshake.

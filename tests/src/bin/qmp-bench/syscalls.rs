@@ -1,0 +1,119 @@
+//! System calls per serial call, counted by `strace -f -c` around a
+//! `--profile` run of this program (every thread of it, QEMU excluded: it
+//! runs outside, started here). Each client runs twice, with one call and
+//! with one more than `calls`; the difference, divided by `calls`, leaves
+//! out the connection's setup and teardown.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::measure::Result;
+
+/// The clients counted, by their `--profile` name and their figure's
+/// (`syscalls_per_call_smol` and `_tokio` are the worse of each adapter's
+/// two placements).
+pub(crate) const COUNTED: &[(&str, &str)] = &[
+    ("raw", "raw"),
+    ("std", "std"),
+    ("smol", "smol_local"),
+    ("smol-spawned", "smol_spawned"),
+    ("tokio", "tokio_ct"),
+    ("tokio-mt", "tokio_mt"),
+];
+
+/// Whether `strace` can be run.
+pub(crate) fn available() -> bool {
+    std::process::Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// System calls per call of the client `profile` talking to the QMP
+/// socket `socket`: the total, and each system call's share.
+pub(crate) fn per_call(
+    profile: &str,
+    socket: &Path,
+    calls: u64,
+) -> Result<(f64, BTreeMap<String, f64>)> {
+    let setup = counts(profile, socket, 1)?;
+    let all = counts(profile, socket, calls + 1)?;
+    let mut per = BTreeMap::new();
+    for (name, n) in &all {
+        let d = n.saturating_sub(setup.get(name).copied().unwrap_or(0));
+        per.insert(name.clone(), d as f64 / calls as f64);
+    }
+    let total = per.remove("total").unwrap_or(f64::NAN);
+    Ok((total, per))
+}
+
+/// `strace -f -c` of one `--profile` run of `calls` calls: calls per
+/// system call name, and `total`.
+fn counts(profile: &str, socket: &Path, calls: u64) -> Result<BTreeMap<String, u64>> {
+    let dir = ::tests::TempDir::new("strace");
+    let out = dir.join("counts");
+    let status = ::tests::command("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(&out)
+        .arg(std::env::current_exe()?)
+        .args(["--profile", profile, "--rounds", "1", "--serial"])
+        .arg(calls.to_string())
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("strace of --profile {profile} failed ({status})").into());
+    }
+    Ok(parse(&std::fs::read_to_string(out)?))
+}
+
+/// The call counts of an `strace -c` summary: its rows are `% time,
+/// seconds, usecs/call, calls, [errors,] syscall`, the last one `total`.
+fn parse(summary: &str) -> BTreeMap<String, u64> {
+    summary
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let name = cells.last()?;
+            let calls = cells.get(3)?.parse().ok()?;
+            cells[0].parse::<f64>().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// The largest shares, `name=share` with the biggest first.
+pub(crate) fn breakdown(per: &BTreeMap<String, f64>) -> String {
+    let mut v: Vec<(&String, &f64)> = per.iter().filter(|(_, n)| **n >= 0.05).collect();
+    v.sort_by(|a, b| b.1.total_cmp(a.1));
+    v.iter()
+        .map(|(k, n)| format!("{k} {n:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_summary() {
+        let summary = "% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 40.00    0.000400           2       200           recvfrom
+ 30.00    0.000300           1       200        12 epoll_ctl
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.001000           2       400        12 total
+";
+        let c = parse(summary);
+        assert_eq!(c["recvfrom"], 200);
+        assert_eq!(c["epoll_ctl"], 200);
+        assert_eq!(c["total"], 400);
+        assert_eq!(c.len(), 3);
+    }
+}
