@@ -15,8 +15,7 @@ use std::task::{Context, Poll};
 
 use async_channel::{Receiver, Sender};
 use futures_core::Stream as _;
-use qmp_core::serde_json::Value;
-use qmp_core::{CloseReason, Event, Output, RequestId, SessionState};
+use qmp_core::{CloseReason, Event, Output, Reply, RequestId, SessionState};
 use qmp_os::{CloseCause, Conn, Error};
 
 use crate::events::Hub;
@@ -66,7 +65,7 @@ struct Inner<R: Runtime> {
     hub: Arc<Hub>,
     /// Boxed: a receiver that is waiting is pinned.
     instructions: Pin<Box<Receiver<Instruction>>>,
-    waiters: HashMap<RequestId, (u64, Sender<Result<Value, Error>>)>,
+    waiters: HashMap<RequestId, (u64, Sender<Result<Reply, Error>>)>,
     tokens: HashMap<u64, RequestId>,
     events: Vec<Event>,
     done: Option<CloseCause>,

@@ -20,7 +20,7 @@ pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 256;
 /// use qmp_async::EventFilter;
 /// let stop = EventFilter::name("STOP");
 /// let run_state = EventFilter::names(["STOP", "RESUME"]);
-/// let shutdowns = EventFilter::predicate(|e| e.name == "SHUTDOWN" && e.data["guest"] == true);
+/// let shutdowns = EventFilter::predicate(|e| e.name == "SHUTDOWN" && e.data().is_ok_and(|d| d["guest"] == true));
 /// let from_str: EventFilter = "RESUME".into();
 /// # let _ = (stop, run_state, shutdowns, from_str);
 /// ```
@@ -367,11 +367,7 @@ mod tests {
     use qmp_core::serde_json::json;
 
     fn ev(name: &str, n: u64) -> Event {
-        Event {
-            name: name.into(),
-            data: json!({ "n": n }),
-            timestamp: None,
-        }
+        Event::new(name, &json!({ "n": n }))
     }
 
     #[test]
@@ -382,8 +378,8 @@ mod tests {
         assert!(!EventFilter::name("RESUME").matches(&e));
         assert!(EventFilter::from(["RESUME", "STOP"]).matches(&e));
         assert!(EventFilter::from(None::<&str>).matches(&e));
-        assert!(EventFilter::predicate(|e| e.data["n"] == 1).matches(&e));
-        assert!(!EventFilter::predicate(|e| e.data["n"] == 2).matches(&e));
+        assert!(EventFilter::predicate(|e| e.data().unwrap()["n"] == 1).matches(&e));
+        assert!(!EventFilter::predicate(|e| e.data().unwrap()["n"] == 2).matches(&e));
         assert_eq!(
             format!("{:?}", EventFilter::name("X")),
             r#"EventFilter::names(["X"])"#
@@ -410,7 +406,7 @@ mod tests {
         assert_eq!(all.lagged(), 0);
         // A: 0, 2, 4 into a queue of 2: the oldest went.
         assert_eq!(small.lagged(), 1);
-        assert_eq!(small.try_next().unwrap().data["n"], 2);
+        assert_eq!(small.try_next().unwrap().data().unwrap()["n"], 2);
         // Losses before the queues count too.
         hub.publish(&[], 3);
         assert_eq!(small.take_lagged(), 4);
@@ -429,7 +425,13 @@ mod tests {
             "queued events stay readable"
         );
         assert!(futures_lite::future::block_on(all.next()).is_none());
-        assert!(futures_lite::future::block_on(small.next()).unwrap().data["n"] == 4);
+        assert!(
+            futures_lite::future::block_on(small.next())
+                .unwrap()
+                .data()
+                .unwrap()["n"]
+                == 4
+        );
         assert!(futures_lite::future::block_on(small.next()).is_none());
         // Subscribing after the close gives an ended stream.
         let mut late = hub.subscribe::<4>(EventFilter::all());

@@ -13,10 +13,12 @@ use async_channel::{Receiver, Sender};
 use futures_lite::{StreamExt, future};
 use qmp_core::serde_json::Value;
 use qmp_core::{
-    Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Request, SessionState,
+    Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Reply, Request,
+    SessionState,
 };
 use qmp_os::{
     CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking, deadline_after,
+    reply_returns, reply_value,
 };
 
 use crate::driver::Driver;
@@ -30,7 +32,7 @@ pub(crate) struct Submission {
     pub(crate) request: Request,
     pub(crate) deadline: Option<Instant>,
     pub(crate) fds: Vec<OwnedFd>,
-    pub(crate) reply: Sender<Result<Value, Error>>,
+    pub(crate) reply: Sender<Result<Reply, Error>>,
 }
 
 /// What handles tell the driver.
@@ -179,6 +181,16 @@ impl<R: Runtime> Link<R> {
     /// any point cancels the call in the driver: a call not yet sent never
     /// is, a sent one's reply is dropped when it comes.
     pub(crate) async fn call(&self, request: Request, fds: Vec<OwnedFd>) -> Result<Value, Error> {
+        reply_value(&self.call_reply(request, fds).await?)
+    }
+
+    /// [`call`](Self::call), its reply undecoded: the caller decodes it on
+    /// its own task, typed or not.
+    pub(crate) async fn call_reply(
+        &self,
+        request: Request,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Reply, Error> {
         if let Some(cause) = self.close_cause() {
             return Err(Error::Closed(cause));
         }
@@ -234,8 +246,8 @@ impl<R: Runtime> Link<R> {
     }
 
     pub(crate) async fn call_typed<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
-        let value = self.call(Request::command(cmd)?, Vec::new()).await?;
-        Ok(C::decode(value)?)
+        let reply = self.call_reply(Request::command(cmd)?, Vec::new()).await?;
+        reply_returns::<C>(&reply)
     }
 
     pub(crate) fn send(&self, instruction: Instruction) {

@@ -27,7 +27,14 @@ pub trait Command: Serialize {
     /// `oob` capability was negotiated.
     const ALLOW_OOB: bool = false;
 
-    /// Decodes a `return` value into [`Self::Returns`].
+    /// Decodes a reply's `return` text into [`Self::Returns`], straight
+    /// from the text.
+    fn decode_reply(reply: &crate::Reply) -> Result<Self::Returns, CodecError> {
+        reply.decode_returns::<Self>()
+    }
+
+    /// Decodes a `return` value already decoded as a `Value` into
+    /// [`Self::Returns`].
     fn decode(value: Value) -> Result<Self::Returns, CodecError> {
         serde_json::from_value(value).map_err(|e| CodecError {
             command: Self::NAME.to_string(),
@@ -45,7 +52,7 @@ pub trait Command: Serialize {
 /// impl EventData for Stop {
 ///     const NAME: &'static str = "STOP";
 /// }
-/// let ev = Event { name: "STOP".into(), data: serde_json::Value::Null, timestamp: None };
+/// let ev = Event::new("STOP", &serde_json::Value::Null);
 /// assert!(ev.decode::<Stop>().is_ok());
 /// ```
 pub trait EventData: DeserializeOwned {

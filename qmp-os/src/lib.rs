@@ -12,7 +12,7 @@ mod fds;
 mod options;
 
 pub use clock::{StdClock, deadline_after, seed};
-pub use conn::Conn;
+pub use conn::{Conn, reply_returns, reply_value};
 pub use connect::{ConnectAttempts, connect_unix_nonblocking};
 pub use error::{CloseCause, Error, LaunchError};
 pub use fds::{MAX_FDS, send, send_with_fds};
