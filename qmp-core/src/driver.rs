@@ -89,13 +89,13 @@ const READ_CHUNK: usize = 256;
 /// ```no_run
 /// # fn demo<P: embedded_io::Read + embedded_io::Write>(port: P, mut ticks: impl FnMut() -> u64) {
 /// use core::time::Duration;
-/// use qmp_core::{Config, Instant, commands::qmp::QueryStatus, driver::EmbeddedDriver};
+/// use qmp_core::{Config, Instant, Request, driver::EmbeddedDriver};
 ///
 /// let clock = move || Instant::from_micros(ticks());
 /// let timeout = Duration::from_secs(2);
 /// let config = Config::qmp().max_queued_events(8).max_open_requests(4);
 /// let mut qmp = EmbeddedDriver::connect(port, clock, config, timeout).unwrap();
-/// let status = qmp.call(&QueryStatus).unwrap();
+/// let status = qmp.execute(Request::new("query-status")).unwrap();
 /// if let Some(event) = qmp.next_event() { /* ... */ }
 /// # }
 /// ```

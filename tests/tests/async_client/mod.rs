@@ -18,10 +18,10 @@ use futures_lite::{StreamExt, future};
 use qmp_async::{
     CloseCause, Error, Event, EventFilter, Listener, Options, Qmp, Runtime, Subscription,
 };
-use qmp_core::commands::qmp::{
-    AddFd, Cont, HumanMonitorCommand, QueryFdsets, QueryStatus, Quit, RunState, Stop,
-};
+// The adapters' `add_fd` takes the engine's own `add-fd` type.
+use qmp_core::commands::qmp::AddFd;
 use qmp_core::{CloseReason, ErrorClass, Request};
+use qmp_qapi::qmp::{Cont, HumanMonitorCommand, QueryFdsets, QueryStatus, Quit, RunState, Stop};
 use serde_json::{Value, json};
 use tests::exec::{Exec, Task};
 use tests::{ChildGuard, QemuServer, TempDir};
@@ -78,7 +78,10 @@ pub(crate) fn greeting_untyped_and_typed_calls<E: Exec>() {
         assert_eq!(typed.status, RunState::Prelaunch);
         assert!(!typed.running);
         let hmp = qmp
-            .call(&HumanMonitorCommand::new("info version"))
+            .call(&HumanMonitorCommand {
+                command_line: "info version".into(),
+                cpu_index: None,
+            })
             .await
             .unwrap();
         assert!(
