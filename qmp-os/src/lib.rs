@@ -10,6 +10,7 @@ mod connect;
 mod error;
 mod fds;
 mod options;
+mod schema;
 
 pub use clock::{StdClock, deadline_after, seed};
 pub use conn::{Conn, reply_returns, reply_value};
@@ -17,3 +18,4 @@ pub use connect::{ConnectAttempts, connect_unix_nonblocking};
 pub use error::{CloseCause, Error, LaunchError};
 pub use fds::{MAX_FDS, send, send_with_fds};
 pub use options::{Options, TrafficHook};
+pub use schema::{SCHEMA_COMMAND, SchemaCheck};

@@ -208,6 +208,7 @@ impl<S: Stream> Qmp<S> {
             without_fds,
         );
         let mut conn = Wire::new(stream, conn);
+        conn.schema = qmp_os::SchemaCheck::new(options.check_schema);
         if options.await_greeting || options.negotiate {
             conn.handshake(
                 options.handshake_timeout,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use qmp_core::serde_json::Value;
 use qmp_core::{Output, Reply, Request, RequestError, RequestId, SessionState};
-use qmp_os::{CloseCause, Conn, Error, deadline_after, reply_value};
+use qmp_os::{CloseCause, Conn, Error, SCHEMA_COMMAND, SchemaCheck, deadline_after, reply_value};
 
 use crate::stream::Stream;
 
@@ -43,6 +43,8 @@ pub(crate) struct Wire<S> {
     write_timeout: Option<Duration>,
     /// The read timeout last set on the stream (`None`: not set yet).
     read_timeout: Option<Option<Duration>>,
+    /// The live-schema check (QMP, when the options ask for it).
+    pub(crate) schema: SchemaCheck,
 }
 
 impl<S: Stream> Wire<S> {
@@ -55,6 +57,7 @@ impl<S: Stream> Wire<S> {
             ready: false,
             write_timeout: None,
             read_timeout: None,
+            schema: SchemaCheck::new(false),
         }
     }
 
@@ -95,6 +98,10 @@ impl<S: Stream> Wire<S> {
     ) -> Result<Reply, Error> {
         // One call at a time: anything left here belongs to no caller.
         self.done.clear();
+        if self.schema.needs_schema(request.name()) {
+            self.fetch_schema(timeout)?;
+        }
+        self.schema.check(&request)?;
         let name = request.name().to_owned();
         let id = self.conn.submit(request, timeout, fds)?;
         self.wait_reply(id, name, timeout)
@@ -103,6 +110,14 @@ impl<S: Stream> Wire<S> {
     /// Submits a whole request object and waits for the whole reply.
     pub(crate) fn call_raw(&mut self, message: Value, timeout: Duration) -> Result<Value, Error> {
         self.done.clear();
+        let name = message.get("execute").or_else(|| message.get("exec-oob"));
+        if self
+            .schema
+            .needs_schema(name.and_then(Value::as_str).unwrap_or_default())
+        {
+            self.fetch_schema(timeout)?;
+        }
+        self.schema.check_raw(&message)?;
         let name = message
             .get("execute")
             .or_else(|| message.get("exec-oob"))
@@ -111,6 +126,17 @@ impl<S: Stream> Wire<S> {
             .to_owned();
         let id = self.conn.submit_raw(message, timeout)?;
         reply_value(&self.wait_reply(id, name, timeout)?)
+    }
+
+    /// Fetches the server's schema for the live-schema check, once.
+    fn fetch_schema(&mut self, timeout: Duration) -> Result<(), Error> {
+        let id = self
+            .conn
+            .submit(Request::new(SCHEMA_COMMAND), timeout, &[])?;
+        let reply = self
+            .wait_reply(id, SCHEMA_COMMAND.to_owned(), timeout)
+            .and_then(|r| reply_value(&r));
+        self.schema.set_schema(reply)
     }
 
     /// Waits for request `id`'s end, at most `timeout`.
