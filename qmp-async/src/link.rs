@@ -17,8 +17,8 @@ use qmp_core::{
     SessionState,
 };
 use qmp_os::{
-    CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking, deadline_after,
-    reply_returns, reply_value,
+    CloseCause, Conn, ConnectAttempts, Error, Options, SCHEMA_COMMAND, SchemaCheck,
+    connect_unix_nonblocking, deadline_after, reply_returns, reply_value,
 };
 
 use crate::driver::Driver;
@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     handshake: Handshake,
     /// Set when descriptors cannot be passed: what the stream is.
     without_fds: Option<&'static str>,
+    /// The live-schema check (QMP, when the options ask for it).
+    schema: std::sync::Mutex<SchemaCheck>,
 }
 
 /// The handle core shared by [`Qmp`](crate::Qmp) and [`Agent`](crate::Agent).
@@ -100,6 +102,7 @@ impl<R: Runtime> Link<R> {
         default_name: &str,
     ) -> Result<(Link<R>, Driver<R>), Error> {
         let without_fds = io.without_fds();
+        let check_schema = options.check_schema && config.dialect == Dialect::Qmp;
         let what = match config.dialect {
             Dialect::Qga => "the guest agent to answer guest-sync-delimited",
             _ => "the QMP greeting and capability negotiation",
@@ -130,6 +133,7 @@ impl<R: Runtime> Link<R> {
             next_token: AtomicU64::new(0),
             handshake,
             without_fds,
+            schema: std::sync::Mutex::new(SchemaCheck::new(check_schema)),
         };
         let link = Link {
             shared: Arc::new(shared),
@@ -191,6 +195,27 @@ impl<R: Runtime> Link<R> {
         request: Request,
         fds: Vec<OwnedFd>,
     ) -> Result<Reply, Error> {
+        if self.schema().needs_schema(request.name()) {
+            let schema = self
+                .exchange(Request::new(SCHEMA_COMMAND), Vec::new())
+                .await
+                .and_then(|r| reply_value(&r));
+            self.schema().set_schema(schema)?;
+        }
+        self.schema().check(&request)?;
+        self.exchange(request, fds).await
+    }
+
+    fn schema(&self) -> std::sync::MutexGuard<'_, SchemaCheck> {
+        // Held only for a check, never across a wait.
+        self.shared
+            .schema
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends `request` and waits for its reply, unchecked.
+    async fn exchange(&self, request: Request, fds: Vec<OwnedFd>) -> Result<Reply, Error> {
         if let Some(cause) = self.close_cause() {
             return Err(Error::Closed(cause));
         }
