@@ -103,6 +103,14 @@ impl<R: Runtime> Agent<R> {
         self.link.call(request, Vec::new()).await
     }
 
+    /// Sends a whole request object as you wrote it, with any `id` you
+    /// choose (not a non-negative integer, nor one in flight), and returns
+    /// the whole reply object, an error reply as data; see
+    /// [`Qmp::execute_raw`](crate::Qmp::execute_raw).
+    pub async fn execute_raw(&self, message: Value) -> Result<Value, Error> {
+        self.link.call_raw(message).await
+    }
+
     /// Runs a typed command (see the `qmp-qapi` crate) and decodes its reply.
     pub async fn call<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
         self.link.call_typed(cmd).await
@@ -154,6 +162,13 @@ impl<R: Runtime> Agent<R> {
     /// disconnecting (a guest agent's linger), closed.
     pub fn state(&self) -> qmp_core::SessionState {
         self.link.state()
+    }
+
+    /// The session's runstates: syncing, running, syncing again after each
+    /// [`resync`](Self::resync)..., ending after `Closed`; see
+    /// [`Runstates`](crate::Runstates).
+    pub fn runstates(&self) -> crate::Runstates {
+        self.link.runstates()
     }
 
     /// Why the connection closed, once it has.

@@ -12,19 +12,25 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant as StdInstant};
 
 use async_channel::{Receiver, Sender};
 use futures_core::Stream as _;
 use qmp_core::{CloseReason, Event, Output, Reply, RequestId, SessionState};
 use qmp_os::{CloseCause, Conn, Error};
 
-use crate::events::Hub;
-use crate::link::{Handshake, Instruction};
+use crate::events::Shared;
+use crate::hub::Hub;
+use crate::link::{Body, Handshake, Instruction};
 use crate::runtime::Runtime;
 use crate::transport::{Alarm, Pipe, Transport};
 
 /// Loop turns per poll before yielding to other tasks.
 const BUDGET: usize = 64;
+
+/// How long the driver waits for a subscriber whose queue is full to read
+/// before it leaves it behind (drops its oldest events).
+const PATIENCE: Duration = Duration::from_millis(250);
 
 /// Drives one connection: the engine, the socket, the timer, every call's
 /// reply and every subscriber's events. Nothing moves unless it is polled;
@@ -67,7 +73,11 @@ struct Inner<R: Runtime> {
     instructions: Pin<Box<Receiver<Instruction>>>,
     waiters: HashMap<RequestId, (u64, Sender<Result<Reply, Error>>)>,
     tokens: HashMap<u64, RequestId>,
-    events: Vec<Event>,
+    /// An event a subscriber has no room for yet, the subscriber, and how
+    /// long the driver waits for it: nothing more is read meanwhile.
+    held: Option<Held>,
+    /// Made at the first wait for a subscriber, then reset.
+    patience: Option<Pin<Box<R::Timer>>>,
     done: Option<CloseCause>,
     /// Dropped when the driver finishes; handles wait on its receiver.
     _closed: Option<Sender<()>>,
@@ -90,10 +100,12 @@ impl<R: Runtime> Driver<R> {
             instructions: Box::pin(instructions),
             waiters: HashMap::new(),
             tokens: HashMap::new(),
-            events: Vec::new(),
+            held: None,
+            patience: None,
             done: None,
             _closed: Some(closed),
         });
+        inner.note_state();
         std::future::poll_fn(|cx| inner.poll_handshake(cx)).await?;
         let handshake = Handshake {
             greeting: inner.conn.greeting().cloned(),
@@ -136,10 +148,18 @@ impl<R: Runtime> Drop for Driver<R> {
     }
 }
 
+/// An event waiting for a subscriber to make room.
+struct Held {
+    event: Event,
+    subscriber: Arc<Shared>,
+    since: StdInstant,
+}
+
 impl<R: Runtime> Inner<R> {
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         for _ in 0..BUDGET {
             let progress = self.turn(cx);
+            self.note_state();
             while let Some(out) = self.conn.poll_output() {
                 match out {
                     Output::Ready => return Poll::Ready(Ok(())),
@@ -168,7 +188,8 @@ impl<R: Runtime> Inner<R> {
         for _ in 0..BUDGET {
             let mut progress = self.take_instructions(cx);
             progress |= self.turn(cx);
-            progress |= self.forward();
+            progress |= self.forward(cx);
+            self.note_state();
             if self.conn.state() == SessionState::Closed {
                 let cause = self
                     .conn
@@ -178,22 +199,27 @@ impl<R: Runtime> Inner<R> {
                 return Poll::Ready(cause);
             }
             if !progress {
-                self.hub
-                    .set_view(self.conn.engine().stats(), self.conn.state());
+                self.note_state();
                 return Poll::Pending;
             }
         }
-        self.hub
-            .set_view(self.conn.engine().stats(), self.conn.state());
+        self.note_state();
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 
-    /// One read, the writes, and the timer. Returns whether anything moved.
+    /// Tells the handles the engine's counters and where the session stands.
+    fn note_state(&self) {
+        self.hub
+            .set_view(self.conn.engine().stats(), self.conn.state());
+    }
+
+    /// One read (none while an event waits for a subscriber), the writes,
+    /// and the timer. Returns whether anything moved.
     fn turn(&mut self, cx: &mut Context<'_>) -> bool {
+        let read = self.held.is_none();
         let (pipe, conn) = (&mut self.pipe, &mut self.conn);
-        let io = pipe
-            .read(cx, conn)
+        let io = (if read { pipe.read(cx, conn) } else { Ok(false) })
             .and_then(|r| Ok(r | pipe.write(cx, conn)?));
         let progress = io.unwrap_or_else(|e| {
             self.conn.failed(e);
@@ -225,7 +251,7 @@ impl<R: Runtime> Inner<R> {
 
     fn obey(&mut self, instruction: Instruction) {
         match instruction {
-            Instruction::Execute(s) => match self.conn.submit_owned(s.request, s.deadline, s.fds) {
+            Instruction::Execute(s) => match self.submit(s.body, s.deadline, s.fds) {
                 Ok(id) => {
                     self.tokens.insert(s.token, id);
                     self.waiters.insert(id, (s.token, s.reply));
@@ -248,17 +274,35 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
+    fn submit(
+        &mut self,
+        body: Body,
+        deadline: Option<qmp_core::Instant>,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<RequestId, Error> {
+        match body {
+            Body::Request(request) => self.conn.submit_owned(request, deadline, fds),
+            Body::Raw(message) => {
+                let now = self.conn.now();
+                let timeout = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+                self.conn.submit_raw(message, timeout)
+            }
+        }
+    }
+
     /// Hands events to the subscribers, then replies to their callers: one
     /// read's events came before or with its replies, so a caller finds
     /// the events that preceded its reply already in its subscriptions.
-    fn forward(&mut self) -> bool {
+    /// While a subscriber has no room for the next event, neither moves.
+    fn forward(&mut self, cx: &mut Context<'_>) -> bool {
         let missed = self.conn.engine_mut().events().take_lagged();
-        self.events
-            .extend(std::iter::from_fn(|| self.conn.poll_event()));
-        let mut progress = !self.events.is_empty() || missed > 0;
-        if progress {
-            self.hub.publish(&self.events, missed);
-            self.events.clear();
+        if missed > 0 {
+            self.hub.missed(missed);
+        }
+        let (published, all_out) = self.publish(cx);
+        let mut progress = published || missed > 0;
+        if !all_out {
+            return progress;
         }
         while let Some(out) = self.conn.poll_output() {
             progress = true;
@@ -274,10 +318,85 @@ impl<R: Runtime> Inner<R> {
         progress
     }
 
+    /// Publishes the events read so far. Returns whether any moved, and
+    /// whether all are out (none waits for a subscriber to make room).
+    fn publish(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
+        let mut progress = false;
+        if let Some(held) = self.held.take() {
+            if !held.subscriber.wait_for_room(cx.waker()) {
+                progress = true;
+            } else if self.patience_ran_out(cx, held.since) {
+                held.subscriber.give_up_on();
+                progress = true;
+            } else {
+                self.held = Some(held);
+                return (false, false);
+            }
+            if let Err(again) = self.offer(held.event, cx) {
+                return (progress, !again);
+            }
+        }
+        while let Some(event) = self.conn.poll_event() {
+            progress = true;
+            if let Err(again) = self.offer(event, cx) {
+                return (progress, !again);
+            }
+        }
+        (progress, true)
+    }
+
+    /// Publishes one event, or holds it for a subscriber without room
+    /// (`Err(true)`: the driver waits).
+    fn offer(&mut self, event: Event, cx: &mut Context<'_>) -> Result<(), bool> {
+        let (event, subscriber) = match self.hub.publish(event, false) {
+            Ok(()) => return Ok(()),
+            Err(held) => held,
+        };
+        if !subscriber.wait_for_room(cx.waker()) {
+            // It read meanwhile: there is room now.
+            let _ = self.hub.publish(event, true);
+            return Ok(());
+        }
+        let since = StdInstant::now();
+        self.held = Some(Held {
+            event,
+            subscriber,
+            since,
+        });
+        // Arms the timer; it may be due already on a stalled machine.
+        let _ = self.patience_ran_out(cx, since);
+        Err(true)
+    }
+
+    /// Whether the wait that began `since` has lasted [`PATIENCE`]; if not,
+    /// the timer wakes the driver when it has.
+    fn patience_ran_out(&mut self, cx: &mut Context<'_>, since: StdInstant) -> bool {
+        let at = since + PATIENCE;
+        if StdInstant::now() >= at {
+            return true;
+        }
+        let timer = match &mut self.patience {
+            Some(timer) => {
+                R::reset(timer.as_mut(), Some(at));
+                timer
+            }
+            None => self.patience.insert(Box::pin(R::sleep_until(at))),
+        };
+        timer.as_mut().poll(cx).is_ready()
+    }
+
     /// Ends everything: pending calls, queued instructions, subscriptions.
     fn finish(&mut self, cause: CloseCause) {
         if self.conn.state() != SessionState::Closed {
             self.conn.abort();
+        }
+        // Nothing more will come: every event read goes out, room or not.
+        let held = self.held.take().map(|h| h.event);
+        for event in held
+            .into_iter()
+            .chain(std::iter::from_fn(|| self.conn.poll_event()))
+        {
+            let _ = self.hub.publish(event, true);
         }
         self.done = Some(cause.clone());
         self.hub

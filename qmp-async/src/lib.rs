@@ -7,6 +7,8 @@
 mod agent;
 mod driver;
 mod events;
+mod hub;
+mod launcher;
 mod link;
 mod qmp;
 pub mod runtime;
@@ -14,8 +16,11 @@ mod transport;
 
 pub use agent::Agent;
 pub use driver::Driver;
-pub use events::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
+pub use events::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Events, Subscription};
+pub use hub::Runstates;
+pub use launcher::{Launched, OnRuntime, Qemu, QemuBuilder};
 pub use qmp::{Listener, Qmp};
+pub use qmp_os::launch::{DEFAULT_ARGS, DEFAULT_PROGRAM, DEFAULT_STDERR_TAIL, QmpSocket};
 pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
 pub use runtime::Runtime;
 

@@ -22,14 +22,22 @@ use qmp_os::{
 };
 
 use crate::driver::Driver;
-use crate::events::{EventFilter, Hub, Subscription};
+use crate::events::{EventFilter, Events, Subscription};
+use crate::hub::{Hub, Limits, Runstates};
 use crate::runtime::Runtime;
 use crate::transport::{MAX_EVENTS_PER_READ, Transport};
+
+/// What a call sends.
+pub(crate) enum Body {
+    Request(Request),
+    /// A whole message object, sent as given; its result is the whole reply.
+    Raw(Value),
+}
 
 /// A call handed to the driver.
 pub(crate) struct Submission {
     pub(crate) token: u64,
-    pub(crate) request: Request,
+    pub(crate) body: Body,
     pub(crate) deadline: Option<Instant>,
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) reply: Sender<Result<Reply, Error>>,
@@ -117,7 +125,7 @@ impl<R: Runtime> Link<R> {
         );
         let (instructions, rx) = async_channel::unbounded();
         let (closed_tx, closed) = async_channel::bounded(1);
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::new(Limits::from_options(options)));
         let (driver, handshake) = Driver::establish(conn, io, hub.clone(), rx, closed_tx)
             .await
             .map_err(|e| match e {
@@ -195,15 +203,37 @@ impl<R: Runtime> Link<R> {
         request: Request,
         fds: Vec<OwnedFd>,
     ) -> Result<Reply, Error> {
-        if self.schema().needs_schema(request.name()) {
-            let schema = self
-                .exchange(Request::new(SCHEMA_COMMAND), Vec::new())
-                .await
-                .and_then(|r| reply_value(&r));
-            self.schema().set_schema(schema)?;
-        }
+        self.fetch_schema_once(request.name()).await?;
         self.schema().check(&request)?;
-        self.exchange(request, fds).await
+        let name = request.name().to_owned();
+        self.submit(Body::Request(request), name, fds).await
+    }
+
+    /// Sends a whole message object and waits for the whole reply.
+    pub(crate) async fn call_raw(&self, message: Value) -> Result<Value, Error> {
+        let name = message
+            .get("execute")
+            .or_else(|| message.get("exec-oob"))
+            .and_then(Value::as_str)
+            .unwrap_or("a raw request")
+            .to_owned();
+        self.fetch_schema_once(&name).await?;
+        self.schema().check_raw(&message)?;
+        reply_value(&self.submit(Body::Raw(message), name, Vec::new()).await?)
+    }
+
+    /// With the live-schema check on, fetches the server's schema before
+    /// the first request (never for the fetch itself).
+    async fn fetch_schema_once(&self, command: &str) -> Result<(), Error> {
+        if !self.schema().needs_schema(command) {
+            return Ok(());
+        }
+        let fetch = Body::Request(Request::new(SCHEMA_COMMAND));
+        let schema = self
+            .submit(fetch, SCHEMA_COMMAND.to_owned(), Vec::new())
+            .await
+            .and_then(|r| reply_value(&r));
+        self.schema().set_schema(schema)
     }
 
     fn schema(&self) -> std::sync::MutexGuard<'_, SchemaCheck> {
@@ -214,8 +244,7 @@ impl<R: Runtime> Link<R> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sends `request` and waits for its reply, unchecked.
-    async fn exchange(&self, request: Request, fds: Vec<OwnedFd>) -> Result<Reply, Error> {
+    async fn submit(&self, body: Body, name: String, fds: Vec<OwnedFd>) -> Result<Reply, Error> {
         if let Some(cause) = self.close_cause() {
             return Err(Error::Closed(cause));
         }
@@ -223,13 +252,12 @@ impl<R: Runtime> Link<R> {
             return Err(Error::FdPassingUnsupported { transport });
         }
         let timeout = self.timeout;
-        let name = request.name().to_owned();
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, result) = async_channel::bounded(1);
         let limit = deadline_after(timeout);
         let submission = Submission {
             token,
-            request,
+            body,
             deadline: limit.map(|at| self.shared.handshake.clock.from_std(at)),
             fds,
             reply,
@@ -279,17 +307,40 @@ impl<R: Runtime> Link<R> {
         let _ = self.shared.instructions.try_send(instruction);
     }
 
-    pub(crate) fn subscribe<const N: usize>(&self, filter: EventFilter) -> Subscription<N> {
-        self.shared.hub.subscribe(filter)
+    pub(crate) fn subscribe<const N: usize>(
+        &self,
+        filter: EventFilter,
+        replay: bool,
+    ) -> Subscription<N> {
+        self.shared.hub.subscribe(filter, replay)
     }
 
+    pub(crate) fn events(&self) -> Events {
+        self.shared.hub.events()
+    }
+
+    pub(crate) fn runstates(&self) -> Runstates {
+        Runstates::new(self.shared.hub.clone())
+    }
+
+    pub(crate) fn history(&self) -> Vec<Event> {
+        self.shared.hub.history()
+    }
+
+    pub(crate) fn happened(&self, filter: &EventFilter) -> Option<Event> {
+        self.shared.hub.happened(filter)
+    }
+
+    /// Waits for the next event that passes `filter`; with `replay`, the
+    /// oldest such event still in the history counts as next.
     pub(crate) fn wait_event(
         &self,
         filter: EventFilter,
+        replay: bool,
         timeout: Duration,
     ) -> impl Future<Output = Result<Event, Error>> + Send + 'static {
         let what = format!("an event matching {filter:?}");
-        let mut sub = self.subscribe::<{ crate::DEFAULT_SUBSCRIPTION_CAPACITY }>(filter);
+        let mut sub = self.subscribe::<{ crate::DEFAULT_SUBSCRIPTION_CAPACITY }>(filter, replay);
         let limit = deadline_after(timeout);
         async move {
             let next = async { Ok(sub.next().await) };

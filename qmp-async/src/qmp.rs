@@ -14,7 +14,8 @@ use qmp_core::{Command as TypedCommand, Event, Greeting, Request};
 use qmp_os::{CloseCause, ConnectAttempts, Error, Options};
 
 use crate::driver::Driver;
-use crate::events::{EventFilter, Subscription};
+use crate::events::{EventFilter, Events, Subscription};
+use crate::hub::Runstates;
 use crate::link::{self, Link};
 use crate::runtime::{ConnectTcp, Runtime, WrapStream};
 use crate::transport::Transport;
@@ -36,7 +37,10 @@ impl<R> Clone for Qmp<R> {
 }
 
 impl<R: Runtime> Qmp<R> {
-    async fn establish(io: Transport<R>, options: &Options) -> Result<(Self, Driver<R>), Error> {
+    pub(crate) async fn establish(
+        io: Transport<R>,
+        options: &Options,
+    ) -> Result<(Self, Driver<R>), Error> {
         let (link, driver) = Link::establish(io, options.qmp_config(), options, "QMP").await?;
         Ok((Qmp { link }, driver))
     }
@@ -138,6 +142,25 @@ impl<R: Runtime> Qmp<R> {
         self.link.call(request, Vec::new()).await
     }
 
+    /// Sends a whole request object as you wrote it, with any `id` you
+    /// choose (a string, an array...; not a non-negative integer, which
+    /// the client uses itself, nor one still in flight: those fail with
+    /// [`Error::Submit`]), and returns the whole reply object:
+    /// `{"return": ..., "id": ...}`, or an error reply as data. Without an
+    /// `id` the client adds its own. Dropping the future cancels the call
+    /// as for [`execute`](Self::execute).
+    ///
+    /// ```no_run
+    /// # async fn f<R: qmp_async::Runtime>(qmp: qmp_async::Qmp<R>) -> Result<(), qmp_async::Error> {
+    /// use qmp_async::serde_json::json;
+    /// let reply = qmp.execute_raw(json!({"execute": "query-status", "id": "mine"})).await?;
+    /// assert_eq!(reply["id"], "mine");
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute_raw(&self, message: Value) -> Result<Value, Error> {
+        self.link.call_raw(message).await
+    }
+
     /// Runs `name` out of band (`exec-oob`): it overtakes queued in-band
     /// calls. Needs the `oob` capability (see [`oob_enabled`](Self::oob_enabled))
     /// and a command QEMU allows out of band.
@@ -225,7 +248,7 @@ impl<R: Runtime> Qmp<R> {
     /// A stream of the events that pass `filter`, from now on, with a queue
     /// of [`DEFAULT_SUBSCRIPTION_CAPACITY`](crate::DEFAULT_SUBSCRIPTION_CAPACITY).
     pub fn subscribe(&self, filter: impl Into<EventFilter>) -> Subscription {
-        self.link.subscribe(filter.into())
+        self.link.subscribe(filter.into(), false)
     }
 
     /// Like [`subscribe`](Self::subscribe), with a queue of `N` events.
@@ -233,7 +256,66 @@ impl<R: Runtime> Qmp<R> {
         &self,
         filter: impl Into<EventFilter>,
     ) -> Subscription<N> {
-        self.link.subscribe(filter.into())
+        self.link.subscribe(filter.into(), false)
+    }
+
+    /// Like [`subscribe`](Self::subscribe), but the stream first yields
+    /// the events in the history ([`Options::event_history`]) that pass
+    /// `filter`, oldest first: with nothing missed in between, it answers
+    /// "did it happen already, or when it does?" without a race.
+    pub fn subscribe_with_history(&self, filter: impl Into<EventFilter>) -> Subscription {
+        self.link.subscribe(filter.into(), true)
+    }
+
+    /// The default queue: the events no subscription took, those that
+    /// arrived before the session ran included (see [`Events`]).
+    ///
+    /// ```no_run
+    /// # async fn f<R: qmp_async::Runtime>(qmp: qmp_async::Qmp<R>) {
+    /// let early = qmp.events().clear();
+    /// # }
+    /// ```
+    pub fn events(&self) -> Events {
+        self.link.events()
+    }
+
+    /// The recent events, oldest first, whether or not anyone took them:
+    /// the last [`Options::event_history`] of them (none by default).
+    pub fn history(&self) -> Vec<Event> {
+        self.link.history()
+    }
+
+    /// The newest event in the history that passes `filter`, if any: "did
+    /// it happen already?". To also wait for it when it has not, without a
+    /// race, use [`wait_happened`](Self::wait_happened).
+    pub fn happened(&self, filter: impl Into<EventFilter>) -> Option<Event> {
+        self.link.happened(&filter.into())
+    }
+
+    /// The oldest event in the history that passes `filter`, or else the
+    /// next one to arrive, waiting up to `timeout`. Like
+    /// [`wait_event`](Self::wait_event) it looks when called, not when
+    /// first polled.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn f<R: qmp_async::Runtime>(qmp: qmp_async::Qmp<R>) -> Result<(), qmp_async::Error> {
+    /// // Whether QEMU stopped before this line or stops after it.
+    /// let stop = qmp.wait_happened("STOP", Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_happened(
+        &self,
+        filter: impl Into<EventFilter>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Event, Error>> + Send + 'static {
+        self.link.wait_event(filter.into(), true, timeout)
+    }
+
+    /// The session's runstates: those it went through so far, then each
+    /// change as it happens, ending after `Closed` (see [`Runstates`]).
+    pub fn runstates(&self) -> Runstates {
+        self.link.runstates()
     }
 
     /// Waits up to `timeout` for the next event that passes `filter`.
@@ -254,7 +336,7 @@ impl<R: Runtime> Qmp<R> {
         filter: impl Into<EventFilter>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Event, Error>> + Send + 'static {
-        self.link.wait_event(filter.into(), timeout)
+        self.link.wait_event(filter.into(), false, timeout)
     }
 
     /// Waits up to `timeout` for the next event of type `E` and decodes its

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant as StdInstant};
 use log::{Level, debug, info, log_enabled, trace};
 use qmp_core::serde_json::Value;
 use qmp_core::{
-    Client, Command, Config, Direction, Event, Greeting, Instant, Output, Reply, Request,
-    RequestError, RequestId, SessionState, Stats, Traffic,
+    Client, Command, Config, Direction, Event, EventQueue, Greeting, Instant, Output, Reply,
+    Request, RequestError, RequestId, SessionState, Stats, Traffic,
 };
 
 use crate::clock::StdClock;
@@ -47,6 +47,8 @@ pub struct Conn {
     /// The log target: the adapter's crate, so that users filter logs by
     /// the crate they use.
     target: &'static str,
+    /// Recent events, whoever takes them (none unless asked for).
+    history: EventQueue,
 }
 
 impl fmt::Debug for Conn {
@@ -87,6 +89,7 @@ impl Conn {
             greeting: None,
             logged: Stats::default(),
             target,
+            history: EventQueue::new(0),
         };
         conn.after_step();
         conn
@@ -222,9 +225,34 @@ impl Conn {
         self.after_step();
     }
 
+    /// Keeps copies of the last `events` events that arrive (at most
+    /// `bytes` of them), whoever takes them, for [`history`](Self::history).
+    pub fn keep_history(&mut self, events: usize, bytes: usize) {
+        self.history = EventQueue::bounded(events, bytes);
+    }
+
+    /// The recent events kept since [`keep_history`](Self::keep_history),
+    /// oldest first.
+    pub fn history(&self) -> &EventQueue {
+        &self.history
+    }
+
     /// Feeds bytes read from the socket.
     pub fn received(&mut self, bytes: &[u8]) {
-        self.engine.handle_input(self.clock.now(), bytes);
+        if self.history.capacity() == 0 {
+            self.engine.handle_input(self.clock.now(), bytes);
+        } else {
+            // New events are the queue's newest: those it gained, plus
+            // those it dropped to make room for them.
+            let count = |q: &EventQueue| q.len() as u64 + q.lagged_total();
+            let before = count(self.engine.events());
+            self.engine.handle_input(self.clock.now(), bytes);
+            let queue = self.engine.events();
+            let new = (count(queue) - before).min(queue.len() as u64) as usize;
+            for event in queue.iter().skip(queue.len() - new) {
+                self.history.push(event.clone());
+            }
+        }
         self.after_step();
     }
 

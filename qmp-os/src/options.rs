@@ -61,12 +61,20 @@ pub struct Options {
     /// owed a reply); a call beyond it fails with `Error::Submit`.
     /// Default 65,536.
     pub max_open_requests: usize,
-    /// Events kept for the caller (blocking client) or before the first
-    /// subscriber (async); the oldest are dropped and counted. Default 256.
+    /// Events kept for the caller (blocking client), or in the default
+    /// queue of events no subscription took (async); the oldest are
+    /// dropped and counted. Default 256.
     pub max_queued_events: usize,
-    /// The bytes those events may take, as the text received; past it
-    /// the oldest are dropped and counted. Default 16 MiB.
+    /// The bytes those events may take, as the text received, and the
+    /// bytes each async subscription may hold; past it the oldest are
+    /// dropped and counted. Default 16 MiB.
     pub max_queued_event_bytes: usize,
+    /// Recent events kept per connection for "did it already happen?"
+    /// questions (`history`, `happened`), whether or not anyone took them;
+    /// the oldest are forgotten. Default 0: no history.
+    pub event_history: usize,
+    /// The bytes the history may take decoded, estimated. Default 1 MiB.
+    pub event_history_bytes: usize,
     /// How long closing waits for replies the server still owes. Default:
     /// the engine's (2 s for the guest agent, which dies of SIGPIPE when it
     /// answers a closed socket; none for QMP).
@@ -99,6 +107,8 @@ impl Default for Options {
             max_open_requests: 65_536,
             max_queued_events: 256,
             max_queued_event_bytes: 16 * 1024 * 1024,
+            event_history: 0,
+            event_history_bytes: 1024 * 1024,
             close_linger: None,
             on_traffic: None,
             check_schema: false,
@@ -123,6 +133,8 @@ impl fmt::Debug for Options {
             .field("max_open_requests", &self.max_open_requests)
             .field("max_queued_events", &self.max_queued_events)
             .field("max_queued_event_bytes", &self.max_queued_event_bytes)
+            .field("event_history", &self.event_history)
+            .field("event_history_bytes", &self.event_history_bytes)
             .field("close_linger", &self.close_linger)
             .field("on_traffic", &self.on_traffic.is_some())
             .field("check_schema", &self.check_schema)
@@ -229,6 +241,18 @@ impl Options {
     /// Sets [`max_queued_event_bytes`](Self::max_queued_event_bytes).
     pub fn max_queued_event_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_event_bytes = bytes;
+        self
+    }
+
+    /// Sets [`event_history`](Self::event_history).
+    pub fn event_history(mut self, events: usize) -> Self {
+        self.event_history = events;
+        self
+    }
+
+    /// Sets [`event_history_bytes`](Self::event_history_bytes).
+    pub fn event_history_bytes(mut self, bytes: usize) -> Self {
+        self.event_history_bytes = bytes;
         self
     }
 

@@ -10,6 +10,7 @@ use qmp_std::serde_json::Value;
 use crate::cli::Args;
 use crate::output;
 use crate::peer::{Peer, Waited};
+use crate::record::{self, Log};
 use crate::syntax::{Parsed, Parser, SyntaxError, to_request};
 
 /// The exit statuses of the contract.
@@ -58,12 +59,27 @@ pub(crate) fn parse_commands(args: &Args) -> Result<Vec<Value>, SyntaxError> {
 
 /// Runs one request and prints its result; `Err` with the status to exit
 /// with when it failed.
-fn run_one(peer: &mut Peer, args: &Args, value: &Value) -> Result<(), Status> {
+fn run_one(
+    peer: &mut Peer,
+    args: &Args,
+    log: &mut Option<Log>,
+    value: &Value,
+) -> Result<(), Status> {
     let request = to_request(value).map_err(|e| {
         output::failure(e);
         Status::Failure
     })?;
-    match peer.execute(request, args.timeout) {
+    let result = peer.execute(request, args.timeout);
+    if let Some(log) = log {
+        log.record(value, &result);
+    }
+    if args.whole
+        && let Some(response) = record::response(&result)
+    {
+        output::whole(&response, args.pretty);
+        return result.map(drop).map_err(|e| Status::of(&e));
+    }
+    match result {
         Ok(result) => {
             output::result(&result, args.hmp, args.pretty);
             Ok(())
@@ -76,9 +92,14 @@ fn run_one(peer: &mut Peer, args: &Args, value: &Value) -> Result<(), Status> {
 }
 
 /// Runs the `-c` commands, then the events when asked.
-pub(crate) fn run(peer: &mut Peer, args: &Args, commands: &[Value]) -> Status {
+pub(crate) fn run(
+    peer: &mut Peer,
+    args: &Args,
+    log: &mut Option<Log>,
+    commands: &[Value],
+) -> Status {
     for value in commands {
-        if let Err(status) = run_one(peer, args, value) {
+        if let Err(status) = run_one(peer, args, log, value) {
             return status;
         }
     }
@@ -87,7 +108,7 @@ pub(crate) fn run(peer: &mut Peer, args: &Args, commands: &[Value]) -> Status {
 
 /// Reads commands from stdin, one per line (blocks across lines), running
 /// each as it comes.
-pub(crate) fn run_stdin(peer: &mut Peer, args: &Args) -> Status {
+pub(crate) fn run_stdin(peer: &mut Peer, args: &Args, log: &mut Option<Log>) -> Status {
     let mut parser = Parser::new(args.hmp);
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
@@ -101,7 +122,7 @@ pub(crate) fn run_stdin(peer: &mut Peer, args: &Args) -> Status {
         match parser.feed(&line) {
             Ok(Parsed::Nothing) => {}
             Ok(Parsed::Request(v)) => {
-                if let Err(status) = run_one(peer, args, &v) {
+                if let Err(status) = run_one(peer, args, log, &v) {
                     return status;
                 }
             }

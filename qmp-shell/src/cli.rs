@@ -1,5 +1,6 @@
 //! The command line: a contract that scripts rely on.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -27,13 +28,13 @@ EXAMPLES:
   qmp-shell /tmp/qmp.sock -c stop -c cont --events --timeout 2
   qmp-shell --launch -- -S -m 256")]
 pub(crate) struct Args {
-    /// A Unix socket path, or HOST:PORT for TCP.
-    #[arg(required_unless_present = "launch", conflicts_with = "launch")]
+    /// A Unix socket path, or HOST:PORT for TCP (default: $QMP_SOCKET).
+    #[arg(conflicts_with = "launch")]
     pub(crate) address: Option<String>,
 
-    /// Start QEMU ($QEMU or qemu-system-x86_64, with -machine none
-    /// -nodefaults -display none plus QEMU_ARGS) on a private socket, and
-    /// stop it on exit.
+    /// Start QEMU (--qemu, $QEMU or qemu-system-x86_64, with QEMU_ARGS
+    /// and -machine none -nodefaults -display none where they do not
+    /// choose otherwise) on a private socket, and stop it on exit.
     #[arg(long)]
     pub(crate) launch: bool,
 
@@ -43,7 +44,7 @@ pub(crate) struct Args {
     pub(crate) commands: Vec<String>,
 
     /// Indent the JSON printed for results and events.
-    #[arg(long)]
+    #[arg(short = 'p', long)]
     pub(crate) pretty: bool,
 
     /// Bound of the connection and of each command, in seconds.
@@ -72,6 +73,47 @@ pub(crate) struct Args {
     #[arg(short = 'v', long)]
     pub(crate) verbose: bool,
 
+    /// Full screen: every message both ways in a scrolling pane, a status
+    /// bar, an input line with history and completion, a JSON editor
+    /// (Ctrl-O; Alt-Enter sends), reconnecting when QEMU restarts.
+    #[arg(long, conflicts_with_all = ["commands", "events", "listen"])]
+    pub(crate) tui: bool,
+
+    /// With --tui: connection attempts in a row, after the first, before
+    /// giving up (0: never reconnect).
+    #[arg(long, value_name = "N", default_value = "10", requires = "tui")]
+    pub(crate) retries: u32,
+
+    /// With --tui: the pause between two connection attempts, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds, requires = "tui")]
+    pub(crate) retry_delay: Duration,
+
+    /// With --tui: append every message sent and received to FILE, one
+    /// JSON line each.
+    #[arg(long, value_name = "FILE", requires = "tui")]
+    pub(crate) tui_log: Option<PathBuf>,
+
+    // Options shared with QEMU's own qmp-shell, and launching.
+    /// Append each command and its response to FILE, one JSON line each.
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    pub(crate) log: Option<PathBuf>,
+
+    /// Print whole responses, {"return": ...} or {"error": ...}, not
+    /// just the result.
+    #[arg(short = 'w', long)]
+    pub(crate) whole: bool,
+
+    /// With --launch: the QEMU program to run (default $QEMU, else
+    /// qemu-system-x86_64).
+    #[arg(long, value_name = "PROGRAM")]
+    pub(crate) qemu: Option<String>,
+
+    /// Wait for a QEMU started elsewhere with
+    /// `-qmp unix:PATH,server=off` to connect; interactively, wait again
+    /// whenever it goes away.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["address", "launch", "agent"])]
+    pub(crate) listen: Option<PathBuf>,
+
     /// Extra QEMU arguments, after `--` (with --launch).
     #[arg(last = true, value_name = "QEMU_ARGS")]
     pub(crate) qemu_args: Vec<String>,
@@ -84,7 +126,29 @@ impl Args {
     }
 
     /// What clap's attributes cannot say.
-    fn check(self) -> Result<Args, clap::Error> {
+    fn check(mut self) -> Result<Args, clap::Error> {
+        if self.address.is_none() && !self.launch && self.listen.is_none() {
+            self.address = std::env::var("QMP_SOCKET").ok().filter(|a| !a.is_empty());
+            if self.address.is_none() {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "give an ADDRESS (or set $QMP_SOCKET), --launch or --listen PATH\n",
+                )
+                .with_cmd(&<Args as clap::CommandFactory>::command()));
+            }
+        }
+        if self.tui && self.tui_log.is_none() {
+            // The full-screen mode's log holds every message, not only
+            // commands and their responses: `-l` asks for it there.
+            self.tui_log = self.log.take();
+        }
+        if self.qemu.is_some() && !self.launch {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--qemu needs --launch\n",
+            )
+            .with_cmd(&<Args as clap::CommandFactory>::command()));
+        }
         if !self.qemu_args.is_empty() && !self.launch {
             return Err(clap::Error::raw(
                 clap::error::ErrorKind::MissingRequiredArgument,
@@ -140,13 +204,43 @@ mod tests {
     }
 
     #[test]
+    fn the_full_screen_options() {
+        let a = parse(&["x", "--tui", "--retries", "3", "--retry-delay", "0.25"]).unwrap();
+        assert!(a.tui);
+        assert_eq!(a.retries, 3);
+        assert_eq!(a.retry_delay, Duration::from_millis(250));
+        let a = parse(&["x", "--tui", "--tui-log", "/tmp/log"]).unwrap();
+        assert_eq!(a.tui_log.as_deref(), Some(std::path::Path::new("/tmp/log")));
+        assert_eq!((a.retries, a.retry_delay), (10, Duration::from_secs(1)));
+        assert!(parse(&["x", "--retries", "3"]).is_err());
+        assert!(parse(&["x", "--tui-log", "/tmp/log"]).is_err());
+        assert!(parse(&["x", "--tui", "-c", "stop"]).is_err());
+        let a = parse(&["x", "--tui", "-l", "/tmp/log"]).unwrap();
+        assert_eq!(a.tui_log.as_deref(), Some(std::path::Path::new("/tmp/log")));
+        assert!(a.log.is_none());
+        assert!(parse(&["--listen", "/tmp/l", "--tui"]).is_err());
+        assert!(parse(&["x", "--tui", "--retry-delay", "0"]).is_err());
+    }
+
+    #[test]
     fn usage_errors() {
-        assert!(parse(&[]).is_err());
         assert!(parse(&["/tmp/q.sock", "--launch"]).is_err());
         assert!(parse(&["/tmp/q.sock", "--", "-S"]).is_err());
         assert!(parse(&["--launch", "--agent"]).is_err());
         assert!(parse(&["x", "--agent", "--events"]).is_err());
         assert!(parse(&["x", "--timeout", "0"]).is_err());
         assert!(parse(&["x", "--timeout", "soon"]).is_err());
+        assert!(parse(&["x", "--qemu", "q"]).is_err());
+        assert!(parse(&["x", "--listen", "/tmp/l.sock"]).is_err());
+    }
+
+    #[test]
+    fn compatible_options() {
+        let a = parse(&["--launch", "-p", "-l", "/tmp/log", "-w", "--qemu", "q"]).unwrap();
+        assert!(a.pretty && a.whole);
+        assert_eq!(a.log, Some(PathBuf::from("/tmp/log")));
+        assert_eq!(a.qemu.as_deref(), Some("q"));
+        let a = parse(&["--listen", "/tmp/l.sock", "-c", "stop"]).unwrap();
+        assert_eq!(a.listen, Some(PathBuf::from("/tmp/l.sock")));
     }
 }

@@ -14,6 +14,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use crate::output;
+use crate::schema::{self, Candidate, Known, Schema};
 
 /// Argument names, each with the names nested under it (for objects).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,6 +30,9 @@ pub(crate) struct Words {
     pub(crate) commands: BTreeMap<String, Members>,
     /// `transaction` action types and the members of their `data`.
     pub(crate) actions: BTreeMap<String, Members>,
+    /// The server's schema: values and union branches (QMP), `help`, and
+    /// the check before sending.
+    pub(crate) schema: Schema,
 }
 
 impl Words {
@@ -52,11 +56,20 @@ impl Words {
         words
     }
 
+    /// From `query-qmp-schema`'s reply: names, and the indexed schema.
+    pub(crate) fn from_schema_reply(reply: Value) -> Words {
+        let schema = Schema::from_qmp(&reply);
+        Words {
+            schema,
+            ..Words::from_schema(&schema_entries(reply))
+        }
+    }
+
     /// Command names only (the guest agent's `guest-info`, HMP's `help`).
     pub(crate) fn from_names(names: impl IntoIterator<Item = String>) -> Words {
         Words {
             commands: names.into_iter().map(|n| (n, Members::default())).collect(),
-            actions: BTreeMap::new(),
+            ..Words::default()
         }
     }
 
@@ -68,7 +81,10 @@ impl Words {
             .flatten()
             .filter(|c| c["enabled"] != false)
             .filter_map(|c| c["name"].as_str().map(str::to_owned));
-        Words::from_names(names)
+        Words {
+            schema: Schema::from_guest_info(info),
+            ..Words::from_names(names)
+        }
     }
 
     /// From HMP's `help` text (the first word of each line, aliases
@@ -199,11 +215,13 @@ pub(crate) struct ShellHelper {
     pub(crate) in_transaction: bool,
     /// HMP mode: only the first word is completed.
     pub(crate) hmp: bool,
+    /// Node names and device ids from earlier results.
+    pub(crate) known: Known,
 }
 
 impl ShellHelper {
     /// Candidates for the word ending at `pos`: its start and the names.
-    pub(crate) fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<Pair>) {
+    pub(crate) fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<Candidate>) {
         let before = &line[..pos];
         let start = before
             .char_indices()
@@ -212,6 +230,14 @@ impl ShellHelper {
             .map_or(0, |(i, c)| i + c.len_utf8());
         let word = &before[start..];
         let mut prior: Vec<&str> = before[..start].split_whitespace().collect();
+        let in_block = self.in_transaction || prior.first() == Some(&"transaction(");
+        // `help COMMAND`: the shell's own, in QMP and agent modes.
+        if !in_block && !self.hmp && prior == ["help"] {
+            return (start, word_pairs(self.words.commands.keys(), word));
+        }
+        if let Some(found) = self.schema_candidates(&prior, in_block, word, start) {
+            return found;
+        }
         let Some(table) = self.table(&mut prior) else {
             return (start, Vec::new());
         };
@@ -221,6 +247,35 @@ impl ShellHelper {
             Some(command) => argument_names(table, command, word),
         };
         (start, names)
+    }
+
+    /// Names and values from the schema's argument tree, for the
+    /// arguments of a command or of a transaction action; `None` when
+    /// the schema does not know it (the names from [`Words`] are used).
+    fn schema_candidates(
+        &self,
+        prior: &[&str],
+        in_block: bool,
+        word: &str,
+        start: usize,
+    ) -> Option<(usize, Vec<Candidate>)> {
+        let index = self.words.schema.index().filter(|_| !self.hmp)?;
+        let prior = match prior {
+            ["transaction(", rest @ ..] => rest,
+            _ => prior,
+        };
+        let (name, args) = prior.split_first()?;
+        let root = if in_block {
+            schema::action_type(index, name)?
+        } else {
+            index.help(name)?.arguments
+        };
+        let typed = schema::typed_arguments(args.iter().copied());
+        if let Some((key, value)) = word.split_once('=') {
+            let values = schema::values(&root, &self.known, key, value, &typed);
+            return Some((start + key.len() + 1, values));
+        }
+        Some((start, schema::argument_names(&root, word, &typed)?))
     }
 
     /// The names that the first word of `prior` is one of: commands, or
@@ -241,14 +296,14 @@ impl ShellHelper {
     }
 
     /// The first word: a command (or action) name, and `transaction(`.
-    fn command_names(&self, table: &BTreeMap<String, Members>, word: &str) -> Vec<Pair> {
+    fn command_names(&self, table: &BTreeMap<String, Members>, word: &str) -> Vec<Candidate> {
         let mut names = word_pairs(table.keys(), word);
         if !self.hmp
             && !self.in_transaction
             && table.contains_key("transaction")
             && "transaction(".starts_with(word)
         {
-            names.push(Pair {
+            names.push(Candidate {
                 display: "transaction(".into(),
                 replacement: "transaction(".into(),
             });
@@ -258,10 +313,10 @@ impl ShellHelper {
 }
 
 /// Names starting with `word`, each to be followed by a space.
-fn word_pairs<'a>(names: impl Iterator<Item = &'a String>, word: &str) -> Vec<Pair> {
+fn word_pairs<'a>(names: impl Iterator<Item = &'a String>, word: &str) -> Vec<Candidate> {
     names
         .filter(|n| n.starts_with(word))
-        .map(|n| Pair {
+        .map(|n| Candidate {
             display: n.clone(),
             replacement: format!("{n} "),
         })
@@ -274,7 +329,7 @@ fn hmp_subcommands(
     prior: &[&str],
     command: &str,
     word: &str,
-) -> Vec<Pair> {
+) -> Vec<Candidate> {
     match (prior, table.get(command)) {
         ([_], Some(subs)) => word_pairs(subs.0.keys(), word),
         _ => Vec::new(),
@@ -283,7 +338,7 @@ fn hmp_subcommands(
 
 /// The argument names of `command` that `word` may start; `a.b.c`
 /// follows `a` and `b` and completes `c`.
-fn argument_names(table: &BTreeMap<String, Members>, command: &str, word: &str) -> Vec<Pair> {
+fn argument_names(table: &BTreeMap<String, Members>, command: &str, word: &str) -> Vec<Candidate> {
     if word.contains('=') {
         return Vec::new();
     }
@@ -304,7 +359,7 @@ fn argument_names(table: &BTreeMap<String, Members>, command: &str, word: &str) 
         .0
         .iter()
         .filter(|(n, _)| n.starts_with(last))
-        .map(|(n, nested)| Pair {
+        .map(|(n, nested)| Candidate {
             display: n.clone(),
             replacement: if nested.0.is_empty() {
                 format!("{path}{n}=")
@@ -324,11 +379,17 @@ impl Completer for ShellHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let (start, mut names) = self.candidates(line, pos);
+        let (start, names) = self.candidates(line, pos);
         // The names come from the server and are shown as they are: leave
         // out any that could steer the terminal.
-        names.retain(|p| !p.replacement.chars().any(output::is_unsafe));
-        Ok((start, names))
+        let names = names
+            .into_iter()
+            .filter(|c| !c.replacement.chars().any(output::is_unsafe))
+            .map(|c| Pair {
+                display: c.display,
+                replacement: c.replacement,
+            });
+        Ok((start, names.collect()))
     }
 }
 
@@ -349,7 +410,12 @@ mod tests {
 
     /// A schema shaped like QEMU's (names masked as numbers).
     fn schema() -> Vec<SchemaInfo> {
-        schema_entries(json!([
+        schema_entries(schema_json())
+    }
+
+    /// The same, as the server sends it.
+    fn schema_json() -> Value {
+        json!([
             {"name": "query-status", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
             {"name": "query-stats", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
             {"name": "0", "meta-type": "object", "members": []},
@@ -376,8 +442,10 @@ mod tests {
             {"name": "9", "meta-type": "object", "members": [{"name": "data", "type": "10"}]},
             {"name": "10", "meta-type": "object", "members": [
                 {"name": "node", "type": "str"}, {"name": "name", "type": "str"}]},
-            {"name": "STOP", "meta-type": "event", "arg-type": "0"}
-        ]))
+            {"name": "STOP", "meta-type": "event", "arg-type": "0"},
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "bool", "meta-type": "builtin", "json-type": "boolean"}
+        ])
     }
 
     fn helper() -> ShellHelper {
@@ -442,6 +510,37 @@ mod tests {
         assert_eq!(complete(&h, "ab").1, ["abort "]);
         assert_eq!(complete(&h, "block-dirty-bitmap-add na").1, ["name="]);
         assert!(complete(&h, ") ").1.is_empty());
+    }
+
+    #[test]
+    fn with_the_schema_index_values_branches_and_actions() {
+        let mut h = ShellHelper {
+            words: Words::from_schema_reply(schema_json()),
+            ..ShellHelper::default()
+        };
+        assert_eq!(
+            complete(&h, "blockdev-add driver=file "),
+            (
+                25,
+                vec!["cache.".into(), "filename=".into(), "node-name=".into()]
+            )
+        );
+        assert_eq!(
+            complete(&h, "blockdev-add cache.direct="),
+            (26, vec!["false ".into(), "true ".into()])
+        );
+        assert_eq!(
+            complete(&h, "transaction( block-dirty-bitmap-add n").1,
+            ["name=", "node="]
+        );
+        h.known
+            .learn("query-named-block-nodes", &json!([{"node-name": "n0"}]));
+        assert_eq!(
+            complete(&h, "help query-stat").1,
+            ["query-stats ", "query-status "]
+        );
+        h.in_transaction = true;
+        assert_eq!(complete(&h, "block-dirty-bitmap-add node=").1, ["n0 "]);
     }
 
     #[test]

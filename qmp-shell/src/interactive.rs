@@ -7,25 +7,32 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use qmp_std::Request;
 use qmp_std::serde_json::{Value, json};
+use qmp_std::{Error, Request};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, Editor};
 
 use crate::batch::Status;
 use crate::cli::Args;
-use crate::complete::{ShellHelper, Words, schema_entries};
+use crate::complete::{ShellHelper, Words};
 use crate::history;
 use crate::output::{self, EventPrinter};
-use crate::peer::Peer;
+use crate::peer::{Listener, Peer};
+use crate::record::{self, Log};
+use crate::schema::Known;
 use crate::syntax::{Parsed, Parser, to_request};
-use crate::worker::Connection;
+use crate::worker::{Connection, Setup};
 
 type ShellEditor = Editor<ShellHelper, FileHistory>;
 
 /// Runs the shell until Ctrl-D, or until the connection closes.
-pub(crate) fn run(mut peer: Peer, args: &Args) -> Status {
+pub(crate) fn run(
+    mut peer: Peer,
+    args: &Args,
+    log: Option<Log>,
+    listener: Option<Listener>,
+) -> Status {
     let banner = peer.describe();
     let words = load_words(&mut peer, args);
     let mut editor = match editor(args, words) {
@@ -36,12 +43,18 @@ pub(crate) fn run(mut peer: Peer, args: &Args) -> Status {
             return Status::Failure;
         }
     };
-    let history = history::load(&mut editor);
+    let history = history::load(&mut editor, history::Mode::of(args));
     let printer = match editor.create_external_printer() {
         Ok(p) => EventPrinter::AbovePrompt(Box::new(p)),
         Err(_) => EventPrinter::Plain,
     };
-    let connection = match Connection::start(peer, printer, args.timeout, args.pretty) {
+    let setup = Setup {
+        printer,
+        timeout: args.timeout,
+        pretty: args.pretty,
+        listener,
+    };
+    let connection = match Connection::start(peer, setup) {
         Ok(connection) => connection,
         Err(e) => {
             output::failure(format!("cannot start a thread: {e}"));
@@ -49,7 +62,11 @@ pub(crate) fn run(mut peer: Peer, args: &Args) -> Status {
         }
     };
     output::greeting(&banner);
-    let mut session = Session { connection, args };
+    let mut session = Session {
+        connection,
+        args,
+        log,
+    };
     session.prompt_loop(&mut editor, history.as_deref());
     match session.connection.stop() {
         Some(peer) => {
@@ -75,6 +92,7 @@ fn editor(args: &Args, words: Words) -> rustyline::Result<ShellEditor> {
         words,
         in_transaction: false,
         hmp: args.hmp,
+        known: Known::default(),
     }));
     Ok(editor)
 }
@@ -84,6 +102,8 @@ fn editor(args: &Args, words: Words) -> rustyline::Result<ShellEditor> {
 struct Session<'a> {
     connection: Connection,
     args: &'a Args,
+    /// The `-l` file.
+    log: Option<Log>,
 }
 
 impl Session<'_> {
@@ -112,9 +132,22 @@ impl Session<'_> {
                 }
             };
             remember(editor, &line, history);
+            if !self.args.hmp
+                && !parser.in_transaction()
+                && let Some(topic) = help_topic(&line)
+            {
+                if let Some(h) = editor.helper() {
+                    output::text(&h.words.schema.help(topic));
+                }
+                continue;
+            }
             match parser.feed(&line) {
                 Ok(Parsed::Nothing) => {}
-                Ok(Parsed::Request(value)) => self.run_line(editor, &value),
+                Ok(Parsed::Request(value)) => {
+                    // A raw JSON request is sent as typed, unchecked.
+                    let checked = !line.trim_start().starts_with('{');
+                    self.run_line(editor, &value, checked);
+                }
                 Err(e) => output::syntax_error(&e),
             }
         }
@@ -122,10 +155,15 @@ impl Session<'_> {
 
     /// Runs a parsed line; after `-N` and a typed `qmp_capabilities`
     /// every command can run, so completion then offers them all.
-    fn run_line(&mut self, editor: &mut ShellEditor, value: &Value) {
-        if self.run(value) == Ran::Negotiated
-            && let Some(h) = editor.helper_mut()
-        {
+    fn run_line(&mut self, editor: &mut ShellEditor, value: &Value, checked: bool) {
+        let Some(h) = editor.helper_mut() else {
+            return;
+        };
+        if checked && let Err(why) = h.words.schema.check(value) {
+            output::refused(&why);
+            return;
+        }
+        if self.run(value, &mut h.known) == Ran::Negotiated {
             h.words = self.schema_words().unwrap_or_default();
         }
     }
@@ -133,12 +171,12 @@ impl Session<'_> {
     /// Completion words from the schema, asked now.
     fn schema_words(&self) -> Option<Words> {
         let answer = self.connection.call(Request::new("query-qmp-schema"))?;
-        Some(Words::from_schema(&schema_entries(answer.result.ok()?)))
+        Some(Words::from_schema_reply(answer.result.ok()?))
     }
 
     /// Runs a request and prints its result, then the events that came
     /// meanwhile.
-    fn run(&mut self, value: &Value) -> Ran {
+    fn run(&mut self, value: &Value, known: &mut Known) -> Ran {
         let request = match to_request(value) {
             Ok(r) => r,
             Err(e) => {
@@ -146,15 +184,25 @@ impl Session<'_> {
                 return Ran::Other;
             }
         };
-        let is_quit = request.name() == "quit";
-        let negotiates = request.name() == "qmp_capabilities" && self.args.skip_negotiation;
+        let name = request.name().to_owned();
+        let is_quit = quits(value);
+        let negotiates = name == "qmp_capabilities" && self.args.skip_negotiation;
         self.connection.expect_end(is_quit);
         let Some(answer) = self.connection.call(request) else {
             return Ran::Other;
         };
-        match &answer.result {
-            Ok(result) => output::result(result, self.args.hmp, true),
-            Err(e) => output::prompt_error(e),
+        if let Some(log) = &mut self.log {
+            log.record(value, &answer.result);
+        }
+        let whole = self.args.whole.then(|| record::response(&answer.result));
+        match (&answer.result, whole) {
+            (_, Some(Some(response))) => output::whole(&response, true),
+            (Ok(result), _) => {
+                known.learn(&name, result);
+                // HMP's answer is text, shown as text.
+                output::result(result, name == "human-monitor-command", true);
+            }
+            (Err(e), _) => output::prompt_error(e),
         }
         for event in &answer.events {
             output::event(event, self.args.pretty);
@@ -187,6 +235,31 @@ enum Ran {
     Other,
 }
 
+/// `help` or `help COMMAND [key=value ...]`: `Some(what follows)`;
+/// `None` for any other line.
+fn help_topic(line: &str) -> Option<Option<&str>> {
+    let line = line.trim();
+    let rest = line.strip_prefix("help")?;
+    if rest.is_empty() {
+        return Some(None);
+    }
+    rest.starts_with(char::is_whitespace)
+        .then(|| Some(rest.trim()))
+}
+
+/// Whether `request` asks QEMU to quit (`quit`, or HMP's `quit`/`q`),
+/// after which QEMU closes the connection.
+fn quits(request: &Value) -> bool {
+    match request.get("execute").and_then(Value::as_str) {
+        Some("quit") => true,
+        Some("human-monitor-command") => matches!(
+            request["arguments"]["command-line"].as_str().map(str::trim),
+            Some("quit" | "q")
+        ),
+        _ => false,
+    }
+}
+
 /// Adds a non-blank line to the history, and to its file.
 fn remember(editor: &mut ShellEditor, line: &str, history: Option<&Path>) {
     if line.trim().is_empty() {
@@ -207,8 +280,17 @@ fn prompt(args: &Args, in_transaction: bool) -> &'static str {
     }
 }
 
-/// What completion offers, asked of the server itself.
+/// What completion offers, asked of the server itself; without
+/// completion when that fails.
 fn load_words(peer: &mut Peer, args: &Args) -> Words {
+    ask_words(peer, args).unwrap_or_else(|e| {
+        output::no_completion(&e);
+        Words::default()
+    })
+}
+
+/// What completion offers, asked of the server itself.
+pub(crate) fn ask_words(peer: &mut Peer, args: &Args) -> Result<Words, Error> {
     let ask = |peer: &mut Peer, name: &str, arguments: Option<Value>| {
         let mut request = Request::new(name.to_owned());
         if let Some(a) = arguments {
@@ -216,7 +298,7 @@ fn load_words(peer: &mut Peer, args: &Args) -> Words {
         }
         peer.execute(request, args.timeout)
     };
-    let found = if peer.is_agent() {
+    if peer.is_agent() {
         ask(peer, "guest-info", None).map(|info| Words::from_guest_info(&info))
     } else if args.hmp {
         let mut help = |line: &str| {
@@ -232,10 +314,6 @@ fn load_words(peer: &mut Peer, args: &Args) -> Words {
         // Nothing but qmp_capabilities runs before negotiation.
         Ok(Words::from_names(["qmp_capabilities".to_owned()]))
     } else {
-        ask(peer, "query-qmp-schema", None).map(|s| Words::from_schema(&schema_entries(s)))
-    };
-    found.unwrap_or_else(|e| {
-        output::no_completion(&e);
-        Words::default()
-    })
+        ask(peer, "query-qmp-schema", None).map(Words::from_schema_reply)
+    }
 }

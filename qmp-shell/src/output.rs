@@ -26,6 +26,40 @@ pub(crate) fn failure(what: impl Display) {
     eprintln!("qmp-shell: {}", visible(&one_line(&what.to_string())));
 }
 
+/// Connecting or launching failed, on one line of stderr. A QEMU that
+/// could not start is reported with its own message after a colon, as it
+/// wrote it (its lines joined by `; `), not wrapped in ours.
+pub(crate) fn open_failure(e: &Error) {
+    let Error::Launch(launch) = e else {
+        return failure(e);
+    };
+    let how = match launch.status {
+        Some(status) => status.to_string(),
+        None => one_line(&launch.cause.to_string()),
+    };
+    let own = one_line(&launch.stderr);
+    let mut line = format!("cannot launch {} ({how})", launch.program);
+    if !own.is_empty() {
+        line = format!("{line}: {own}");
+    }
+    failure(line);
+}
+
+/// A request the schema check refused: nothing was sent.
+pub(crate) fn refused(why: &str) {
+    eprintln!("error: {} (not sent)", visible(why));
+}
+
+/// Text of several lines (a help screen), on stdout.
+pub(crate) fn text(text: &str) {
+    stdout_line(&visible(text));
+}
+
+/// A response as the server wrote it (`--whole`), on stdout.
+pub(crate) fn whole(response: &Value, pretty: bool) {
+    stdout_line(&format_json(response, pretty));
+}
+
 /// A failed call in one-shot mode: `Class: desc` for QEMU's own errors,
 /// a [`failure`] otherwise.
 pub(crate) fn call_error(e: &Error) {
@@ -75,6 +109,15 @@ pub(crate) fn event(event: &Event, pretty: bool) {
 pub(crate) fn greeting(peer: &str) {
     println!("Connected to {}.", visible(peer));
     println!("Tab completes, Up recalls history, Ctrl-D leaves.");
+}
+
+/// `--listen`: the shell waits for QEMU to connect to `path`.
+pub(crate) fn waiting(path: &std::path::Path) {
+    println!(
+        "Waiting for QEMU to connect to {} (-qmp unix:{},server=off).",
+        visible(&path.display().to_string()),
+        visible(&path.display().to_string())
+    );
 }
 
 /// The session ended while the prompt was being shown.
@@ -210,6 +253,25 @@ impl EventPrinter {
             "The connection closed: {}. Press Enter to leave.",
             visible(&ended.to_string())
         ));
+    }
+
+    /// `--listen`: QEMU went away; the shell waits for it again.
+    pub(crate) fn gone(&mut self, ended: &Ended, path: &std::path::Path) {
+        self.line(format!(
+            "The connection closed: {}. Waiting for QEMU to connect to {} again.",
+            visible(&ended.to_string()),
+            visible(&path.display().to_string())
+        ));
+    }
+
+    /// `--listen`: a QEMU that connected could not be taken.
+    pub(crate) fn failed(&mut self, e: &Error) {
+        self.line(format!("error: {}", visible(&one_line(&e.to_string()))));
+    }
+
+    /// `--listen`: QEMU connected again.
+    pub(crate) fn connected(&mut self, peer: &str) {
+        self.line(format!("Connected to {}.", visible(peer)));
     }
 
     fn line(&mut self, text: String) {

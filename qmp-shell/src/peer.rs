@@ -3,12 +3,17 @@
 
 use std::fmt;
 use std::net::TcpStream;
-use std::path::Path;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use qmp_std::serde_json::Value;
-use qmp_std::{Agent, CloseCause, CloseReason, Error, Event, Options, Qemu, Qmp, Request, Socket};
+use qmp_std::{
+    Agent, CloseCause, CloseReason, Error, Event, Options, Qemu, Qmp, Request, Socket, TrafficHook,
+    UnixAcceptor,
+};
 
 use crate::cli::Args;
 use crate::output;
@@ -67,26 +72,27 @@ impl fmt::Display for Ended {
 impl Peer {
     /// Connects as the command line says, every wait bounded by `--timeout`.
     pub(crate) fn open(args: &Args) -> Result<Peer, Error> {
-        let mut options = Options::new()
-            .connect_timeout(args.timeout)
-            .handshake_timeout(args.timeout)
-            .timeout(args.timeout);
-        if args.verbose {
-            options = options.on_traffic(|_, traffic| output::wire(traffic));
-        }
-        if args.agent {
-            // A socket that is not there yet is an error at once, as for QMP.
-            options = options.socket_wait(Duration::ZERO);
-        } else if args.skip_negotiation {
-            options = options.negotiate(false);
+        Peer::open_with(args, None)
+    }
+
+    /// Connects as [`Peer::open`] does, with `traffic` (instead of `-v`'s
+    /// echo) seeing every message.
+    pub(crate) fn open_with(args: &Args, traffic: Option<TrafficHook>) -> Result<Peer, Error> {
+        let mut options = options(args);
+        if let Some(hook) = traffic {
+            options.on_traffic = Some(hook);
         }
         if args.launch {
-            let qemu = Qemu::builder()
+            let mut builder = Qemu::builder()
+                .no_default_args()
+                .args(default_args(&args.qemu_args))
                 .args(&args.qemu_args)
                 .options(options)
-                .stop_timeout(args.timeout.min(Duration::from_secs(5)))
-                .launch()?;
-            return Ok(Peer::Launched(Box::new(qemu)));
+                .stop_timeout(args.timeout.min(Duration::from_secs(5)));
+            if let Some(program) = &args.qemu {
+                builder = builder.program(program);
+            }
+            return Ok(Peer::Launched(Box::new(builder.launch()?)));
         }
         let address = args.address.as_deref().unwrap_or_default();
         match (is_tcp(address), args.agent) {
@@ -187,6 +193,133 @@ impl Peer {
     }
 }
 
+/// The connection's options, as the command line says: every wait
+/// bounded by `--timeout`.
+pub(crate) fn options(args: &Args) -> Options {
+    let mut options = Options::new()
+        .connect_timeout(args.timeout)
+        .handshake_timeout(args.timeout)
+        .timeout(args.timeout);
+    if args.verbose {
+        options = options.on_traffic(|_, traffic| output::wire(traffic));
+    }
+    if args.agent {
+        // A socket that is not there yet is an error at once, as for QMP.
+        options = options.socket_wait(Duration::ZERO);
+    } else if args.skip_negotiation {
+        options = options.negotiate(false);
+    }
+    options
+}
+
+/// What `--launch` adds before the user's QEMU arguments: `-machine none`
+/// unless they name a machine type, `-display none` unless they choose a
+/// display, `-nodefaults` unless they give it themselves.
+fn default_args(user: &[String]) -> Vec<&'static str> {
+    // `-opt value`, `--opt value` and `-opt=value` all name `opt`.
+    let options: Vec<(&str, Option<&str>)> = user
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let name = a.strip_prefix("--").or_else(|| a.strip_prefix('-'))?;
+            Some(match name.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (name, user.get(i + 1).map(String::as_str)),
+            })
+        })
+        .collect();
+    let gives = |names: &[&str]| options.iter().any(|(n, _)| names.contains(n));
+    // `-machine accel=tcg` sets properties only; its first part names a
+    // type when it has no `=`.
+    let names_machine = options.iter().any(|(n, v)| {
+        matches!(*n, "machine" | "M")
+            && v.is_some_and(|v| !v.split(',').next().unwrap_or_default().contains('='))
+    });
+    let mut out = Vec::new();
+    if !names_machine {
+        out.extend(["-machine", "none"]);
+    }
+    if !gives(&["nodefaults"]) {
+        out.push("-nodefaults");
+    }
+    if !gives(&["display", "nographic", "curses", "vnc", "spice"]) {
+        out.extend(["-display", "none"]);
+    }
+    out
+}
+
+/// `--listen`: a Unix socket QEMU connects to (`-qmp unix:PATH,server=off`),
+/// kept open to take QEMU again after it goes away. The socket file is
+/// removed when the listener is dropped.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    socket: UnixListener,
+    path: PathBuf,
+    options: Options,
+}
+
+impl Listener {
+    /// Listens on `path` (replacing a socket file left there before).
+    pub(crate) fn bind(path: &Path, options: Options) -> Result<Listener, Error> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            let _ = std::fs::remove_file(path);
+        }
+        let socket = UnixListener::bind(path).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", path.display()),
+            ))
+        })?;
+        Ok(Listener {
+            socket,
+            path: path.to_owned(),
+            options,
+        })
+    }
+
+    /// The socket's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits at most `wait` for QEMU to connect, then negotiates;
+    /// `Ok(None)` when nothing connected in time.
+    pub(crate) fn accept(&self, wait: Duration) -> Result<Option<Peer>, Error> {
+        let options = self.options.clone().connect_timeout(wait);
+        match Qmp::accept_unix(UnixAcceptor::Listener(&self.socket), options) {
+            Ok(qmp) => Ok(Some(Peer::Qmp(qmp))),
+            Err(e) if e.is_timeout() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for QEMU to connect: at most `limit`, or for ever.
+    pub(crate) fn first(&self, limit: Option<Duration>) -> Result<Peer, Error> {
+        if let Some(limit) = limit {
+            return self.accept(limit)?.ok_or_else(|| {
+                Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no QEMU connected to {} within {limit:?}",
+                        self.path.display()
+                    ),
+                ))
+            });
+        }
+        loop {
+            if let Some(peer) = self.accept(Duration::from_secs(3600))? {
+                return Ok(peer);
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Connects over TCP, trying each address `address` resolves to.
 fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, Error> {
     use std::net::ToSocketAddrs;
@@ -238,5 +371,26 @@ mod tests {
         assert!(!is_tcp("/tmp/a:1"));
         assert!(!is_tcp("qmp.sock"));
         assert!(!is_tcp("host:port"));
+    }
+
+    #[test]
+    fn launch_defaults_give_way_to_the_users_arguments() {
+        let d = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            default_args(&args).join(" ")
+        };
+        assert_eq!(d(&[]), "-machine none -nodefaults -display none");
+        assert_eq!(
+            d(&["-S", "-m", "256"]),
+            "-machine none -nodefaults -display none"
+        );
+        assert_eq!(d(&["-M", "pc"]), "-nodefaults -display none");
+        assert_eq!(d(&["--machine=q35,accel=tcg"]), "-nodefaults -display none");
+        assert_eq!(
+            d(&["-machine", "accel=tcg"]),
+            "-machine none -nodefaults -display none"
+        );
+        assert_eq!(d(&["-nographic"]), "-machine none -nodefaults");
+        assert_eq!(d(&["-display", "gtk", "-nodefaults"]), "-machine none");
     }
 }

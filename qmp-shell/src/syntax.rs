@@ -192,6 +192,11 @@ impl WordParts {
                 self.plain.push(c);
                 json_string_raw(chars, &mut self.plain, at)?;
             }
+            '\'' => {
+                // A Python string: kept as typed, converted with the rest.
+                self.plain.push(c);
+                python_string_raw(chars, &mut self.plain, at)?;
+            }
             c => self.plain.push(c),
         }
         Ok(())
@@ -273,6 +278,92 @@ fn json_string_raw(chars: &mut Chars<'_>, out: &mut String, at: usize) -> Result
     }
 }
 
+/// Copies a Python `'...'` string's raw text (after its opening quote,
+/// already in `out`) up to and including the closing quote.
+fn python_string_raw(
+    chars: &mut Chars<'_>,
+    out: &mut String,
+    at: usize,
+) -> Result<(), SyntaxError> {
+    loop {
+        match chars.next() {
+            Some((_, '\'')) => {
+                out.push('\'');
+                return Ok(());
+            }
+            Some((_, '\\')) => {
+                out.push('\\');
+                if let Some((_, c)) = chars.next() {
+                    out.push(c);
+                }
+            }
+            Some((_, c)) => out.push(c),
+            None => {
+                return Err(SyntaxError::new(format!(
+                    "the single quote at column {} is never closed",
+                    at + 1
+                )));
+            }
+        }
+    }
+}
+
+/// Python literal text (`{'a': True, 'b': None}`, as QEMU's qmp-shell
+/// takes it) as JSON text: single-quoted strings become JSON strings,
+/// `True`, `False` and `None` become `true`, `false` and `null`.
+fn python_to_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push(c);
+                while let Some(c) = chars.next() {
+                    out.push(c);
+                    match c {
+                        '\\' => out.extend(chars.next()),
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' => {
+                out.push('"');
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\'' => break,
+                        '"' => out.push_str("\\\""),
+                        '\\' => match chars.next() {
+                            Some('\'') => out.push('\''),
+                            Some(e) => {
+                                out.push('\\');
+                                out.push(e);
+                            }
+                            None => out.push_str("\\\\"),
+                        },
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some(c) = chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_') {
+                    word.push(c);
+                }
+                out.push_str(match word.as_str() {
+                    "True" => "true",
+                    "False" => "false",
+                    "None" => "null",
+                    other => other,
+                });
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The value of `key=...`, from how its pieces were quoted.
 fn typed_value(key: &str, pieces: Vec<Piece>) -> Result<Value, SyntaxError> {
     match pieces.as_slice() {
@@ -280,10 +371,19 @@ fn typed_value(key: &str, pieces: Vec<Piece>) -> Result<Value, SyntaxError> {
         [Piece::Double(s)] => Ok(Value::String(s.clone())),
         [Piece::Plain(raw)] => match serde_json::from_str::<Value>(raw) {
             Ok(v) => Ok(v),
-            Err(e) if raw.starts_with(['{', '[']) => Err(SyntaxError::new(format!(
-                "the value of `{key}` is not valid JSON ({e}); quote it with '...' \
-                 to send it as a string"
-            ))),
+            // Python's literals, as QEMU's qmp-shell takes them.
+            Err(_) if raw == "True" => Ok(Value::Bool(true)),
+            Err(_) if raw == "False" => Ok(Value::Bool(false)),
+            Err(_) if raw == "None" => Ok(Value::Null),
+            Err(e) if raw.starts_with(['{', '[']) => {
+                match serde_json::from_str(&python_to_json(raw)) {
+                    Ok(v) => Ok(v),
+                    Err(_) => Err(SyntaxError::new(format!(
+                        "the value of `{key}` is not valid JSON ({e}); quote it with '...' \
+                     to send it as a string"
+                    ))),
+                }
+            }
             Err(_) => Ok(Value::String(raw.clone())),
         },
         pieces => Ok(Value::String(pieces.iter().map(Piece::text).collect())),
@@ -391,10 +491,13 @@ pub(crate) fn request(name: &str, args: Map<String, Value>) -> Value {
     Value::Object(obj)
 }
 
-/// The request that runs an HMP command line.
-pub(crate) fn hmp_request(line: &str) -> Value {
+/// The request that runs an HMP command line, on CPU `cpu` when given.
+pub(crate) fn hmp_request(line: &str, cpu: Option<i64>) -> Value {
     let mut args = Map::new();
     args.insert("command-line".into(), Value::String(line.to_owned()));
+    if let Some(cpu) = cpu {
+        args.insert("cpu-index".into(), Value::from(cpu));
+    }
     request("human-monitor-command", args)
 }
 
@@ -477,6 +580,8 @@ pub(crate) enum Parsed {
 #[derive(Debug, Default)]
 pub(crate) struct Parser {
     hmp: bool,
+    /// HMP: the CPU that `cpu N` chose for the commands after it.
+    cpu: Option<i64>,
     /// The actions of the open `transaction(` block.
     actions: Option<Vec<Value>>,
 }
@@ -484,7 +589,11 @@ pub(crate) struct Parser {
 impl Parser {
     /// A parser for QMP lines, or HMP lines when `hmp`.
     pub(crate) fn new(hmp: bool) -> Self {
-        Parser { hmp, actions: None }
+        Parser {
+            hmp,
+            cpu: None,
+            actions: None,
+        }
     }
 
     /// Whether a `transaction(` block is open.
@@ -515,7 +624,17 @@ impl Parser {
             return Ok(Parsed::Nothing);
         }
         if self.hmp {
-            return Ok(Parsed::Request(hmp_request(trimmed)));
+            // `cpu N` picks the CPU of the HMP commands that follow, as
+            // each command runs on a monitor of its own.
+            let mut words = trimmed.split_whitespace();
+            if let (Some("cpu"), Some(n), None) = (words.next(), words.next(), words.next()) {
+                let n = n
+                    .parse::<i64>()
+                    .map_err(|_| SyntaxError::new(format!("`cpu {n}`: give a CPU index")))?;
+                self.cpu = Some(n);
+                return Ok(Parsed::Nothing);
+            }
+            return Ok(Parsed::Request(hmp_request(trimmed, self.cpu)));
         }
         if self.actions.is_none() {
             if let Some(rest) = trimmed.strip_prefix("transaction(") {
@@ -744,6 +863,40 @@ mod tests {
             p.feed(&format!("abort {}=1", vec!["a"; 100_000].join(".")))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn python_literals() {
+        assert_eq!(
+            args("x a=True b=False c=None d=true"),
+            json!({"a": true, "b": false, "c": null, "d": true})
+        );
+        assert_eq!(
+            args(r#"x o={'a': 'x y}', "b": True, 'c': [None, False, 'it\'s', 'say "hi"']}"#),
+            json!({"o": {"a": "x y}", "b": true, "c": [null, false, "it's", "say \"hi\""]}})
+        );
+        assert_eq!(args("x l=['a', 1]"), json!({"l": ["a", 1]}));
+        // JSON strings keep their text.
+        assert_eq!(
+            args(r#"x o={"a": "True 'q'"}"#),
+            json!({"o": {"a": "True 'q'"}})
+        );
+        assert!(fails("x o={'a': Nope}").contains("not valid JSON"));
+        assert!(fails("x o={'a}").contains("never closed"));
+    }
+
+    #[test]
+    fn hmp_cpu_picks_the_cpu_of_later_commands() {
+        let mut p = Parser::new(true);
+        assert_eq!(p.feed("cpu 1").unwrap(), Parsed::Nothing);
+        assert_eq!(
+            p.feed("info registers").unwrap(),
+            Parsed::Request(json!({
+                "execute": "human-monitor-command",
+                "arguments": {"command-line": "info registers", "cpu-index": 1}
+            }))
+        );
+        assert!(p.feed("cpu x").is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use qmp_std::serde_json::Value;
 use qmp_std::{Error, Event, Request};
 
 use crate::output::EventPrinter;
-use crate::peer::{Ended, Peer, Waited};
+use crate::peer::{Ended, Listener, Peer, Waited};
 
 /// How long the worker waits for an event before looking for a command.
 const SLICE: Duration = Duration::from_millis(50);
@@ -31,25 +31,36 @@ pub(crate) struct Connection {
     jobs: Sender<Job>,
     ending: Arc<Mutex<Ending>>,
     thread: JoinHandle<Peer>,
+    /// `--listen`: an unexpected end is followed by a new connection.
+    relistens: bool,
+}
+
+/// What the worker is given to start.
+pub(crate) struct Setup {
+    /// Where events and the end of the session are printed.
+    pub(crate) printer: EventPrinter,
+    /// The bound of each call.
+    pub(crate) timeout: Duration,
+    /// Events are indented.
+    pub(crate) pretty: bool,
+    /// `--listen`: the socket QEMU connects to again after it went away.
+    pub(crate) listener: Option<Listener>,
 }
 
 impl Connection {
-    /// Starts the worker on `peer`; each call waits at most `timeout`.
-    pub(crate) fn start(
-        peer: Peer,
-        printer: EventPrinter,
-        timeout: Duration,
-        pretty: bool,
-    ) -> std::io::Result<Connection> {
+    /// Starts the worker on `peer`.
+    pub(crate) fn start(peer: Peer, setup: Setup) -> std::io::Result<Connection> {
         let ending = Arc::new(Mutex::new(Ending::default()));
         let (jobs, job_rx) = mpsc::channel::<Job>();
+        let relistens = setup.listener.is_some();
         let worker = Worker {
             peer,
             jobs: job_rx,
-            printer,
+            printer: setup.printer,
             ending: Arc::clone(&ending),
-            timeout,
-            pretty,
+            timeout: setup.timeout,
+            pretty: setup.pretty,
+            listener: setup.listener,
         };
         let thread = thread::Builder::new()
             .name("qmp-shell-connection".into())
@@ -58,12 +69,19 @@ impl Connection {
             jobs,
             ending,
             thread,
+            relistens,
         })
     }
 
-    /// Why the session ended, once it has.
+    /// Why the session ended, once it has. With `--listen` only the end
+    /// the user asked for (`quit`) counts: after any other, the worker
+    /// waits for QEMU to connect again.
     pub(crate) fn ended(&self) -> Option<Ended> {
-        lock(&self.ending).reason.clone()
+        let ending = lock(&self.ending);
+        if self.relistens && !ending.expected {
+            return None;
+        }
+        ending.reason.clone()
     }
 
     /// Whether the next end of the session is the user's doing (`quit`),
@@ -100,6 +118,8 @@ struct Ending {
     reason: Option<Ended>,
     /// The editor sent `quit` and waits for the close: it says so itself.
     expected: bool,
+    /// `--listen`: the user was told that QEMU went away.
+    announced: bool,
 }
 
 /// What the worker does next.
@@ -119,6 +139,7 @@ struct Worker {
     ending: Arc<Mutex<Ending>>,
     timeout: Duration,
     pretty: bool,
+    listener: Option<Listener>,
 }
 
 impl Worker {
@@ -139,7 +160,7 @@ impl Worker {
             Ok(job) => Next::Job(job),
             Err(TryRecvError::Disconnected) => Next::Hangup,
             // Nothing more will come from the server: only answer.
-            Err(TryRecvError::Empty) if self.has_ended() => {
+            Err(TryRecvError::Empty) if self.has_ended() && !self.relistens() => {
                 self.jobs.recv().map_or(Next::Hangup, Next::Job)
             }
             Err(TryRecvError::Empty) => Next::Idle,
@@ -153,8 +174,12 @@ impl Worker {
         let _ = job.reply.send(Answer { result, events });
     }
 
-    /// Waits one slice for an event and prints it, or notices the end.
+    /// Waits one slice for an event and prints it, or notices the end
+    /// (with `--listen`, waits one slice for QEMU to connect again).
     fn watch(&mut self) {
+        if self.has_ended() && self.relistens() {
+            return self.reconnect();
+        }
         match self.peer.next_event(SLICE) {
             Waited::Event(event) => self.printer.event(&event, self.pretty),
             Waited::Nothing => {}
@@ -165,10 +190,48 @@ impl Worker {
                     ending.reason.get_or_insert(ended.clone());
                     ending.expected
                 };
-                if !expected {
+                if !expected && self.listener.is_none() {
                     // The editor is waiting for a line: tell the user now.
                     self.printer.closed(&ended);
                 }
+            }
+        }
+    }
+
+    /// Whether an end is followed by waiting for QEMU again: with
+    /// `--listen`, unless the user asked QEMU to quit.
+    fn relistens(&self) -> bool {
+        self.listener.is_some() && !lock(&self.ending).expected
+    }
+
+    /// Waits one slice for QEMU to connect again; takes the new
+    /// connection when it does.
+    fn reconnect(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let gone = {
+            let mut ending = lock(&self.ending);
+            let first = !ending.announced;
+            ending.announced = true;
+            ending.reason.clone().filter(|_| first)
+        };
+        if let Some(ended) = gone {
+            // However the end was noticed, the user hears of it once.
+            self.printer.gone(&ended, listener.path());
+        }
+        match listener.accept(SLICE) {
+            Ok(Some(mut peer)) => {
+                let banner = peer.describe();
+                let old = std::mem::replace(&mut self.peer, peer);
+                let _ = old.close();
+                *lock(&self.ending) = Ending::default();
+                self.printer.connected(&banner);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.printer.failed(&e);
+                thread::sleep(SLICE);
             }
         }
     }

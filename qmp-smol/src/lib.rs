@@ -6,7 +6,10 @@
 
 mod runtime;
 
-pub use qmp_async::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
+pub use qmp_async::{
+    DEFAULT_ARGS, DEFAULT_PROGRAM, DEFAULT_STDERR_TAIL, DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter,
+    Events, QmpSocket, Runstates, Subscription,
+};
 pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
 pub use runtime::Smol;
 
@@ -18,6 +21,10 @@ pub type Agent = qmp_async::Agent<Smol>;
 pub type Driver = qmp_async::Driver<Smol>;
 /// A listening Unix socket that QEMU connects to.
 pub type Listener = qmp_async::Listener<Smol>;
+/// A QEMU started by [`QemuBuilder::launch`], with its QMP handle.
+pub type Qemu = qmp_async::Qemu<Smol>;
+/// Configures and starts a [`Qemu`]: the same builder as qmp-std's.
+pub type QemuBuilder = qmp_async::QemuBuilder<Smol>;
 
 /// The engine this crate drives, re-exported so callers use the same
 /// version (`Request`, `Event`, `Greeting`, typed `commands`, errors).

@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
-// `deny`, not `forbid`: the launcher allows it on one function (the
-// parent-death signal between fork and exec, `launcher::spawner`).
-#![deny(unsafe_code)]
+// The one `unsafe` block of the launcher (the parent-death signal between
+// fork and exec) lives in `qmp_os::launch`.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // The lint guards the no_std engine; this crate is std by nature.
 #![allow(clippy::std_instead_of_core)]
@@ -14,7 +14,7 @@ mod wire;
 
 pub use agent::Agent;
 pub use launcher::{
-    DEFAULT_ARGS, DEFAULT_PROGRAM, DEFAULT_STDERR_TAIL, Qemu, QemuBuilder, QmpSocket,
+    Blocking, DEFAULT_ARGS, DEFAULT_PROGRAM, DEFAULT_STDERR_TAIL, Qemu, QemuBuilder, QmpSocket,
 };
 pub use qmp::{Qmp, UnixAcceptor, WithTimeout};
 pub use qmp_os::{CloseCause, Error, LaunchError, Options, TrafficHook};

@@ -209,6 +209,10 @@ impl<S: Stream> Qmp<S> {
         );
         let mut conn = Wire::new(stream, conn);
         conn.schema = qmp_os::SchemaCheck::new(options.check_schema);
+        if options.event_history > 0 {
+            conn.conn
+                .keep_history(options.event_history, options.event_history_bytes);
+        }
         if options.await_greeting || options.negotiate {
             conn.handshake(
                 options.handshake_timeout,
@@ -406,6 +410,33 @@ impl<S: Stream> Qmp<S> {
         self.conn.conn.engine_mut().events()
     }
 
+    /// The recent events, oldest first, whether or not they were taken: the
+    /// last [`Options::event_history`] of them (none by default), after
+    /// reading what has already arrived (without waiting).
+    pub fn history(&mut self) -> Vec<Event> {
+        self.conn.poll();
+        self.conn.conn.history().iter().cloned().collect()
+    }
+
+    /// The newest event named `name` in the [`history`](Self::history),
+    /// if any: "did it happen already?", whether or not it was taken.
+    pub fn happened(&mut self, name: &str) -> Option<Event> {
+        self.happened_where(|e| e.name == name)
+    }
+
+    /// The newest event in the [`history`](Self::history) for which
+    /// `pred` holds.
+    pub fn happened_where(&mut self, mut pred: impl FnMut(&Event) -> bool) -> Option<Event> {
+        self.conn.poll();
+        self.conn
+            .conn
+            .history()
+            .iter()
+            .filter(|e| pred(e))
+            .last()
+            .cloned()
+    }
+
     /// Counters: bytes and messages received, late replies dropped, events lost.
     pub fn stats(&self) -> Stats {
         self.conn.conn.engine().stats()
@@ -555,5 +586,63 @@ impl<S: Stream> WithTimeout<'_, Qmp<S>> {
     /// [`Qmp::wait_event_where`] with this timeout.
     pub fn wait_event_where(self, pred: impl FnMut(&Event) -> bool) -> Result<Event, Error> {
         wait_event_where(&mut self.inner.conn, self.timeout, None, pred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn the_history_keeps_events_whoever_took_them() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut w = theirs.try_clone().unwrap();
+            let mut r = theirs;
+            let mut buf = Vec::new();
+            // The next request object, however it was framed.
+            let mut next = move || -> Option<Value> {
+                loop {
+                    let mut it =
+                        qmp_core::serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
+                    if let Some(Ok(v)) = it.next() {
+                        let used = it.byte_offset();
+                        buf.drain(..used);
+                        return Some(v);
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match r.read(&mut chunk) {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            };
+            w.write_all(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"\"}, \"capabilities\": []}}\r\n").unwrap();
+            for events in [&[][..], &["A", "B", "C"], &["D"]] {
+                let req = next().unwrap();
+                for e in events {
+                    write!(w, "{{\"event\": \"{e}\"}}\r\n").unwrap();
+                }
+                write!(w, "{{\"return\": {{}}, \"id\": {}}}\r\n", req["id"]).unwrap();
+            }
+            // Until the client closes.
+            let _ = next();
+        });
+        let options = Options::default().event_history(3);
+        let mut qmp = Qmp::from_stream(ours, options).unwrap();
+        qmp.execute("a", None).unwrap();
+        let names = |v: Vec<Event>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(qmp.history()), ["A", "B", "C"]);
+        assert_eq!(names(qmp.drain_events()), ["A", "B", "C"]);
+        // Taken, still known; then forgotten when newer ones come.
+        assert!(qmp.happened("A").is_some());
+        qmp.execute("b", None).unwrap();
+        assert!(qmp.happened("A").is_none());
+        assert!(qmp.happened_where(|e| e.name == "D").is_some());
+        assert_eq!(names(qmp.history()), ["B", "C", "D"]);
+        assert_eq!(qmp.events().clear().len(), 1);
+        qmp.disconnect();
+        server.join().unwrap();
     }
 }

@@ -6,7 +6,10 @@
 
 mod runtime;
 
-pub use qmp_async::{DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter, Subscription};
+pub use qmp_async::{
+    DEFAULT_ARGS, DEFAULT_PROGRAM, DEFAULT_STDERR_TAIL, DEFAULT_SUBSCRIPTION_CAPACITY, EventFilter,
+    Events, QmpSocket, Runstates, Subscription,
+};
 pub use qmp_os::{CloseCause, Error, Options, TrafficHook};
 pub use runtime::Tokio;
 
@@ -18,6 +21,11 @@ pub type Agent = qmp_async::Agent<Tokio>;
 pub type Driver = qmp_async::Driver<Tokio>;
 /// A listening Unix socket that QEMU connects to (bind it inside a runtime).
 pub type Listener = qmp_async::Listener<Tokio>;
+/// A QEMU started by [`QemuBuilder::launch`], with its QMP handle.
+pub type Qemu = qmp_async::Qemu<Tokio>;
+/// Configures and starts a [`Qemu`]: the same builder as qmp-std's
+/// (launch it inside a runtime).
+pub type QemuBuilder = qmp_async::QemuBuilder<Tokio>;
 
 /// The engine this crate drives, re-exported so callers use the same
 /// version (`Request`, `Event`, `Greeting`, typed `commands`, errors).

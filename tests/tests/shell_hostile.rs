@@ -256,6 +256,9 @@ fn at_the_prompt_escapes_are_visible_and_deep_lines_are_syntax_errors() {
     // completion leaves it out.
     let schema = r#"[{"name": "stop", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
         {"name": "sto\u001b[2J", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
+        {"name": "hostile", "meta-type": "command", "arg-type": "1", "ret-type": "0"},
+        {"name": "1", "meta-type": "object", "members": [{"name": "mode", "type": "2"}]},
+        {"name": "2", "meta-type": "enum", "values": ["ok", "x\u001b[2J"]},
         {"name": "0", "meta-type": "object", "members": []}]"#
         .replace('\n', "");
     let server = FaultServer::start(
@@ -292,6 +295,21 @@ fn at_the_prompt_escapes_are_visible_and_deep_lines_are_syntax_errors() {
     p.send("\r").unwrap();
     p.flush().unwrap();
     expect(&mut p, ERROR_SHOWN);
+    expect(&mut p, "(QEMU) ");
+    // `help` shows the server's names made visible; completion of
+    // values leaves out the one that would steer the terminal.
+    p.send("help\r").unwrap();
+    p.flush().unwrap();
+    expect(&mut p, "sto^[[2J");
+    expect(&mut p, "(QEMU) ");
+    p.send("help hostile\r").unwrap();
+    p.flush().unwrap();
+    expect(&mut p, "mode: required one of ok, x^[[2J");
+    expect(&mut p, "(QEMU) ");
+    p.send("hostile mode=\t").unwrap();
+    p.flush().unwrap();
+    expect(&mut p, "mode=ok ");
+    p.send_control('c').unwrap();
     expect(&mut p, "(QEMU) ");
     p.send(&format!("{}\r", dotted(200))).unwrap();
     p.flush().unwrap();

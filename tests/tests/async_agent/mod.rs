@@ -84,6 +84,39 @@ pub(crate) fn ping_info_and_host_name<E: Exec>() {
     assert_alive(&mut server);
 }
 
+pub(crate) fn raw_messages_and_runstates<E: Exec>() {
+    use futures_lite::StreamExt;
+    use qmp_core::SessionState::{Closed, Running, Syncing};
+    let server = AgentServer::start();
+    let socket = server.socket.clone();
+    E::run("agent raw", async move {
+        let (agent, driver) = Agent::<E::R>::connect_unix(&socket, options())
+            .await
+            .unwrap();
+        let mut states = agent.runstates();
+        let driver = E::spawn(driver);
+        assert_eq!(states.next().await, Some(Syncing));
+        assert_eq!(states.next().await, Some(Running));
+        let reply = agent
+            .execute_raw(json!({"execute": "guest-ping", "id": "mine"}))
+            .await
+            .unwrap();
+        assert_eq!(reply, json!({"return": {}, "id": "mine"}));
+        let error = agent
+            .execute_raw(json!({"execute": "no-such-command", "id": "e"}))
+            .await
+            .unwrap();
+        assert_eq!(error["id"], "e");
+        assert_eq!(error["error"]["class"], "CommandNotFound");
+        close(agent, driver).await;
+        let mut rest = Vec::new();
+        while let Some(state) = states.next().await {
+            rest.push(state);
+        }
+        assert_eq!(rest.last(), Some(&Closed));
+    });
+}
+
 pub(crate) fn exec_echo_and_read_its_output<E: Exec>() {
     let mut server = AgentServer::start();
     let socket = server.socket.clone();
@@ -372,7 +405,8 @@ macro_rules! suite {
             a_client_that_left_half_a_request_does_not_break_the_next,
             concurrent_calls_timeouts_and_dropped_calls,
             disconnect_with_calls_pending_leaves_the_agent_alive,
-            waits_for_the_socket_and_fails_clearly_without_an_agent
+            waits_for_the_socket_and_fails_clearly_without_an_agent,
+            raw_messages_and_runstates
         );
     };
     (@ $exec:ty; $($case:ident),*) => {

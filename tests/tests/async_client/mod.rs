@@ -959,6 +959,58 @@ pub(crate) fn dropping_the_driver_ends_calls<E: Exec>() {
     });
 }
 
+pub(crate) fn raw_messages_runstates_and_unclaimed_events<E: Exec>() {
+    use qmp_core::SessionState::{AwaitingGreeting, Closed, Negotiating, Running};
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    E::run("raw, runstates, default queue", async move {
+        let options = options().event_history(16);
+        let (qmp, driver) = Qmp::<E::R>::connect_unix(&socket, options).await.unwrap();
+        let mut states = qmp.runstates();
+        let driver = E::spawn(driver);
+        for expected in [AwaitingGreeting, Negotiating, Running] {
+            assert_eq!(states.next().await, Some(expected));
+        }
+        let reply = qmp
+            .execute_raw(json!({"execute": "query-status", "id": "mine"}))
+            .await
+            .unwrap();
+        assert_eq!(reply["id"], "mine");
+        assert_eq!(reply["return"]["status"], "prelaunch");
+        let error = qmp
+            .execute_raw(json!({"execute": "no-such-command", "id": {"a": [1]}}))
+            .await
+            .unwrap();
+        assert_eq!(error["id"], json!({"a": [1]}));
+        assert_eq!(error["error"]["class"], "CommandNotFound");
+        // Nobody subscribed: the events wait in the default queue.
+        qmp.call(&Cont).await.unwrap();
+        qmp.call(&Stop).await.unwrap();
+        let mut events = qmp.events();
+        let resume = events.next().await.unwrap();
+        assert_eq!(resume.name, "RESUME");
+        let stop = events.next().await.unwrap();
+        assert_eq!(stop.name, "STOP");
+        assert_eq!(qmp.happened("RESUME"), Some(resume));
+        assert_eq!(names(&qmp.history()), ["RESUME", "STOP"]);
+        qmp.call(&Quit).await.unwrap();
+        let mut rest = Vec::new();
+        while let Some(state) = states.next().await {
+            rest.push(state);
+        }
+        assert_eq!(rest.last(), Some(&Closed));
+        assert!(
+            matches!(
+                states.close_cause(),
+                Some(CloseCause::Session(CloseReason::Eof))
+            ),
+            "{:?}",
+            states.close_cause()
+        );
+        driver.await;
+    });
+}
+
 /// One `#[test]` per case above, on the runtime `$exec` (a [`Exec`]).
 macro_rules! suite {
     ($exec:ty) => {
@@ -981,7 +1033,8 @@ macro_rules! suite {
             fd_passing_with_add_fd,
             tcp_and_any_stream_work_but_cannot_pass_fds,
             driver_polled_by_hand_in_the_same_task,
-            dropping_the_driver_ends_calls
+            dropping_the_driver_ends_calls,
+            raw_messages_runstates_and_unclaimed_events
         );
     };
     (@ $exec:ty; $($case:ident),*) => {

@@ -365,6 +365,224 @@ pub(crate) fn handshake_variants<E: Exec>() {
     server.join().unwrap();
 }
 
+/// A flood of small events, as one string.
+fn flood(events: u64) -> String {
+    let mut flood = String::with_capacity(40 * events as usize);
+    for n in 0..events {
+        flood.push_str(&format!("{{\"event\":\"T\",\"data\":{{\"n\":{n}}}}}"));
+    }
+    flood
+}
+
+pub(crate) fn a_prompt_subscriber_sees_a_whole_flood_and_a_slow_one_lags<E: Exec>() {
+    const EVENTS: u64 = 200_000;
+    let text = flood(EVENTS);
+    let (connect, server) = scripted::<E>(Options::default(), move |peer| {
+        peer.handshake();
+        let go = peer.recv();
+        peer.send(&text);
+        peer.reply(&go, json!({}));
+    });
+    E::run("fair flood", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        // Default-sized queues: 256 events each.
+        let mut prompt = qmp.subscribe("T");
+        let slow = qmp.subscribe("T");
+        let driver = E::spawn(driver);
+        let reader = E::spawn(async move {
+            let mut n = 0;
+            while n < EVENTS {
+                let e = prompt.next().await.expect("the stream ended early");
+                assert_eq!(e.data().unwrap()["n"].as_u64(), Some(n));
+                n += 1;
+            }
+            prompt.lagged()
+        });
+        let started = std::time::Instant::now();
+        qmp.execute("go", Value::Null).await.unwrap();
+        assert_eq!(reader.await, 0, "a prompt subscriber lost events");
+        eprintln!("{EVENTS} events in {:?}", started.elapsed());
+        // The slow one never read: it kept the newest and counted the rest.
+        assert_eq!(slow.len(), 256);
+        assert_eq!(slow.lagged(), EVENTS - 256);
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
+pub(crate) fn raw_messages_keep_their_ids_and_taken_ids_are_refused<E: Exec>() {
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.handshake();
+        let first = peer.recv();
+        assert_eq!(first["id"], "mine");
+        assert_eq!(first["arguments"], json!({"a": 1}));
+        // The refused ones never reach the server: the next is this.
+        let release = peer.recv();
+        assert_eq!(release["execute"], "release");
+        let error = json!({"error": {"class": "GenericError", "desc": "no"}, "id": ["x", 2]});
+        let second = peer.recv();
+        assert_eq!(second["id"], json!(["x", 2]));
+        peer.send(&format!("{error}\r\n"));
+        peer.reply(&release, json!({}));
+        peer.send(&format!(
+            "{}\r\n",
+            json!({"return": {"ok": true}, "id": "mine"})
+        ));
+    });
+    E::run("raw", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        // Polled once: handed to the driver, ahead of the next call.
+        let mut mine =
+            Box::pin(qmp.execute_raw(json!({"execute": "x", "arguments": {"a": 1}, "id": "mine"})));
+        assert!(future::poll_once(&mut mine).await.is_none());
+        let refused = qmp
+            .execute_raw(json!({"execute": "y", "id": "mine"}))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::Submit(_)), "{refused:?}");
+        assert!(refused.to_string().contains("\"mine\""), "{refused}");
+        let numeric = qmp.execute_raw(json!({"execute": "y", "id": 5})).await;
+        assert!(matches!(numeric, Err(Error::Submit(_))), "{numeric:?}");
+        let release = qmp.execute("release", Value::Null);
+        let second = qmp.execute_raw(json!({"execute": "z", "id": ["x", 2]}));
+        let (release, second) = future::zip(release, second).await;
+        release.unwrap();
+        // An error reply is data.
+        assert_eq!(second.unwrap()["error"]["desc"], "no");
+        let mine = mine.await.unwrap();
+        assert_eq!(mine, json!({"return": {"ok": true}, "id": "mine"}));
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
+pub(crate) fn unclaimed_events_wait_in_the_default_queue<E: Exec>() {
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.event("EARLY", json!({}));
+        peer.handshake();
+        let r = peer.recv();
+        peer.event("LATER", json!({}));
+        peer.reply(&r, json!({}));
+        let r = peer.recv();
+        peer.event("X", json!({"n": 1}));
+        peer.event("Y", json!({}));
+        peer.event("X", json!({"n": 2}));
+        peer.reply(&r, json!({}));
+    });
+    E::run("default queue", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        qmp.execute("a", Value::Null).await.unwrap();
+        let mut events = qmp.events();
+        let names: Vec<_> = events.clear().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["EARLY", "LATER"]);
+        assert!(events.is_empty());
+        let mut x = qmp.subscribe("X");
+        qmp.execute("b", Value::Null).await.unwrap();
+        // A subscriber's events are its own; the rest stay unclaimed.
+        let ns: Vec<_> = x
+            .clear()
+            .into_iter()
+            .map(|e| e.data().unwrap()["n"].clone())
+            .collect();
+        assert_eq!(ns, [json!(1), json!(2)]);
+        assert!(x.clear().is_empty());
+        assert_eq!(events.next().await.unwrap().name, "Y");
+        assert_eq!(events.lagged(), 0);
+        qmp.disconnect();
+        driver.await;
+        assert!(
+            events.next().await.is_none(),
+            "the queue ends with the connection"
+        );
+    });
+    server.join().unwrap();
+}
+
+pub(crate) fn the_history_answers_whether_an_event_happened<E: Exec>() {
+    let (connect, server) = scripted::<E>(Options::default().event_history(2), |peer| {
+        peer.handshake();
+        let r = peer.recv();
+        for name in ["A", "B", "C"] {
+            peer.event(name, json!({}));
+        }
+        peer.reply(&r, json!({}));
+        let r = peer.recv();
+        peer.event("D", json!({}));
+        peer.reply(&r, json!({}));
+    });
+    E::run("history", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        let taken = qmp.subscribe(EventFilter::all());
+        qmp.execute("a", Value::Null).await.unwrap();
+        let names = |v: Vec<qmp_async::Event>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        // Kept whether or not someone took them; the oldest forgotten.
+        assert_eq!(names(qmp.history()), ["B", "C"]);
+        assert_eq!(taken.len(), 3);
+        assert!(qmp.happened("A").is_none());
+        assert_eq!(qmp.happened(["C", "Z"]).unwrap().name, "C");
+        let c = qmp
+            .wait_happened("C", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(c.name, "C");
+        // Not yet happened: waits for it.
+        let d = qmp.wait_happened("D", Duration::from_secs(10));
+        let mut replay = qmp.subscribe_with_history(["B", "D"]);
+        qmp.execute("b", Value::Null).await.unwrap();
+        assert_eq!(d.await.unwrap().name, "D");
+        assert_eq!(names(replay.clear()), ["B", "D"]);
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
+pub(crate) fn runstates_are_observed_in_order_with_the_close_cause<E: Exec>() {
+    use qmp_core::SessionState::{AwaitingGreeting, Closed, Disconnecting, Negotiating, Running};
+    let (connect, server) = scripted::<E>(Options::default(), |peer| {
+        peer.handshake();
+        let r = peer.recv();
+        peer.reply(&r, json!({}));
+    });
+    E::run("runstates", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let mut states = qmp.runstates();
+        let driver = E::spawn(driver);
+        // What happened before the handle existed is there too.
+        assert_eq!(states.next().await, Some(AwaitingGreeting));
+        assert_eq!(states.next().await, Some(Negotiating));
+        assert_eq!(states.next().await, Some(Running));
+        assert!(states.close_cause().is_none());
+        let watcher = E::spawn(async move {
+            let mut rest = Vec::new();
+            while let Some(state) = states.next().await {
+                rest.push(state);
+            }
+            (rest, states.close_cause())
+        });
+        qmp.execute("a", Value::Null).await.unwrap();
+        qmp.disconnect();
+        driver.await;
+        let (rest, cause) = watcher.await;
+        let rest: Vec<_> = rest.into_iter().filter(|s| *s != Disconnecting).collect();
+        assert_eq!(rest, [Closed]);
+        assert!(
+            matches!(cause, Some(CloseCause::Session(CloseReason::Local))),
+            "{cause:?}"
+        );
+        // A late watcher sees the whole story, then the end.
+        let all: Vec<_> = qmp.runstates().collect().await;
+        assert_eq!(all.first(), Some(&AwaitingGreeting));
+        assert_eq!(all.last(), Some(&Closed));
+    });
+    server.join().unwrap();
+}
+
 pub(crate) fn handles_and_futures_are_send_and_sync<E: Exec>() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>(_: &T) {}
@@ -398,7 +616,12 @@ macro_rules! suite {
             a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order,
             a_server_that_stops_reading_holds_writes_back_without_losing_any,
             handshake_variants,
-            handles_and_futures_are_send_and_sync
+            handles_and_futures_are_send_and_sync,
+            a_prompt_subscriber_sees_a_whole_flood_and_a_slow_one_lags,
+            raw_messages_keep_their_ids_and_taken_ids_are_refused,
+            unclaimed_events_wait_in_the_default_queue,
+            the_history_answers_whether_an_event_happened,
+            runstates_are_observed_in_order_with_the_close_cause
         );
     };
     (@ $exec:ty; $($case:ident),*) => {

@@ -19,6 +19,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tests::ChildGuard;
 
+pub(crate) mod pty;
+
 /// The path of the built `qmp-shell`, building it first if needed.
 pub(crate) fn qmp_shell() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
