@@ -9,12 +9,77 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::string::String;
 use core::time::Duration;
 
 use embedded_io::{Read, Write};
-use qmp_core::commands::qmp::{Cont, QueryStatus, RunState, Stop};
 use qmp_core::driver::{Clock, DriverError, EmbeddedDriver};
-use qmp_core::{Config, Timestamp};
+use qmp_core::{Command, Config, Empty, Timestamp};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A VM run state as `query-status` reports it: the ones the agent tells
+/// apart, and any other by its name. (The firmware declares the three
+/// commands it runs itself; the generated `qmp-qapi` surface is for
+/// hosts.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// `prelaunch`: not started yet (`-S`).
+    Prelaunch,
+    /// `running`.
+    Running,
+    /// `paused`.
+    Paused,
+    /// Any other state, as sent.
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for RunState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(match name.as_str() {
+            "prelaunch" => RunState::Prelaunch,
+            "running" => RunState::Running,
+            "paused" => RunState::Paused,
+            _ => RunState::Other(name),
+        })
+    }
+}
+
+/// What `query-status` returns (members it does not name are ignored).
+#[derive(Debug, Deserialize)]
+pub struct StatusInfo {
+    /// The run state.
+    pub status: RunState,
+}
+
+/// `query-status`.
+#[derive(Debug, Serialize)]
+pub struct QueryStatus;
+
+impl Command for QueryStatus {
+    const NAME: &'static str = "query-status";
+    type Returns = StatusInfo;
+}
+
+/// `cont`: resume the VM.
+#[derive(Debug, Serialize)]
+pub struct Cont;
+
+impl Command for Cont {
+    const NAME: &'static str = "cont";
+    type Returns = Empty;
+}
+
+/// `stop`: pause the VM.
+#[derive(Debug, Serialize)]
+pub struct Stop;
+
+impl Command for Stop {
+    const NAME: &'static str = "stop";
+    type Returns = Empty;
+}
 
 /// The small configuration: 16 KiB messages, 8 queued events, 4 open
 /// requests. It runs in a 64 KiB heap.

@@ -137,7 +137,7 @@ extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         rx_timeout_ms: 10,
     };
     match firmware_agent::run(port, monotonic, Duration::from_secs(5)) {
-        Ok(report) if report.after_stop == qmp_core::commands::qmp::RunState::Paused => {
+        Ok(report) if report.after_stop == firmware_agent::RunState::Paused => {
             say(b"firmware-agent: STOP handled, VM paused\n");
             0
         }

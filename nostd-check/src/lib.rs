@@ -84,7 +84,9 @@ pub fn run_session() -> Result<(), Failure> {
     let mut replied = false;
     while let Some(out) = c.poll_output() {
         if let Output::Reply { id: done, result } = out {
-            let value = result.map_err(|_| Failure::Step("reply"))?;
+            let value = result
+                .and_then(|r| r.value())
+                .map_err(|_| Failure::Step("reply"))?;
             replied = done == id && value["status"] == "paused";
         }
     }

@@ -27,7 +27,7 @@ use crate::transport::Transport;
 /// ```
 /// use std::time::Duration;
 /// use qmp_async::{Agent, Options, Runtime};
-/// use qmp_core::commands::qga::GuestGetHostName;
+/// use qmp_qapi::qga::GuestGetHostName;
 ///
 /// async fn host_name<R: Runtime>() -> Result<String, qmp_async::Error> {
 ///     let options = Options::default()
@@ -111,7 +111,7 @@ impl<R: Runtime> Agent<R> {
         self.link.call_raw(message).await
     }
 
-    /// Runs a typed command (see `qmp_core::commands::qga`) and decodes its reply.
+    /// Runs a typed command (see the `qmp-qapi` crate) and decodes its reply.
     pub async fn call<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
         self.link.call_typed(cmd).await
     }

@@ -21,7 +21,7 @@ pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 256;
 /// use qmp_async::EventFilter;
 /// let stop = EventFilter::name("STOP");
 /// let run_state = EventFilter::names(["STOP", "RESUME"]);
-/// let shutdowns = EventFilter::predicate(|e| e.name == "SHUTDOWN" && e.data["guest"] == true);
+/// let shutdowns = EventFilter::predicate(|e| e.name == "SHUTDOWN" && e.data().is_ok_and(|d| d["guest"] == true));
 /// let from_str: EventFilter = "RESUME".into();
 /// # let _ = (stop, run_state, shutdowns, from_str);
 /// ```
@@ -448,15 +448,11 @@ mod tests {
     use qmp_core::serde_json::json;
 
     fn ev(name: &str, n: u64) -> Event {
-        Event {
-            name: name.into(),
-            data: json!({ "n": n }),
-            timestamp: None,
-        }
+        Event::new(name, &json!({ "n": n }))
     }
 
     fn n(e: &Event) -> u64 {
-        e.data["n"].as_u64().unwrap()
+        e.data().unwrap()["n"].as_u64().unwrap()
     }
 
     #[test]
@@ -467,8 +463,8 @@ mod tests {
         assert!(!EventFilter::name("RESUME").matches(&e));
         assert!(EventFilter::from(["RESUME", "STOP"]).matches(&e));
         assert!(EventFilter::from(None::<&str>).matches(&e));
-        assert!(EventFilter::predicate(|e| e.data["n"] == 1).matches(&e));
-        assert!(!EventFilter::predicate(|e| e.data["n"] == 2).matches(&e));
+        assert!(EventFilter::predicate(|e| e.data().unwrap()["n"] == 1).matches(&e));
+        assert!(!EventFilter::predicate(|e| e.data().unwrap()["n"] == 2).matches(&e));
         assert_eq!(
             format!("{:?}", EventFilter::name("X")),
             r#"EventFilter::names(["X"])"#

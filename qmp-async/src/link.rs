@@ -16,10 +16,12 @@ use std::time::{Duration, Instant as StdInstant};
 use futures_lite::{StreamExt, future};
 use qmp_core::serde_json::Value;
 use qmp_core::{
-    Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Request, SessionState,
+    Command as TypedCommand, Config, Dialect, Event, Greeting, Instant, Reply, Request,
+    SessionState,
 };
 use qmp_os::{
-    CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking, deadline_after,
+    CloseCause, Conn, ConnectAttempts, Error, Options, SCHEMA_COMMAND, SchemaCheck,
+    connect_unix_nonblocking, deadline_after, reply_returns, reply_value,
 };
 
 use crate::driver::Driver;
@@ -70,6 +72,8 @@ pub(crate) struct Shared {
     without_fds: Option<&'static str>,
     /// The calls' own timers (`Spare<R>`), kept between calls (see [`Guard`]).
     spare_timers: Mutex<Vec<Box<dyn Any + Send>>>,
+    /// The live-schema check (QMP, when the options ask for it).
+    schema: std::sync::Mutex<SchemaCheck>,
 }
 
 /// The handle core shared by [`Qmp`](crate::Qmp) and [`Agent`](crate::Agent).
@@ -109,6 +113,7 @@ impl<R: Runtime> Link<R> {
         default_name: &str,
     ) -> Result<(Link<R>, Driver<R>), Error> {
         let without_fds = io.without_fds();
+        let check_schema = options.check_schema && config.dialect == Dialect::Qmp;
         let what = match config.dialect {
             Dialect::Qga => "the guest agent to answer guest-sync-delimited",
             _ => "the QMP greeting and capability negotiation",
@@ -138,6 +143,7 @@ impl<R: Runtime> Link<R> {
             handshake,
             without_fds,
             spare_timers: Mutex::new(Vec::new()),
+            schema: std::sync::Mutex::new(SchemaCheck::new(check_schema)),
         };
         let link = Link {
             shared: Arc::new(shared),
@@ -189,6 +195,18 @@ impl<R: Runtime> Link<R> {
     /// any point cancels the call in the driver: a call not yet sent never
     /// is, a sent one's reply is dropped when it comes.
     pub(crate) async fn call(&self, request: Request, fds: Vec<OwnedFd>) -> Result<Value, Error> {
+        reply_value(&self.call_reply(request, fds).await?)
+    }
+
+    /// [`call`](Self::call), its reply undecoded: the caller decodes it on
+    /// its own task, typed or not.
+    pub(crate) async fn call_reply(
+        &self,
+        request: Request,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Reply, Error> {
+        self.fetch_schema_once(request.name()).await?;
+        self.schema().check(&request)?;
         let name = request.name().to_owned();
         self.submit(Body::Request(request), name, fds).await
     }
@@ -201,10 +219,34 @@ impl<R: Runtime> Link<R> {
             .and_then(Value::as_str)
             .unwrap_or("a raw request")
             .to_owned();
-        self.submit(Body::Raw(message), name, Vec::new()).await
+        self.fetch_schema_once(&name).await?;
+        self.schema().check_raw(&message)?;
+        reply_value(&self.submit(Body::Raw(message), name, Vec::new()).await?)
     }
 
-    async fn submit(&self, body: Body, name: String, fds: Vec<OwnedFd>) -> Result<Value, Error> {
+    /// With the live-schema check on, fetches the server's schema before
+    /// the first request (never for the fetch itself).
+    async fn fetch_schema_once(&self, command: &str) -> Result<(), Error> {
+        if !self.schema().needs_schema(command) {
+            return Ok(());
+        }
+        let fetch = Body::Request(Request::new(SCHEMA_COMMAND));
+        let schema = self
+            .submit(fetch, SCHEMA_COMMAND.to_owned(), Vec::new())
+            .await
+            .and_then(|r| reply_value(&r));
+        self.schema().set_schema(schema)
+    }
+
+    fn schema(&self) -> std::sync::MutexGuard<'_, SchemaCheck> {
+        // Held only for a check, never across a wait.
+        self.shared
+            .schema
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn submit(&self, body: Body, name: String, fds: Vec<OwnedFd>) -> Result<Reply, Error> {
         if let Some(cause) = self.close_cause() {
             return Err(Error::Closed(cause));
         }
@@ -258,8 +300,8 @@ impl<R: Runtime> Link<R> {
     }
 
     pub(crate) async fn call_typed<C: TypedCommand>(&self, cmd: &C) -> Result<C::Returns, Error> {
-        let value = self.call(Request::command(cmd)?, Vec::new()).await?;
-        Ok(C::decode(value)?)
+        let reply = self.call_reply(Request::command(cmd)?, Vec::new()).await?;
+        reply_returns::<C>(&reply)
     }
 
     pub(crate) fn send(&self, instruction: Instruction) {
@@ -532,7 +574,7 @@ impl Inbox {
 /// Where one call's result is left for its caller.
 #[derive(Default)]
 struct Slot {
-    result: Option<Result<Value, Error>>,
+    result: Option<Result<Reply, Error>>,
     /// The driver let go of the call without a result.
     dropped: bool,
     waker: Option<Waker>,
@@ -557,7 +599,7 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
 
 impl ReplySender {
     /// Hands `result` to the caller (a caller that went away drops it).
-    pub(crate) fn send(self, result: Result<Value, Error>) {
+    pub(crate) fn send(self, result: Result<Reply, Error>) {
         let waker = {
             let mut slot = lock(&self.0);
             slot.result = Some(result);
@@ -583,7 +625,7 @@ impl Drop for ReplySender {
 }
 
 impl Future for ReplyReceiver {
-    type Output = Option<Result<Value, Error>>;
+    type Output = Option<Result<Reply, Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut slot = lock(&self.0);

@@ -235,7 +235,7 @@ impl<R: Runtime> Qmp<R> {
     /// Runs a typed command and decodes its reply.
     ///
     /// ```no_run
-    /// use qmp_core::commands::qmp::QueryStatus;
+    /// use qmp_qapi::qmp::QueryStatus;
     /// # async fn f<R: qmp_async::Runtime>(qmp: qmp_async::Qmp<R>) -> Result<(), qmp_async::Error> {
     /// let status = qmp.call(&QueryStatus).await?;
     /// println!("running: {}", status.running);

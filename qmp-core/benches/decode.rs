@@ -7,6 +7,10 @@
 //! engine and ceiling side by side and prints their ratio (ceiling time /
 //! engine time: 1.0 means "as fast as bare serde_json").
 //!
+//! A second set, `take schema` and `take replies`, decodes each reply as
+//! its caller takes it: untyped (`Value`) next to typed (`Command::Returns`
+//! straight from the received text).
+//!
 //! ```sh
 //! cargo bench -p qmp-core --bench decode
 //! QMP_BENCH_SUMMARY=1 cargo bench -p qmp-core --bench decode   # ratios only
@@ -17,7 +21,8 @@ use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use qmp_core::serde_json::{self, Value};
-use qmp_core::{Client, Config, Instant, Request};
+use qmp_core::{Client, Command, Config, Instant, Output, Request};
+use serde::{Deserialize, Serialize};
 
 /// Server bytes of a recorded transcript.
 fn recorded(name: &str) -> Vec<u8> {
@@ -176,6 +181,82 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// `query-status`'s return, typed as a caller would.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct StatusInfo {
+    running: bool,
+    status: String,
+}
+
+/// One entry of `query-qmp-schema`'s return, typed as a caller would.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct SchemaInfo {
+    name: String,
+    #[serde(rename = "meta-type")]
+    meta_type: String,
+}
+
+#[derive(Serialize)]
+struct QueryStatus;
+
+impl Command for QueryStatus {
+    const NAME: &'static str = "query-status";
+    type Returns = StatusInfo;
+}
+
+#[derive(Serialize)]
+struct QueryQmpSchema;
+
+impl Command for QueryQmpSchema {
+    const NAME: &'static str = "query-qmp-schema";
+    type Returns = Vec<SchemaInfo>;
+}
+
+/// Feeds `stream` whole and decodes every reply as a caller takes it:
+/// untyped (a `Value`) or typed (`C::Returns`, straight from the text).
+fn take_replies<C: Command>(c: &mut Engine, stream: &[u8], typed: bool) -> usize {
+    c.handle_input(Instant::ZERO, stream);
+    let mut n = 0;
+    while let Some(o) = c.poll_output() {
+        if let Output::Reply { result, .. } = o {
+            let reply = result.unwrap();
+            if typed {
+                black_box(C::decode_reply(&reply).unwrap());
+            } else {
+                black_box(reply.value().unwrap());
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Reply decoding as a caller sees it: untyped next to typed, for the
+/// schema (one 200 KB reply) and 10,000 `query-status` replies.
+fn bench_typed(c: &mut Criterion) {
+    for w in workloads().into_iter().filter(|w| w.requests > 0) {
+        let mut g = c.benchmark_group(format!("take {}", w.name));
+        g.throughput(Throughput::Bytes(w.stream.len() as u64));
+        g.sample_size(20);
+        for typed in [false, true] {
+            let label = if typed { "typed" } else { "untyped" };
+            g.bench_function(label, |b| {
+                b.iter_batched(
+                    || engine(w.requests),
+                    |mut e| match w.name {
+                        "schema" => take_replies::<QueryQmpSchema>(&mut e, &w.stream, typed),
+                        _ => take_replies::<QueryStatus>(&mut e, &w.stream, typed),
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}
+
 /// Median of `runs` timings of `f`, interleaved by the caller.
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -221,6 +302,7 @@ fn main() {
     if std::env::var_os("QMP_BENCH_SUMMARY").is_none() {
         let mut c = Criterion::default().configure_from_args();
         bench(&mut c);
+        bench_typed(&mut c);
         c.final_summary();
     }
     summary();

@@ -14,7 +14,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as StdInstant};
 
-use qmp_core::{Client, Config, Event, Instant, Output, Request, RequestId};
+use qmp_core::{Client, Config, Instant, Output, Request, RequestId};
 
 /// The engine's clock: microseconds since this program started.
 fn now(origin: StdInstant) -> Instant {
@@ -97,14 +97,9 @@ fn main() -> Result<()> {
                 _ => {}
             }
         }
-        while let Some(Event {
-            name,
-            data,
-            timestamp,
-        }) = client.poll_event()
-        {
-            println!("event {name} {data} at {timestamp:?}");
-            if name == "RESUME" && quit.is_none() {
+        while let Some(event) = client.poll_event() {
+            println!("event {}", event.to_value());
+            if event.name == "RESUME" && quit.is_none() {
                 quit = Some(client.execute(now(origin), Request::new("quit").timeout(timeout))?);
             }
         }

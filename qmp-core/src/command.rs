@@ -11,11 +11,22 @@ use crate::error::CodecError;
 /// typed return value.
 ///
 /// ```
-/// use qmp_core::{Command, Request, commands::qmp::HumanMonitorCommand};
-/// let cmd = HumanMonitorCommand::new("info version");
+/// use qmp_core::{Command, Request};
+/// #[derive(serde::Serialize)]
+/// #[serde(rename_all = "kebab-case")]
+/// struct HumanMonitorCommand {
+///     command_line: String,
+/// }
+/// impl Command for HumanMonitorCommand {
+///     const NAME: &'static str = "human-monitor-command";
+///     type Returns = String;
+/// }
+/// let cmd = HumanMonitorCommand { command_line: "info version".into() };
 /// let req = Request::command(&cmd).unwrap();
 /// assert_eq!(req.name(), HumanMonitorCommand::NAME);
 /// ```
+///
+/// The `qmp-qapi` crate types every command of QEMU 7.2 through 10.0.
 pub trait Command: Serialize {
     /// The command name on the wire.
     const NAME: &'static str;
@@ -27,7 +38,14 @@ pub trait Command: Serialize {
     /// `oob` capability was negotiated.
     const ALLOW_OOB: bool = false;
 
-    /// Decodes a `return` value into [`Self::Returns`].
+    /// Decodes a reply's `return` text into [`Self::Returns`], straight
+    /// from the text.
+    fn decode_reply(reply: &crate::Reply) -> Result<Self::Returns, CodecError> {
+        reply.decode_returns::<Self>()
+    }
+
+    /// Decodes a `return` value already decoded as a `Value` into
+    /// [`Self::Returns`].
     fn decode(value: Value) -> Result<Self::Returns, CodecError> {
         serde_json::from_value(value).map_err(|e| CodecError {
             command: Self::NAME.to_string(),
@@ -45,7 +63,7 @@ pub trait Command: Serialize {
 /// impl EventData for Stop {
 ///     const NAME: &'static str = "STOP";
 /// }
-/// let ev = Event { name: "STOP".into(), data: serde_json::Value::Null, timestamp: None };
+/// let ev = Event::new("STOP", &serde_json::Value::Null);
 /// assert!(ev.decode::<Stop>().is_ok());
 /// ```
 pub trait EventData: DeserializeOwned {
@@ -115,21 +133,6 @@ macro_rules! open_enum {
 }
 pub(crate) use open_enum;
 
-/// Declares a command without arguments.
-macro_rules! unit_command {
-    ($(#[$meta:meta])* $name:ident = $wire:literal -> $ret:ty) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-        pub struct $name;
-
-        impl $crate::Command for $name {
-            const NAME: &'static str = $wire;
-            type Returns = $ret;
-        }
-    };
-}
-pub(crate) use unit_command;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,9 +149,13 @@ mod tests {
     #[test]
     fn unit_commands_send_no_arguments() {
         let mut out = alloc::vec::Vec::new();
-        Request::command(&crate::commands::qmp::Stop)
-            .unwrap()
-            .encode(Some(1), &mut out);
+        #[derive(serde::Serialize)]
+        struct Stop;
+        impl Command for Stop {
+            const NAME: &'static str = "stop";
+            type Returns = Empty;
+        }
+        Request::command(&Stop).unwrap().encode(Some(1), &mut out);
         assert_eq!(out, br#"{"execute":"stop","id":1}"#);
     }
 }

@@ -21,11 +21,13 @@ pub struct Config {
     /// The largest message accepted from the server, in bytes. A larger
     /// one closes the session with `MessageTooLarge`. Default 10 MiB.
     pub max_message_size: usize,
-    /// The most memory one message may take once decoded, estimated from
-    /// its shape before decoding. A hostile peer's 10 MiB `[0,0,0,…]`
-    /// would take some 170 MiB as a `serde_json::Value`; over this budget
-    /// a reply ends its request with `RequestError::TooLarge`, an event is
-    /// dropped and counted, and the session goes on. Default: 4 × the
+    /// The most memory one message may take decoded as a
+    /// `serde_json::Value`, estimated from its shape before decoding. A
+    /// hostile peer's 10 MiB `[0,0,0,…]` would take some 170 MiB; over
+    /// this budget `Reply::value` fails with `RequestError::TooLarge` (the
+    /// reply itself is kept as its text and still decodes typed), an event
+    /// or an error reply is not kept (dropped and counted, or the request
+    /// ends with `TooLarge`), and the session goes on. Default: 4 × the
     /// message cap (40 MiB).
     pub max_decoded_size: usize,
     /// Wait for the server's greeting before anything else (QMP).
@@ -55,7 +57,7 @@ pub struct Config {
     /// Events kept until taken; when full, the oldest is dropped and
     /// counted. Default 256.
     pub max_queued_events: usize,
-    /// The bytes the queued events may take decoded, estimated
+    /// The bytes the queued events may take, their text as received
     /// ([`Event::size`](crate::Event::size)); past it the oldest are
     /// dropped and counted, and an event larger than all of it is dropped
     /// itself. Default 16 MiB.

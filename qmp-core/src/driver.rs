@@ -13,7 +13,7 @@ use embedded_io::{Error as _, ErrorKind, Read, Write};
 use serde_json::Value;
 
 use crate::{
-    Client, CloseReason, CodecError, Command, Config, Event, Instant, Output, Request,
+    Client, CloseReason, CodecError, Command, Config, Event, Instant, Output, Reply, Request,
     RequestError, SessionState, SubmitError,
 };
 
@@ -89,13 +89,13 @@ const READ_CHUNK: usize = 256;
 /// ```no_run
 /// # fn demo<P: embedded_io::Read + embedded_io::Write>(port: P, mut ticks: impl FnMut() -> u64) {
 /// use core::time::Duration;
-/// use qmp_core::{Config, Instant, commands::qmp::QueryStatus, driver::EmbeddedDriver};
+/// use qmp_core::{Config, Instant, Request, driver::EmbeddedDriver};
 ///
 /// let clock = move || Instant::from_micros(ticks());
 /// let timeout = Duration::from_secs(2);
 /// let config = Config::qmp().max_queued_events(8).max_open_requests(4);
 /// let mut qmp = EmbeddedDriver::connect(port, clock, config, timeout).unwrap();
-/// let status = qmp.call(&QueryStatus).unwrap();
+/// let status = qmp.execute(Request::new("query-status")).unwrap();
 /// if let Some(event) = qmp.next_event() { /* ... */ }
 /// # }
 /// ```
@@ -148,7 +148,14 @@ impl<P: Read + Write, C: Clock> EmbeddedDriver<P, C> {
 
     /// Runs `request` and waits for its end; a request without its own
     /// timeout gets the driver's. Events met meanwhile stay queued.
-    pub fn execute(&mut self, mut request: Request) -> Result<Value, DriverError<P::Error>> {
+    pub fn execute(&mut self, request: Request) -> Result<Value, DriverError<P::Error>> {
+        let reply = self.execute_reply(request)?;
+        reply.value().map_err(DriverError::Request)
+    }
+
+    /// Runs `request` and waits for its end, like [`execute`](Self::execute),
+    /// handing out the reply undecoded.
+    pub fn execute_reply(&mut self, mut request: Request) -> Result<Reply, DriverError<P::Error>> {
         if request.timeout.is_none() && request.deadline.is_none() {
             request = request.timeout(self.timeout);
         }
@@ -171,8 +178,8 @@ impl<P: Read + Write, C: Clock> EmbeddedDriver<P, C> {
 
     /// Runs a typed command.
     pub fn call<T: Command>(&mut self, command: &T) -> Result<T::Returns, DriverError<P::Error>> {
-        let value = self.execute(Request::command(command)?)?;
-        Ok(T::decode(value)?)
+        let reply = self.execute_reply(Request::command(command)?)?;
+        Ok(T::decode_reply(&reply)?)
     }
 
     /// The oldest queued event, without waiting.

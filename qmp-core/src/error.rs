@@ -219,11 +219,13 @@ pub enum RequestError {
     Server(ExecuteError),
     /// The request's deadline passed first; a late reply will be dropped.
     Timeout,
-    /// The reply would take more memory decoded than
+    /// The reply would take more memory decoded as a `Value` than
     /// [`Config::max_decoded_size`](crate::Config::max_decoded_size)
-    /// allows; it was not decoded. The session goes on.
+    /// allows; it was not decoded (a successful reply's text still
+    /// decodes typed, see [`Reply`](crate::Reply)). The session goes on.
     TooLarge {
-        /// The reply's size on the wire, in bytes.
+        /// The size on the wire, in bytes, of the reply's `return` text
+        /// (of the whole reply, for an error).
         bytes: usize,
         /// The memory it would take decoded, estimated.
         estimate: usize,
@@ -232,7 +234,8 @@ pub enum RequestError {
     },
     /// The reply was neither a return nor a well-formed error (both
     /// members, an error that is not an object with a string `class`, or
-    /// an id alone). The session goes on.
+    /// an id alone), or its return cannot be a `Value` (nested deeper
+    /// than 128 levels). The session goes on.
     BadReply {
         /// The message as received.
         message: String,

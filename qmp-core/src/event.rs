@@ -1,12 +1,15 @@
 //! Asynchronous events and the bounded queue that holds them.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::command::EventData;
+use crate::reply::decode_text;
 
 /// When the server says an event happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,27 +23,85 @@ pub struct Timestamp {
 /// An event: `{"event": NAME, "data": {...}, "timestamp": {...}}`.
 ///
 /// Names are an open set: a newer QEMU's events arrive like any other.
-#[derive(Clone, Debug, PartialEq)]
+/// The `data` member is kept as the JSON text received, so a queued event
+/// costs its size; it is decoded when asked for, typed with
+/// [`decode`](Self::decode) or untyped with [`data`](Self::data).
+#[derive(Clone, Debug)]
 pub struct Event {
     /// The event name, e.g. `STOP`.
     pub name: String,
-    /// The `data` member, or `Null` when the event has none.
-    pub data: Value,
+    /// The `data` member as received; `None` when absent or `null`.
+    data: Option<Box<RawValue>>,
     /// The `timestamp` member, when present and well formed.
     pub timestamp: Option<Timestamp>,
 }
 
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.data_text() == other.data_text()
+            && self.timestamp == other.timestamp
+    }
+}
+
 impl Event {
-    /// The memory this event takes, estimated: its name, and for its data
-    /// 32 bytes a value, 72 more an object member, and the text of strings
-    /// and keys. What the event queues' byte budgets count.
-    pub fn size(&self) -> usize {
-        core::mem::size_of::<Event>() + self.name.len() + value_size(&self.data)
+    /// An event named `name` with `data` (`Null` for none) and no
+    /// timestamp, e.g. for tests.
+    pub fn new(name: impl Into<String>, data: &Value) -> Self {
+        let data = match data {
+            Value::Null => None,
+            // Encoding a `Value` cannot fail.
+            data => serde_json::value::to_raw_value(data).ok(),
+        };
+        Event {
+            name: name.into(),
+            data,
+            timestamp: None,
+        }
     }
 
-    /// Decodes the `data` of this event as `T`, after checking that the
-    /// event is `T`'s. An event without `data` decodes as an empty object,
-    /// and members `T` does not know are ignored (as `T`'s derive allows).
+    /// An event from its members as received.
+    pub(crate) fn received(
+        name: String,
+        data: Option<Box<RawValue>>,
+        timestamp: Option<Timestamp>,
+    ) -> Self {
+        let data = data.filter(|d| d.get() != "null");
+        Event {
+            name,
+            data,
+            timestamp,
+        }
+    }
+
+    /// The memory this event takes: its name, the text of its data, and
+    /// the event itself. What the event queues' byte budgets count.
+    pub fn size(&self) -> usize {
+        core::mem::size_of::<Event>() + self.name.len() + self.data_text().map_or(0, str::len)
+    }
+
+    /// The `data` member as the JSON text received, `None` when absent.
+    pub fn data_text(&self) -> Option<&str> {
+        self.data.as_deref().map(RawValue::get)
+    }
+
+    /// Decodes the `data` member as a `serde_json::Value` (`Null` when
+    /// absent). It fails only for data nested deeper than serde_json's
+    /// 128 levels; events too large to decode never reach a queue.
+    pub fn data(&self) -> Result<Value, EventDecodeError> {
+        match self.data_text() {
+            None => Ok(Value::Null),
+            Some(text) => decode_text(text).map_err(|e| EventDecodeError::Data {
+                event: "(untyped)",
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Decodes the `data` of this event as `T`, straight from its text,
+    /// after checking that the event is `T`'s. An event without `data`
+    /// decodes as an empty object, and members `T` does not know are
+    /// ignored (as `T`'s derive allows).
     pub fn decode<T: EventData>(&self) -> Result<T, EventDecodeError> {
         if self.name != T::NAME {
             return Err(EventDecodeError::OtherEvent {
@@ -48,11 +109,7 @@ impl Event {
                 found: self.name.clone(),
             });
         }
-        let result = match &self.data {
-            Value::Null => T::deserialize(&Value::Object(serde_json::Map::new())),
-            data => T::deserialize(data),
-        };
-        result.map_err(|e| EventDecodeError::Data {
+        decode_text(self.data_text().unwrap_or("{}")).map_err(|e| EventDecodeError::Data {
             event: T::NAME,
             detail: e.to_string(),
         })
@@ -63,12 +120,13 @@ impl Event {
         self.name == T::NAME
     }
 
-    /// The event as QEMU would send it, e.g. for printing.
+    /// The event as QEMU would send it, e.g. for printing. Data that
+    /// cannot be decoded (see [`data`](Self::data)) shows as `null`.
     pub fn to_value(&self) -> Value {
         let mut map = serde_json::Map::new();
         map.insert("event".into(), Value::String(self.name.clone()));
-        if !self.data.is_null() {
-            map.insert("data".into(), self.data.clone());
+        if self.data.is_some() {
+            map.insert("data".into(), self.data().unwrap_or(Value::Null));
         }
         if let Some(ts) = self.timestamp {
             map.insert(
@@ -118,7 +176,7 @@ impl core::error::Error for EventDecodeError {}
 /// A bounded FIFO of events that drops the oldest when full and counts
 /// what it dropped, so a slow consumer learns how much it missed and
 /// memory never grows with the event rate. It is bounded twice: in events,
-/// and in the bytes they take decoded (estimated by [`Event::size`]).
+/// and in the bytes they take as received ([`Event::size`]).
 #[derive(Debug, Default)]
 pub struct EventQueue {
     events: VecDeque<(Event, usize)>,
@@ -197,7 +255,7 @@ impl EventQueue {
         self.events.len()
     }
 
-    /// The bytes the waiting events take, estimated.
+    /// The bytes the waiting events take.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -238,17 +296,6 @@ impl EventQueue {
     }
 }
 
-/// The memory a decoded value takes, estimated as [`Event::size`] says.
-/// serde_json limits nesting to 128 levels, so the recursion is bounded.
-fn value_size(v: &Value) -> usize {
-    32 + match v {
-        Value::String(s) => s.len(),
-        Value::Array(items) => items.iter().map(value_size).sum(),
-        Value::Object(map) => map.iter().map(|(k, v)| 72 + k.len() + value_size(v)).sum(),
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,11 +303,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn ev(i: usize) -> Event {
-        Event {
-            name: format!("E{i}"),
-            data: Value::Null,
-            timestamp: None,
-        }
+        Event::new(format!("E{i}"), &Value::Null)
     }
 
     #[derive(Debug, PartialEq, Deserialize)]
@@ -282,11 +325,7 @@ mod tests {
     }
 
     fn named(name: &str, data: Value) -> Event {
-        Event {
-            name: name.into(),
-            data,
-            timestamp: None,
-        }
+        Event::new(name, &data)
     }
 
     #[test]
@@ -333,12 +372,25 @@ mod tests {
     }
 
     #[test]
+    fn data_is_the_text_received_decoded_on_demand() {
+        let ev = named("JOB_DONE", serde_json::json!({"id": "j0", "n": [1, 2]}));
+        assert_eq!(ev.data_text(), Some(r#"{"id":"j0","n":[1,2]}"#));
+        assert_eq!(ev.data().unwrap()["n"][1], 2);
+        assert_eq!(ev.size(), core::mem::size_of::<Event>() + 8 + 21);
+        let none = named("STOP", Value::Null);
+        assert_eq!(
+            (none.data_text(), none.data().unwrap()),
+            (None, Value::Null)
+        );
+        let deep = alloc::format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let deep = Event::received("X".into(), RawValue::from_string(deep).ok(), None);
+        assert!(deep.data().is_err(), "too deep for a Value, yet queued");
+        assert_eq!(deep.to_value()["data"], Value::Null);
+    }
+
+    #[test]
     fn a_byte_budget_drops_the_oldest_and_refuses_the_oversized() {
-        let big = |i: usize| Event {
-            name: format!("B{i}"),
-            data: Value::String("x".repeat(1000)),
-            timestamp: None,
-        };
+        let big = |i: usize| Event::new(format!("B{i}"), &Value::String("x".repeat(1000)));
         let one = big(0).size();
         let mut q = EventQueue::bounded(100, 3 * one);
         for i in 0..5 {
@@ -348,11 +400,7 @@ mod tests {
         assert!(q.bytes() <= 3 * one);
         assert_eq!(q.take_lagged(), 2);
         assert_eq!(q.pop().unwrap().name, "B2");
-        q.push(Event {
-            name: "HUGE".into(),
-            data: Value::String("x".repeat(10 * one)),
-            timestamp: None,
-        });
+        q.push(Event::new("HUGE", &Value::String("x".repeat(10 * one))));
         assert_eq!(q.len(), 2, "too large for the whole budget: dropped alone");
         assert_eq!(q.take_lagged(), 1);
         q.clear();

@@ -28,7 +28,23 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+
+/// One entry of `query-qmp-schema`: its name, meta-type and the
+/// meta-type's own members, kept as JSON (for a shell's completion, or
+/// anything that walks the schema itself).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct SchemaInfo {
+    /// The entity's (often masked) name.
+    pub name: String,
+    /// `builtin`, `enum`, `array`, `object`, `alternate`, `command` or `event`.
+    #[serde(rename = "meta-type")]
+    pub meta_type: String,
+    /// The other members (`members`, `arg-type`, `ret-type`, ...).
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
 
 /// The server's schema, indexed by name.
 #[derive(Clone, Debug, Default)]

@@ -21,6 +21,7 @@ mod framing;
 mod greeting;
 pub mod introspect;
 mod message;
+mod reply;
 mod request;
 mod session;
 mod table;
@@ -34,6 +35,7 @@ pub use error::{
 };
 pub use event::{Event, EventDecodeError, EventQueue, Timestamp};
 pub use greeting::{Capability, Greeting, Version};
+pub use reply::Reply;
 pub use request::{Request, RequestId};
 pub use session::{Client, Direction, Output, SessionState, Stats, Traffic};
 pub use time::Instant;

@@ -159,6 +159,11 @@ impl Request {
         self.deadline
     }
 
+    /// The arguments, decoded from their encoded form (`None` without).
+    pub fn arguments_value(&self) -> Option<Value> {
+        serde_json::from_slice(self.arguments.as_deref()?).ok()
+    }
+
     /// The command name.
     pub fn name(&self) -> &str {
         &self.name

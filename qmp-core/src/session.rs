@@ -1,6 +1,7 @@
 //! The state machine: where a byte enters, where a reply is matched and an
 //! event is queued, and where the session's phase changes.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
@@ -12,6 +13,7 @@ use crate::event::{Event, EventQueue};
 use crate::framing::{Frame, FrameError, Framer};
 use crate::greeting::{Capability, Greeting};
 use crate::message::{Fault, Incoming, ReplyId, decode, decode_prefix};
+use crate::reply::Reply;
 use crate::request::{Request, RequestId, request_fields, write_u64};
 use crate::table::{Cancelled, Pending, RequestTable, State};
 use crate::time::Instant;
@@ -55,8 +57,9 @@ pub enum Output {
     Reply {
         /// The request.
         id: RequestId,
-        /// The `return` value, or why there is none.
-        result: Result<Value, RequestError>,
+        /// The `return` value as received (for a raw request, the whole
+        /// reply), or why there is none.
+        result: Result<Reply, RequestError>,
     },
     /// The session ended. This is the last output, and the only place the
     /// end is reported.
@@ -497,7 +500,7 @@ impl Client {
             {
                 outputs.push_back(Output::Reply {
                     id: RequestId(id),
-                    result: Ok(Value::Null),
+                    result: Ok(Reply::from_text("null")),
                 });
             }
         });
@@ -754,8 +757,8 @@ impl Client {
         &mut self,
         now: Instant,
         n: u64,
-        result: Result<Value, Fault>,
-        whole: Option<Value>,
+        result: Result<Box<str>, Fault>,
+        whole: Option<Box<str>>,
     ) {
         if let Phase::Negotiating { oob_requested, .. } = self.phase
             && n == NEGOTIATION_ID
@@ -782,25 +785,27 @@ impl Client {
             Some(p) if p.raw.is_some() && whole.is_some() => {
                 self.outputs.push_back(Output::Reply {
                     id,
-                    result: Ok(whole.unwrap_or(Value::Null)),
+                    result: Ok(Reply::with_limit(whole.unwrap_or_default(), limit)),
                 })
             }
             Some(p) => self.outputs.push_back(Output::Reply {
                 id,
-                result: result.map_err(|fault| match fault {
-                    Fault::Server(e) => RequestError::Server(e.for_request(id, p.name)),
-                    Fault::Bad(message) => RequestError::BadReply { message },
-                    Fault::TooLarge { bytes, estimate } => RequestError::TooLarge {
-                        bytes,
-                        estimate,
-                        limit,
-                    },
-                }),
+                result: result
+                    .map(|text| Reply::with_limit(text, limit))
+                    .map_err(|fault| match fault {
+                        Fault::Server(e) => RequestError::Server(e.for_request(id, p.name)),
+                        Fault::Bad(message) => RequestError::BadReply { message },
+                        Fault::TooLarge { bytes, estimate } => RequestError::TooLarge {
+                            bytes,
+                            estimate,
+                            limit,
+                        },
+                    }),
             }),
         }
     }
 
-    fn on_idless_reply(&mut self, now: Instant, result: Result<Value, Fault>) {
+    fn on_idless_reply(&mut self, now: Instant, result: Result<Box<str>, Fault>) {
         let negotiating = matches!(self.phase, Phase::Negotiating { .. });
         let Some(sync) = self.sync_mut() else {
             match result {
@@ -815,7 +820,10 @@ impl Client {
             }
             return;
         };
-        if !matches!(&result, Ok(v) if v.as_u64() == Some(sync.token)) {
+        let token = result
+            .ok()
+            .and_then(|t| serde_json::from_str::<u64>(&t).ok());
+        if token != Some(sync.token) {
             self.stats.discarded_during_sync += 1;
             return;
         }
@@ -959,7 +967,7 @@ impl Client {
                 State::Abandoned => continue,
                 // `quit` makes QEMU close the connection, and that close
                 // can overtake the reply.
-                State::Sent if p.eof_ok && peer_closed => Ok(Value::Object(Default::default())),
+                State::Sent if p.eof_ok && peer_closed => Ok(Reply::from_text("{}")),
                 _ => Err(RequestError::Interrupted(reason.clone())),
             };
             self.outputs.push_back(Output::Reply {
@@ -987,7 +995,8 @@ fn with_whole(msg: Incoming, raw: bool, bytes: Option<&[u8]>) -> Incoming {
         (Incoming::Reply { id, result, .. }, true, Some(bytes)) => Incoming::Reply {
             id,
             result,
-            whole: serde_json::from_slice(bytes).ok(),
+            // Decoding checked that the message is UTF-8.
+            whole: core::str::from_utf8(bytes).ok().map(Box::from),
         },
         (msg, ..) => msg,
     }

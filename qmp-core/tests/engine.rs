@@ -58,6 +58,8 @@ struct Harness {
     outputs: Vec<Output>,
     events: Vec<Event>,
     ended: HashSet<RequestId>,
+    /// Each ended request's result, its reply decoded untyped.
+    results: std::collections::HashMap<RequestId, Result<Value, RequestError>>,
 }
 
 impl Harness {
@@ -69,6 +71,7 @@ impl Harness {
             outputs: Vec::new(),
             events: Vec::new(),
             ended: HashSet::new(),
+            results: Default::default(),
         };
         h.drain();
         h
@@ -94,8 +97,10 @@ impl Harness {
             self.client.consume_transmit(n);
         }
         while let Some(out) = self.client.poll_output() {
-            if let Output::Reply { id, .. } = &out {
+            if let Output::Reply { id, result } = &out {
                 assert!(self.ended.insert(*id), "request {id} ended twice");
+                let value = result.clone().and_then(|r| r.value());
+                self.results.insert(*id, value);
             }
             self.outputs.push(out);
         }
@@ -153,13 +158,23 @@ impl Harness {
     }
 
     fn result(&self, id: RequestId) -> &Result<Value, RequestError> {
+        self.results
+            .get(&id)
+            .unwrap_or_else(|| panic!("request {id} has not ended"))
+    }
+
+    /// The reply that ended `id`, undecoded.
+    fn reply(&self, id: RequestId) -> &qmp_core::Reply {
         self.outputs
             .iter()
             .find_map(|o| match o {
-                Output::Reply { id: i, result } if *i == id => Some(result),
+                Output::Reply {
+                    id: i,
+                    result: Ok(r),
+                } if *i == id => Some(r),
                 _ => None,
             })
-            .unwrap_or_else(|| panic!("request {id} has not ended"))
+            .unwrap_or_else(|| panic!("request {id} has no reply"))
     }
 
     fn closed(&self) -> Option<&CloseReason> {
@@ -245,7 +260,7 @@ fn replay_session(name: &str, cuts: &[usize]) {
     }
     let names: Vec<_> = h.events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["RESUME", "STOP", "SHUTDOWN"]);
-    assert_eq!(h.events[2].data["reason"], "host-qmp-quit");
+    assert_eq!(h.events[2].data().unwrap()["reason"], "host-qmp-quit");
     assert!(h.events[0].timestamp.unwrap().seconds > 1_600_000_000);
     assert_eq!(h.closed(), Some(&CloseReason::Eof));
     assert_eq!(h.client.stats().unknown_replies, 0);
@@ -342,7 +357,7 @@ fn events_before_the_greeting_and_during_negotiation_are_kept() {
     assert_eq!(h.client.state(), SessionState::Running);
     let names: Vec<_> = h.events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["EARLY", "NEGOTIATING"]);
-    assert_eq!(h.events[0].data, json!({"x": 1}));
+    assert_eq!(h.events[0].data().unwrap(), json!({"x": 1}));
     assert!(h.closed().is_none());
 }
 
@@ -1243,10 +1258,13 @@ fn a_reply_too_large_to_decode_fails_alone_and_an_oversized_event_is_counted() {
     h.feed(&reply(next, "{}"));
     match h.result(big) {
         Err(RequestError::TooLarge { bytes, limit, .. }) => {
-            assert_eq!((*bytes, *limit), (text.len(), 4 << 20));
+            assert_eq!((*bytes, *limit), (zeros.len() + 3, 4 << 20));
         }
         other => panic!("{other:?}"),
     }
+    // Kept as its text, it still decodes typed: no `Value` to amplify.
+    let typed: Vec<u8> = h.reply(big).decode().unwrap();
+    assert_eq!(typed.len(), 400_001);
     assert_eq!(h.result(next), &Ok(json!({})));
     assert!(h.events.is_empty());
     assert_eq!(h.client.stats().oversized, 1);

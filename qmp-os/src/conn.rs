@@ -12,8 +12,8 @@ use std::time::{Duration, Instant as StdInstant};
 use log::{Level, debug, info, log_enabled, trace};
 use qmp_core::serde_json::Value;
 use qmp_core::{
-    Client, Config, Direction, Event, EventQueue, Greeting, Instant, Output, Request, RequestError,
-    RequestId, SessionState, Stats, Traffic,
+    Client, Command, Config, Direction, Event, EventQueue, Greeting, Instant, Output, Reply,
+    Request, RequestError, RequestId, SessionState, Stats, Traffic,
 };
 
 use crate::clock::StdClock;
@@ -377,13 +377,13 @@ impl Conn {
         }
     }
 
-    /// A request's result as a caller gets it.
+    /// A request's result as a caller gets it, its reply still undecoded.
     pub fn result(
         &self,
-        result: Result<Value, RequestError>,
+        result: Result<Reply, RequestError>,
         what: impl FnOnce() -> String,
         timeout: Duration,
-    ) -> Result<Value, Error> {
+    ) -> Result<Reply, Error> {
         result.map_err(|e| self.request_error(e, what, timeout))
     }
 
@@ -426,6 +426,19 @@ impl Conn {
             hook(&self.name, t);
         }
     }
+}
+
+/// A reply decoded untyped, within the session's decoding budget: a reply
+/// over it fails with [`Error::TooLarge`].
+pub fn reply_value(reply: &Reply) -> Result<Value, Error> {
+    reply
+        .value()
+        .map_err(|e| Error::from_request(e, String::new, Duration::ZERO))
+}
+
+/// A reply decoded as `C`'s return type, straight from its text.
+pub fn reply_returns<C: Command>(reply: &Reply) -> Result<C::Returns, Error> {
+    Ok(C::decode_reply(reply)?)
 }
 
 #[cfg(test)]

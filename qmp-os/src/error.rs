@@ -7,6 +7,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+use qmp_core::introspect::CheckError;
 use qmp_core::{CloseReason, CodecError, ExecuteError, RequestError, SubmitError};
 
 /// Why a connection ended: what every call still waiting at that moment
@@ -114,6 +115,11 @@ pub enum Error {
     Submit(SubmitError),
     /// Typed arguments or a typed return value did not convert.
     Codec(CodecError),
+    /// With [`Options::check_schema`](crate::Options::check_schema): the
+    /// connected server's schema has no such command, or the arguments
+    /// name a member it does not know or miss a required one. Nothing was
+    /// sent.
+    Schema(CheckError),
     /// Connecting to (or accepting a connection from) the server failed.
     Connect {
         /// The path or address.
@@ -267,6 +273,7 @@ impl fmt::Display for Error {
             Error::Closed(c) => write!(f, "the connection is closed: {c}"),
             Error::Submit(e) => write!(f, "request refused: {e}"),
             Error::Codec(e) => write!(f, "cannot convert JSON: {e}"),
+            Error::Schema(e) => write!(f, "not sent, the server's schema refuses it: {e}"),
             Error::Connect {
                 target,
                 waited,
@@ -297,6 +304,7 @@ impl std::error::Error for Error {
             Error::Interrupted(c) | Error::Closed(c) => Some(c),
             Error::Submit(e) => Some(e),
             Error::Codec(e) => Some(e),
+            Error::Schema(e) => Some(e),
             Error::Connect { source, .. } => Some(source),
             Error::Launch(e) => Some(&*e.cause),
             Error::Io(e) => Some(e),
@@ -375,6 +383,7 @@ impl From<Error> for io::Error {
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Interrupted(_) | Error::Closed(_) => io::ErrorKind::ConnectionAborted,
             Error::FdPassingUnsupported { .. } => io::ErrorKind::Unsupported,
+            Error::Schema(_) => io::ErrorKind::InvalidInput,
             Error::Codec(_) | Error::BadReply { .. } | Error::TooLarge { .. } => {
                 io::ErrorKind::InvalidData
             }

@@ -13,10 +13,12 @@ mod error;
 mod fds;
 pub mod launch;
 mod options;
+mod schema;
 
 pub use clock::{StdClock, deadline_after, seed};
-pub use conn::Conn;
+pub use conn::{Conn, reply_returns, reply_value};
 pub use connect::{ConnectAttempts, connect_unix_nonblocking};
 pub use error::{CloseCause, Error, LaunchError};
 pub use fds::{MAX_FDS, send, send_with_fds};
 pub use options::{Options, TrafficHook};
+pub use schema::{SCHEMA_COMMAND, SchemaCheck};

@@ -65,9 +65,9 @@ pub struct Options {
     /// queue of events no subscription took (async); the oldest are
     /// dropped and counted. Default 256.
     pub max_queued_events: usize,
-    /// The bytes those events may take decoded, estimated, and the bytes
-    /// each async subscription may hold; past it the oldest are dropped
-    /// and counted. Default 16 MiB.
+    /// The bytes those events may take, as the text received, and the
+    /// bytes each async subscription may hold; past it the oldest are
+    /// dropped and counted. Default 16 MiB.
     pub max_queued_event_bytes: usize,
     /// Recent events kept per connection for "did it already happen?"
     /// questions (`history`, `happened`), whether or not anyone took them;
@@ -81,6 +81,13 @@ pub struct Options {
     pub close_linger: Option<Duration>,
     /// Sees every message sent and received.
     pub on_traffic: Option<TrafficHook>,
+    /// Check each QMP request against the connected QEMU's own schema
+    /// (`query-qmp-schema`, fetched once, before the first request) and
+    /// fail one whose command does not exist there, or whose arguments
+    /// name an unknown member or miss a required one, before it is sent,
+    /// with [`Error::Schema`](crate::Error::Schema) naming the problem and
+    /// the closest name. Default off.
+    pub check_schema: bool,
 }
 
 impl Default for Options {
@@ -104,6 +111,7 @@ impl Default for Options {
             event_history_bytes: 1024 * 1024,
             close_linger: None,
             on_traffic: None,
+            check_schema: false,
         }
     }
 }
@@ -129,6 +137,7 @@ impl fmt::Debug for Options {
             .field("event_history_bytes", &self.event_history_bytes)
             .field("close_linger", &self.close_linger)
             .field("on_traffic", &self.on_traffic.is_some())
+            .field("check_schema", &self.check_schema)
             .finish()
     }
 }
@@ -166,6 +175,12 @@ impl Options {
     /// Sets [`handshake_timeout`](Self::handshake_timeout).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`check_schema`](Self::check_schema).
+    pub fn check_schema(mut self, on: bool) -> Self {
+        self.check_schema = on;
         self
     }
 

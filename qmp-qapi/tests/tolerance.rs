@@ -102,11 +102,10 @@ fn commands_say_their_name_oob_and_availability() {
 
 #[test]
 fn events_decode_through_the_engine_trait() {
-    let ev = Event {
-        name: "BLOCK_JOB_COMPLETED".into(),
-        data: json!({"type": "backup", "device": "job0", "len": 10, "offset": 10, "speed": 0}),
-        timestamp: None,
-    };
+    let ev = Event::new(
+        "BLOCK_JOB_COMPLETED",
+        &json!({"type": "backup", "device": "job0", "len": 10, "offset": 10, "speed": 0}),
+    );
     assert_eq!(qmp::BlockJobCompleted::NAME, "BLOCK_JOB_COMPLETED");
     let done = ev.decode::<qmp::BlockJobCompleted>().unwrap();
     assert_eq!(done.device, "job0");
@@ -114,10 +113,6 @@ fn events_decode_through_the_engine_trait() {
     assert!(ev.decode::<qmp::StopEvent>().is_err());
     let info = qmp::EVENTS.iter().find(|e| e.name == ev.name).unwrap();
     assert!((info.check)(&ev).is_ok());
-    let stop = Event {
-        name: "STOP".into(),
-        data: serde_json::Value::Null,
-        timestamp: None,
-    };
+    let stop = Event::new("STOP", &serde_json::Value::Null);
     assert!(stop.decode::<qmp::StopEvent>().is_ok());
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use qmp_std::commands::qmp::SchemaInfo;
+use qmp_std::qmp_core::introspect::SchemaInfo;
 use qmp_std::serde_json::{self, Value};
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use qmp_core::commands::qga::{GuestExec, GuestExecStatus, GuestGetHostName, GuestPing};
+use qmp_qapi::qga::{
+    GuestExecCaptureOutput, GuestExecCommand, GuestExecStatusCommand, GuestGetHostName, GuestPing,
+};
 use qmp_smol::{Agent, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,15 +30,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             agent.call(&GuestGetHostName).await?.host_name
         );
 
-        let exec = GuestExec {
+        let exec = GuestExecCommand {
             path: "/bin/uname".into(),
             arg: Some(vec!["-a".into()]),
-            capture_output: Some(true),
-            ..Default::default()
+            env: None,
+            input_data: None,
+            capture_output: Some(GuestExecCaptureOutput::Flag(true)),
         };
         let pid = agent.call(&exec).await?.pid;
         let status = loop {
-            let status = agent.call(&GuestExecStatus { pid }).await?;
+            let status = agent.call(&GuestExecStatusCommand { pid }).await?;
             if status.exited {
                 break status;
             }

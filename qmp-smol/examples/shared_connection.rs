@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use qmp_core::commands::qmp::{Cont, QueryStatus, Quit, Stop};
+use qmp_qapi::qmp::{Cont, QueryStatus, Quit, Stop};
 use qmp_smol::{EventFilter, Listener, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

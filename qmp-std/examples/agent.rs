@@ -8,7 +8,9 @@
 
 use core::time::Duration;
 
-use qmp_std::commands::qga::{GuestExec, GuestExecStatus, GuestGetHostName, GuestPing};
+use qmp_qapi::qga::{
+    GuestExecCaptureOutput, GuestExecCommand, GuestExecStatusCommand, GuestGetHostName, GuestPing,
+};
 use qmp_std::{Agent, Options};
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
@@ -22,14 +24,15 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
     let info = agent.execute("guest-info", None)?;
     println!("agent {}", info["version"]);
     println!("host name: {}", agent.call(&GuestGetHostName)?.host_name);
-    let exec = agent.call(&GuestExec {
+    let exec = agent.call(&GuestExecCommand {
         path: "/bin/uname".into(),
         arg: Some(vec!["-a".into()]),
-        capture_output: Some(true),
-        ..GuestExec::default()
+        env: None,
+        input_data: None,
+        capture_output: Some(GuestExecCaptureOutput::Flag(true)),
     })?;
     for _ in 0..100 {
-        let status = agent.call(&GuestExecStatus { pid: exec.pid })?;
+        let status = agent.call(&GuestExecStatusCommand { pid: exec.pid })?;
         if status.exited {
             println!(
                 "uname exited with {:?}; output (base64): {:?}",

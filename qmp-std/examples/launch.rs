@@ -7,8 +7,8 @@
 
 use core::time::Duration;
 
+use qmp_qapi::qmp::QueryStatus;
 use qmp_std::Qemu;
-use qmp_std::commands::qmp::QueryStatus;
 
 fn main() -> Result<(), qmp_std::Error> {
     let mut qemu = Qemu::builder().arg("-S").launch()?;

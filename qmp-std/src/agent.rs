@@ -6,7 +6,7 @@ use std::time::Duration;
 use log::debug;
 use qmp_core::serde_json::Value;
 use qmp_core::{Command, Request, SessionState, Stats};
-use qmp_os::{CloseCause, Conn, Error, Options, seed};
+use qmp_os::{CloseCause, Conn, Error, Options, reply_returns, seed};
 
 use crate::qmp::{WithTimeout, connect_unix_retrying, request};
 use crate::stream::{Socket, Stream};
@@ -100,8 +100,8 @@ impl<S: Stream> Agent<S> {
     /// Runs a typed command and decodes its reply.
     pub fn call<C: Command>(&mut self, cmd: &C) -> Result<C::Returns, Error> {
         let t = self.timeout;
-        let value = self.run(Request::command(cmd)?, t)?;
-        Ok(C::decode(value)?)
+        let reply = self.conn.call_reply(Request::command(cmd)?, t, &[])?;
+        reply_returns::<C>(&reply)
     }
 
     /// Resynchronises with the agent now (0xFF + `guest-sync-delimited`),
@@ -185,7 +185,10 @@ impl<S: Stream> WithTimeout<'_, Agent<S>> {
 
     /// [`Agent::call`] with this timeout.
     pub fn call<C: Command>(self, cmd: &C) -> Result<C::Returns, Error> {
-        let value = self.inner.run(Request::command(cmd)?, self.timeout)?;
-        Ok(C::decode(value)?)
+        let reply = self
+            .inner
+            .conn
+            .call_reply(Request::command(cmd)?, self.timeout, &[])?;
+        reply_returns::<C>(&reply)
     }
 }

@@ -20,7 +20,8 @@ pub use qmp::{Qmp, UnixAcceptor, WithTimeout};
 pub use qmp_os::{CloseCause, Error, LaunchError, Options, TrafficHook};
 pub use stream::{Polled, Socket, Stream};
 
-/// The engine, re-exported: typed commands live in [`qmp_core::commands`].
+/// The engine, re-exported. Typed commands: the `qmp-qapi` crate has
+/// every one; [`qmp_core::commands`] the few the engine uses itself.
 pub use qmp_core;
 pub use qmp_core::serde_json;
 pub use qmp_core::{

@@ -12,7 +12,9 @@ use log::debug;
 use qmp_core::commands::qmp::{AddFd, AddfdInfo, Closefd, Getfd};
 use qmp_core::serde_json::Value;
 use qmp_core::{Command, Event, EventData, EventQueue, Greeting, Request, SessionState, Stats};
-use qmp_os::{CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking};
+use qmp_os::{
+    CloseCause, Conn, ConnectAttempts, Error, Options, connect_unix_nonblocking, reply_returns,
+};
 
 use crate::stream::{Socket, Stream, wait_readable};
 use crate::wire::Wire;
@@ -206,6 +208,7 @@ impl<S: Stream> Qmp<S> {
             without_fds,
         );
         let mut conn = Wire::new(stream, conn);
+        conn.schema = qmp_os::SchemaCheck::new(options.check_schema);
         if options.event_history > 0 {
             conn.conn
                 .keep_history(options.event_history, options.event_history_bytes);
@@ -302,8 +305,8 @@ impl<S: Stream> Qmp<S> {
     /// Runs a typed command and decodes its reply.
     pub fn call<C: Command>(&mut self, cmd: &C) -> Result<C::Returns, Error> {
         let t = self.timeout;
-        let value = self.conn.call(Request::command(cmd)?, t, &[])?;
-        Ok(C::decode(value)?)
+        let reply = self.conn.call_reply(Request::command(cmd)?, t, &[])?;
+        reply_returns::<C>(&reply)
     }
 
     /// Runs `name` out of band (`exec-oob`): it overtakes in-band commands
@@ -337,8 +340,8 @@ impl<S: Stream> Qmp<S> {
         fds: &[BorrowedFd<'_>],
     ) -> Result<C::Returns, Error> {
         let t = self.timeout;
-        let value = self.conn.call(Request::command(cmd)?, t, fds)?;
-        Ok(C::decode(value)?)
+        let reply = self.conn.call_reply(Request::command(cmd)?, t, fds)?;
+        reply_returns::<C>(&reply)
     }
 
     /// `getfd`: hands `fd` to QEMU under `name`.
@@ -512,7 +515,7 @@ fn wait_event_where<S: Stream>(
     debug!(
         "QMP <- event {} {} after {:?}",
         ev.name,
-        ev.data,
+        ev.data_text().unwrap_or("{}"),
         started.elapsed()
     );
     Ok(ev)
@@ -546,11 +549,11 @@ impl<S: Stream> WithTimeout<'_, Qmp<S>> {
 
     /// [`Qmp::call`] with this timeout.
     pub fn call<C: Command>(self, cmd: &C) -> Result<C::Returns, Error> {
-        let value = self
+        let reply = self
             .inner
             .conn
-            .call(Request::command(cmd)?, self.timeout, &[])?;
-        Ok(C::decode(value)?)
+            .call_reply(Request::command(cmd)?, self.timeout, &[])?;
+        reply_returns::<C>(&reply)
     }
 
     /// [`Qmp::execute_oob`] with this timeout.

@@ -9,8 +9,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant as StdInstant};
 
 use qmp_core::serde_json::Value;
-use qmp_core::{Output, Request, RequestError, RequestId, SessionState};
-use qmp_os::{CloseCause, Conn, Error, deadline_after};
+use qmp_core::{Output, Reply, Request, RequestError, RequestId, SessionState};
+use qmp_os::{CloseCause, Conn, Error, SCHEMA_COMMAND, SchemaCheck, deadline_after, reply_value};
 
 use crate::stream::Stream;
 
@@ -38,11 +38,13 @@ pub(crate) struct Wire<S> {
     pub(crate) conn: Conn,
     buf: Box<[u8]>,
     /// Requests that ended, not yet collected by their caller.
-    done: VecDeque<(RequestId, Result<Value, RequestError>)>,
+    done: VecDeque<(RequestId, Result<Reply, RequestError>)>,
     ready: bool,
     write_timeout: Option<Duration>,
     /// The read timeout last set on the stream (`None`: not set yet).
     read_timeout: Option<Option<Duration>>,
+    /// The live-schema check (QMP, when the options ask for it).
+    pub(crate) schema: SchemaCheck,
 }
 
 impl<S: Stream> Wire<S> {
@@ -55,6 +57,7 @@ impl<S: Stream> Wire<S> {
             ready: false,
             write_timeout: None,
             read_timeout: None,
+            schema: SchemaCheck::new(false),
         }
     }
 
@@ -74,15 +77,31 @@ impl<S: Stream> Wire<S> {
         }
     }
 
-    /// Submits `request` and waits for its end, at most `timeout`.
+    /// Submits `request` and waits for its end, at most `timeout`; its
+    /// reply decoded untyped.
     pub(crate) fn call(
         &mut self,
         request: Request,
         timeout: Duration,
         fds: &[BorrowedFd<'_>],
     ) -> Result<Value, Error> {
+        reply_value(&self.call_reply(request, timeout, fds)?)
+    }
+
+    /// Submits `request` and waits for its end, at most `timeout`; its
+    /// reply as received, for a typed decoding.
+    pub(crate) fn call_reply(
+        &mut self,
+        request: Request,
+        timeout: Duration,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Reply, Error> {
         // One call at a time: anything left here belongs to no caller.
         self.done.clear();
+        if self.schema.needs_schema(request.name()) {
+            self.fetch_schema(timeout)?;
+        }
+        self.schema.check(&request)?;
         let name = request.name().to_owned();
         let id = self.conn.submit(request, timeout, fds)?;
         self.wait_reply(id, name, timeout)
@@ -91,6 +110,14 @@ impl<S: Stream> Wire<S> {
     /// Submits a whole request object and waits for the whole reply.
     pub(crate) fn call_raw(&mut self, message: Value, timeout: Duration) -> Result<Value, Error> {
         self.done.clear();
+        let name = message.get("execute").or_else(|| message.get("exec-oob"));
+        if self
+            .schema
+            .needs_schema(name.and_then(Value::as_str).unwrap_or_default())
+        {
+            self.fetch_schema(timeout)?;
+        }
+        self.schema.check_raw(&message)?;
         let name = message
             .get("execute")
             .or_else(|| message.get("exec-oob"))
@@ -98,7 +125,18 @@ impl<S: Stream> Wire<S> {
             .unwrap_or("a raw request")
             .to_owned();
         let id = self.conn.submit_raw(message, timeout)?;
-        self.wait_reply(id, name, timeout)
+        reply_value(&self.wait_reply(id, name, timeout)?)
+    }
+
+    /// Fetches the server's schema for the live-schema check, once.
+    fn fetch_schema(&mut self, timeout: Duration) -> Result<(), Error> {
+        let id = self
+            .conn
+            .submit(Request::new(SCHEMA_COMMAND), timeout, &[])?;
+        let reply = self
+            .wait_reply(id, SCHEMA_COMMAND.to_owned(), timeout)
+            .and_then(|r| reply_value(&r));
+        self.schema.set_schema(reply)
     }
 
     /// Waits for request `id`'s end, at most `timeout`.
@@ -107,7 +145,7 @@ impl<S: Stream> Wire<S> {
         id: RequestId,
         name: String,
         timeout: Duration,
-    ) -> Result<Value, Error> {
+    ) -> Result<Reply, Error> {
         self.set_write_timeout(timeout)?;
         let what = || format!("the reply to `{name}`");
         match self.run(deadline_after(timeout), |w| w.take_done(id)) {
@@ -126,7 +164,7 @@ impl<S: Stream> Wire<S> {
         }
     }
 
-    fn take_done(&mut self, id: RequestId) -> Option<Result<Value, RequestError>> {
+    fn take_done(&mut self, id: RequestId) -> Option<Result<Reply, RequestError>> {
         let pos = self.done.iter().position(|(i, _)| *i == id)?;
         self.done.remove(pos).map(|(_, r)| r)
     }

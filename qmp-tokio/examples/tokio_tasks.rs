@@ -12,7 +12,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use qmp_tokio::qmp_core::commands::qmp::{Cont, QueryStatus, Quit};
+use qmp_qapi::qmp::{Cont, QueryStatus, Quit};
 use qmp_tokio::{Listener, Options};
 
 #[tokio::main]

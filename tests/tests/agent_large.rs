@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qmp_core::commands::qga::{GuestFileClose, GuestFileOpen, GuestFileRead};
+use qmp_qapi::qga::{GuestFileClose, GuestFileOpen, GuestFileReadCommand as GuestFileRead};
 use tests::{AgentServer, TempDir, base64_decode, within};
 
 /// 16 MiB of file: about 22 MB of base64 in one reply.

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant as StdInstant};
 
 use embedded_io_adapters::std::FromStd;
+use firmware_agent::RunState;
 use qmp_core::Instant;
-use qmp_core::commands::qmp::RunState;
 use tests::{QemuServer, SerialPort, within};
 
 fn serial_port(qemu: &QemuServer) -> FromStd<SerialPort> {
@@ -128,8 +128,8 @@ fn engine_sizes_for_the_memory_table() {
 #[test]
 fn driver_resyncs_with_a_real_guest_agent() {
     use qmp_core::Config;
-    use qmp_core::commands::qga::{GuestInfo, GuestPing};
     use qmp_core::driver::EmbeddedDriver;
+    use qmp_qapi::qga::{GuestInfo, GuestPing};
     let agent = tests::AgentServer::start();
     let sock = UnixStream::connect(&agent.socket).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(10)))

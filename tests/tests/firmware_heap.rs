@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use embedded_io_adapters::std::FromStd;
+use firmware_agent::RunState;
 use qmp_core::Instant;
-use qmp_core::commands::qmp::RunState;
 use tests::{QemuServer, SerialPort};
 
 /// Counts live heap bytes and their high-water mark.

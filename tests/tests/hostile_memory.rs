@@ -37,10 +37,34 @@ fn flooded_client(socket: &str) {
     println!("peak {} KiB", peak_kib());
 }
 
+/// The amplifying reply's command, typed: its return decodes straight
+/// from the text into bytes, with no `Value` to amplify.
+#[derive(serde::Serialize)]
+struct Zeros;
+
+impl qmp_std::Command for Zeros {
+    const NAME: &'static str = "query-qmp-schema";
+    type Returns = Vec<u8>;
+}
+
+/// In the child, with the blocking client: the amplifying reply decoded
+/// typed succeeds, over the budget an untyped decoding has.
+fn typed_client(socket: &str) {
+    let options = Options::new().timeout(Duration::from_secs(30));
+    let mut qmp = qmp_std::Qmp::connect_unix(socket, options).unwrap();
+    let zeros = qmp.call(&Zeros).unwrap();
+    assert!(zeros.len() > 4 << 20 && zeros.iter().all(|&z| z == 0));
+    assert_eq!(qmp.execute("query-status", None).unwrap(), "after");
+    qmp.disconnect();
+    println!("peak {} KiB", peak_kib());
+}
+
 /// In the child: one call that gets the amplifying reply, one after it.
 fn client(case: &str, socket: &str) {
-    if case == "flood" {
-        return flooded_client(socket);
+    match case {
+        "flood" => return flooded_client(socket),
+        "typed" => return typed_client(socket),
+        _ => {}
     }
     let options = Options::new().timeout(Duration::from_secs(30));
     let (big, after) = match case {
@@ -139,7 +163,7 @@ fn an_amplifying_reply_costs_bounded_memory() {
     }
     // 9 MiB of `[0,0,0,…]`: some 150 MiB as a `serde_json::Value`.
     let zeros = "0,".repeat(9 * 1024 * 1024 / 2);
-    for case in ["std", "smol"] {
+    for case in ["std", "smol", "typed"] {
         let reply = format!("{{\"return\": [{zeros}0], \"id\": $id}}\r\n");
         let server = FaultServer::start(
             Script::new()

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qmp_core::commands::qmp::QueryStatus;
+use qmp_qapi::qmp::QueryStatus;
 use qmp_std::{Error, Options, Qemu};
 use rustix::process::{Pid, Signal, kill_process};
 use tests::{TempDir, qemu_binary, within};

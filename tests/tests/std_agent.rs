@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use qmp_core::commands::qga::{
-    GuestExec, GuestExecStatus, GuestFileClose, GuestFileOpen, GuestFileRead, GuestFileWrite,
+use qmp_qapi::qga::{
+    GuestExecCommand as GuestExec, GuestExecStatusCommand as GuestExecStatus, GuestFileClose,
+    GuestFileOpen, GuestFileReadCommand as GuestFileRead, GuestFileWriteCommand as GuestFileWrite,
     GuestGetHostName, GuestPing,
 };
 use qmp_std::{Agent, Error, Options};
@@ -75,8 +76,9 @@ fn guest_exec_and_its_output() {
             .call(&GuestExec {
                 path: "/bin/echo".into(),
                 arg: Some(vec!["hello".into(), "agent".into()]),
-                capture_output: Some(true),
-                ..GuestExec::default()
+                env: None,
+                input_data: None,
+                capture_output: Some(qmp_qapi::qga::GuestExecCaptureOutput::Flag(true)),
             })
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -9,10 +9,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Stdio;
 use std::time::Duration;
 
-use qmp_core::commands::qmp::{
-    AddFd, QueryFdsets, QueryStatus, QueryVersion, RemoveFd, RunState, Stop,
-};
+// The adapters' `add_fd` takes the engine's own `add-fd` type.
+use qmp_core::commands::qmp::AddFd;
 use qmp_core::{Capability, ErrorClass};
+use qmp_qapi::qmp::{QueryFdsets, QueryStatus, QueryVersion, RemoveFd, RunState, Stop};
 use qmp_std::{Error, Options, Qmp, Socket};
 use serde_json::{Value, json};
 use tests::{ChildGuard, QEMU_ARGS, QemuServer, TempDir, command, qemu_binary, within};
@@ -47,7 +47,11 @@ fn greeting_reports_the_real_version_and_oob_is_negotiated() {
         let v = qmp.call(&QueryVersion).unwrap();
         assert_eq!(
             (v.qemu.major, v.qemu.minor, v.qemu.micro),
-            (g.version.major, g.version.minor, g.version.micro)
+            (
+                i64::from(g.version.major),
+                i64::from(g.version.minor),
+                i64::from(g.version.micro)
+            )
         );
         assert_eq!(v.package, g.package);
         qmp.disconnect();
@@ -75,9 +79,10 @@ fn typed_and_untyped_queries() {
             .unwrap();
         assert_eq!(out, Value::String("0x2a\r\n".into()));
         let typed = qmp
-            .call(&qmp_core::commands::qmp::HumanMonitorCommand::new(
-                "print 1+1",
-            ))
+            .call(&qmp_qapi::qmp::HumanMonitorCommand {
+                command_line: "print 1+1".into(),
+                cpu_index: None,
+            })
             .unwrap();
         assert_eq!(typed, "0x2\r\n");
         // A per-call timeout and a prepared request.

@@ -5,7 +5,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use qmp_core::commands::qmp::{QueryStatus, RunState};
+use qmp_qapi::qmp::{QueryStatus, RunState};
 use qmp_std::{Error, Options, Qemu, QmpSocket};
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use tests::{qemu_binary, within};

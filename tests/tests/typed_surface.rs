@@ -310,6 +310,77 @@ fn the_live_schema_check_names_the_problem_and_the_nearest_name() {
     });
 }
 
+/// The same check built into the client (`Options::check_schema`): a bad
+/// request fails before it is sent, naming the problem and the nearest
+/// name, the schema is fetched once, and good requests run as before.
+#[test]
+fn the_client_checks_requests_against_the_live_schema_before_sending() {
+    within(LIMIT, "client-side schema check", || {
+        let server = QemuServer::start(&[]);
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = sent.clone();
+        let opts = Options::new()
+            .timeout(Duration::from_secs(30))
+            .check_schema(true)
+            .on_traffic(move |_, t| {
+                if t.direction == qmp_std::Direction::Sent {
+                    log.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&t.bytes).into_owned());
+                }
+            });
+        let mut qmp = Qmp::connect_unix(&server.socket, opts).expect("connect to QEMU");
+        let sent_with = |word: &str| {
+            sent.lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.contains(word))
+                .count()
+        };
+
+        let err = qmp.execute("qeury-status", None).unwrap_err();
+        assert!(
+            matches!(&err, Error::Schema(CheckError::UnknownCommand { suggestion: Some(s), .. }) if s == "query-status"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("query-status"), "{err}");
+        let sise = json!({"driver": "null-co", "node-name": "n0", "sise": 1});
+        let err = qmp.execute("blockdev-add", sise).unwrap_err();
+        assert!(
+            matches!(&err, Error::Schema(CheckError::UnknownArgument { path, suggestion: Some(s), .. })
+                if path == "sise" && s == "size"),
+            "{err}"
+        );
+        let raw =
+            json!({"execute": "blockdev-add", "arguments": {"driver": "file", "node-name": "f0"}});
+        let err = qmp.execute_raw(raw).unwrap_err();
+        assert!(
+            matches!(&err, Error::Schema(CheckError::MissingArgument { path, .. }) if path == "filename"),
+            "{err}"
+        );
+        assert_eq!(
+            sent_with("qeury-status") + sent_with("blockdev-add"),
+            0,
+            "nothing bad was sent"
+        );
+
+        // Good requests, untyped and typed, run as before.
+        qmp.execute(
+            "blockdev-add",
+            json!({"driver": "null-co", "node-name": "n0", "size": 1}),
+        )
+        .unwrap();
+        qmp.call(&qmp::QueryStatus).unwrap();
+        assert_eq!(sent_with("blockdev-add"), 1);
+        assert_eq!(
+            sent_with("query-qmp-schema"),
+            1,
+            "the schema is fetched once"
+        );
+        qmp.disconnect();
+    });
+}
+
 /// Prints typed / total commands and events per schema version from the
 /// generated tables, and checks the live server's lists against them.
 #[test]

@@ -167,7 +167,16 @@ fn readme_examples_compile_in_a_user_crate() {
     let count = write_crate(&root, &dir);
     assert!(count >= 8, "only {count} README examples found");
 
-    let build = cargo(&dir, &["build", "--offline", "--examples", "--keep-going", "--quiet"]);
+    let build = cargo(
+        &dir,
+        &[
+            "build",
+            "--offline",
+            "--examples",
+            "--keep-going",
+            "--quiet",
+        ],
+    );
     assert!(
         build.status.success(),
         "the README examples do not compile in a user's crate ({}):\n{}",

@@ -510,6 +510,11 @@ impl Harness {
                     assert!(self.submitted.contains(&id), "reply for unknown {id}");
                     assert!(self.ended.insert(id), "request {id} ended twice");
                     assert!(!self.cancelled.contains(&id), "cancelled {id} ended");
+                    // Decoding a reply, typed or not, never panics.
+                    if let Ok(reply) = &result {
+                        let _ = reply.decode::<Vec<u8>>();
+                    }
+                    let result = result.and_then(|r| r.value());
                     match &result {
                         Ok(Value::Object(m)) if m.contains_key("for") => {
                             assert_eq!(m["for"], id.get(), "reply for another request");

@@ -10,8 +10,8 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModif
 
 use crate::cli::Args;
 use crate::complete::ShellHelper;
-use crate::syntax::{self, Parsed, Parser, to_request};
 use crate::history;
+use crate::syntax::{self, Parsed, Parser, to_request};
 
 use super::Input;
 use super::input::{JsonEdit, LineEdit, Recall};

@@ -14,8 +14,9 @@ use std::time::Duration;
 use futures_lite::future;
 use qmp_async::{Agent, CloseCause, Error, Options, Runtime};
 use qmp_core::CloseReason;
-use qmp_core::commands::qga::{
-    GuestExec, GuestExecStatus, GuestFileClose, GuestFileOpen, GuestFileRead, GuestFileWrite,
+use qmp_qapi::qga::{
+    GuestExecCommand as GuestExec, GuestExecStatusCommand as GuestExecStatus, GuestFileClose,
+    GuestFileOpen, GuestFileReadCommand as GuestFileRead, GuestFileWriteCommand as GuestFileWrite,
     GuestGetHostName, GuestPing,
 };
 use serde_json::{Value, json};
@@ -29,8 +30,8 @@ fn options() -> Options {
         .timeout(Duration::from_secs(60))
 }
 
-/// `guest-info`, untyped: `qmp_core::commands::qga::GuestInfo` expects
-/// `supported-commands`, but qemu-ga 7.2 sends `supported_commands`.
+/// `guest-info`, untyped: its schema names `supported_commands` while
+/// some agents send `supported-commands`.
 async fn guest_info<R: Runtime>(agent: &Agent<R>) -> Result<Value, Error> {
     agent.execute("guest-info", Value::Null).await
 }
@@ -128,8 +129,9 @@ pub(crate) fn exec_echo_and_read_its_output<E: Exec>() {
             .call(&GuestExec {
                 path: "/bin/echo".into(),
                 arg: Some(vec!["hello".into(), "qmp".into()]),
-                capture_output: Some(true),
-                ..Default::default()
+                env: None,
+                input_data: None,
+                capture_output: Some(qmp_qapi::qga::GuestExecCaptureOutput::Flag(true)),
             })
             .await
             .unwrap();

@@ -18,10 +18,10 @@ use futures_lite::{StreamExt, future};
 use qmp_async::{
     CloseCause, Error, Event, EventFilter, Listener, Options, Qmp, Runtime, Subscription,
 };
-use qmp_core::commands::qmp::{
-    AddFd, Cont, HumanMonitorCommand, QueryFdsets, QueryStatus, Quit, RunState, Stop,
-};
+// The adapters' `add_fd` takes the engine's own `add-fd` type.
+use qmp_core::commands::qmp::AddFd;
 use qmp_core::{CloseReason, ErrorClass, Request};
+use qmp_qapi::qmp::{Cont, HumanMonitorCommand, QueryFdsets, QueryStatus, Quit, RunState, Stop};
 use serde_json::{Value, json};
 use tests::exec::{Exec, Task};
 use tests::{ChildGuard, QemuServer, TempDir};
@@ -58,6 +58,42 @@ pub(crate) fn typed_events_and_the_session_state<E: Exec>() {
     });
 }
 
+/// `Options::check_schema`: a request the live schema refuses fails
+/// before it is sent, naming the nearest name; good calls run.
+pub(crate) fn the_live_schema_check_refuses_before_sending<E: Exec>() {
+    use qmp_core::introspect::CheckError;
+    let server = QemuServer::start(&[]);
+    let socket = server.socket.clone();
+    E::run("schema check", async move {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let bad = sent.clone();
+        let opts = options().check_schema(true).on_traffic(move |_, t| {
+            let text = String::from_utf8_lossy(&t.bytes);
+            if text.contains("qeury") || text.contains("sise") {
+                bad.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let (qmp, driver) = Qmp::<E::R>::connect_unix(&socket, opts).await.unwrap();
+        let driver = E::spawn(driver);
+        let err = qmp.execute("qeury-status", null()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Schema(CheckError::UnknownCommand { suggestion: Some(s), .. }) if s == "query-status"),
+            "{err}"
+        );
+        let sise = json!({"driver": "null-co", "node-name": "n0", "sise": 1});
+        let err = qmp.execute("blockdev-add", sise).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Schema(CheckError::UnknownArgument { suggestion: Some(s), .. }) if s == "size"),
+            "{err}"
+        );
+        assert_eq!(sent.load(Ordering::Relaxed), 0, "nothing refused was sent");
+        let typed = qmp.call(&QueryStatus).await.unwrap();
+        assert_eq!(typed.status, RunState::Prelaunch);
+        qmp.disconnect();
+        driver.await;
+    });
+}
+
 pub(crate) fn greeting_untyped_and_typed_calls<E: Exec>() {
     let server = QemuServer::start(&[]);
     let socket = server.socket.clone();
@@ -78,7 +114,10 @@ pub(crate) fn greeting_untyped_and_typed_calls<E: Exec>() {
         assert_eq!(typed.status, RunState::Prelaunch);
         assert!(!typed.running);
         let hmp = qmp
-            .call(&HumanMonitorCommand::new("info version"))
+            .call(&HumanMonitorCommand {
+                command_line: "info version".into(),
+                cpu_index: None,
+            })
             .await
             .unwrap();
         assert!(
@@ -977,6 +1016,7 @@ macro_rules! suite {
     ($exec:ty) => {
         $crate::async_client::suite!(@ $exec;
             greeting_untyped_and_typed_calls,
+            the_live_schema_check_refuses_before_sending,
             typed_events_and_the_session_state,
             thousand_concurrent_calls_from_fifty_tasks,
             oob_overtakes_queued_in_band_calls,

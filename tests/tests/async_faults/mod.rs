@@ -121,7 +121,7 @@ pub(crate) fn events_during_the_handshake_and_pretty_printed_replies<E: Exec>() 
         assert_eq!(qmp.greeting().unwrap().package, "scripted");
         let status = qmp.execute("query-status", Value::Null).await.unwrap();
         assert_eq!(status["status"], "running");
-        assert_eq!(later.await.unwrap().data["n"], 1);
+        assert_eq!(later.await.unwrap().data().unwrap()["n"], 1);
         qmp.disconnect();
         driver.await;
         let names: Vec<_> = all.map(|e| e.name).collect().await;
@@ -230,7 +230,7 @@ pub(crate) fn a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order<E:
         let mut whole = qmp.subscribe_with_capacity::<4096>("T");
         let mut small = qmp.subscribe_with_capacity::<16>("T");
         let mut odd = qmp.subscribe(EventFilter::predicate(|e| {
-            e.data["n"].as_u64().is_some_and(|n| n % 2 == 1)
+            e.data().unwrap()["n"].as_u64().is_some_and(|n| n % 2 == 1)
         }));
         let driver = E::spawn(driver);
         let odd_reader = E::spawn(async move {
@@ -238,7 +238,7 @@ pub(crate) fn a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order<E:
             let mut seen = 0;
             let mut last = None;
             while let Some(e) = odd.next().await {
-                let n = e.data["n"].as_u64().unwrap();
+                let n = e.data().unwrap()["n"].as_u64().unwrap();
                 assert_eq!(n % 2, 1);
                 assert!(last.is_none_or(|l| n > l), "{n} after {last:?}");
                 last = Some(n);
@@ -250,14 +250,14 @@ pub(crate) fn a_flood_of_events_reaches_a_large_subscriber_whole_and_in_order<E:
         let mut n = 0;
         while n < EVENTS {
             let e = whole.next().await.unwrap();
-            assert_eq!(e.data["n"].as_u64(), Some(n));
+            assert_eq!(e.data().unwrap()["n"].as_u64(), Some(n));
             n += 1;
         }
         assert_eq!(whole.lagged(), 0);
         // The small one kept the newest 16 and counted the rest.
         assert_eq!(small.lagged(), EVENTS - 16);
         let kept: Vec<u64> = std::iter::from_fn(|| small.try_next())
-            .map(|e| e.data["n"].as_u64().unwrap())
+            .map(|e| e.data().unwrap()["n"].as_u64().unwrap())
             .collect();
         assert_eq!(kept, (EVENTS - 16..EVENTS).collect::<Vec<_>>());
         qmp.disconnect();
@@ -393,7 +393,7 @@ pub(crate) fn a_prompt_subscriber_sees_a_whole_flood_and_a_slow_one_lags<E: Exec
             let mut n = 0;
             while n < EVENTS {
                 let e = prompt.next().await.expect("the stream ended early");
-                assert_eq!(e.data["n"].as_u64(), Some(n));
+                assert_eq!(e.data().unwrap()["n"].as_u64(), Some(n));
                 n += 1;
             }
             prompt.lagged()
@@ -483,7 +483,11 @@ pub(crate) fn unclaimed_events_wait_in_the_default_queue<E: Exec>() {
         let mut x = qmp.subscribe("X");
         qmp.execute("b", Value::Null).await.unwrap();
         // A subscriber's events are its own; the rest stay unclaimed.
-        let ns: Vec<_> = x.clear().into_iter().map(|e| e.data["n"].clone()).collect();
+        let ns: Vec<_> = x
+            .clear()
+            .into_iter()
+            .map(|e| e.data().unwrap()["n"].clone())
+            .collect();
         assert_eq!(ns, [json!(1), json!(2)]);
         assert!(x.clear().is_empty());
         assert_eq!(events.next().await.unwrap().name, "Y");

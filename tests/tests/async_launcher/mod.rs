@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use qmp_async::{Error, Options, Qemu, QemuBuilder, QmpSocket};
-use qmp_core::commands::qmp::{QueryStatus, RunState};
+use qmp_qapi::qmp::{QueryStatus, RunState};
 use tests::exec::Exec;
 
 fn builder<E: Exec>() -> QemuBuilder<E::R> {

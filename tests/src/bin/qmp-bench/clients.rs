@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use qmp_core::commands::qmp::QueryStatus;
+use qmp_qapi::qmp::QueryStatus;
 use qmp_smol::CloseCause;
 use smol::{LocalExecutor, Task};
 
