@@ -264,7 +264,13 @@ fn migration_to_a_file_reports_typed_events() {
         assert_eq!(status, qmp::MigrationStatus::Completed);
         let info = qmp.call(&qmp::QueryMigrate).unwrap();
         assert_eq!(info.status, Some(qmp::MigrationStatus::Completed));
-        assert!(std::fs::metadata(&target).unwrap().len() > 0);
+        // QEMU is done once `cat` has the stream; `cat` writes it to the
+        // file on its own time: wait for that, within a hang guard.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&target).map_or(0, |m| m.len()) == 0 {
+            assert!(std::time::Instant::now() < deadline, "cat wrote nothing");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         drain_typed(&mut qmp);
     });
 }
