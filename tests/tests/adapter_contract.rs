@@ -35,7 +35,6 @@ fn assert_timed_out(e: &Error, after: Duration, started: Instant) {
     assert!(started.elapsed() >= after, "ended early: {e}");
 }
 
-#[test]
 fn std_calls_end_with_the_default_timeout() {
     within(LIMIT, "std default timeout", || {
         let server = silent();
@@ -152,14 +151,20 @@ fn async_duration_max_means_no_limit<E: Exec>() {
     });
 }
 
+/// The three adapters wait out their 30 s side by side, not one after
+/// the other.
 #[test]
-fn smol_calls_end_with_the_default_timeout() {
-    async_calls_end_with_the_default_timeout::<Smol>();
-}
-
-#[test]
-fn tokio_calls_end_with_the_default_timeout() {
-    async_calls_end_with_the_default_timeout::<TokioMulti>();
+fn every_adapter_ends_a_call_with_the_default_timeout() {
+    let waits = [
+        std::thread::spawn(std_calls_end_with_the_default_timeout),
+        std::thread::spawn(async_calls_end_with_the_default_timeout::<Smol>),
+        std::thread::spawn(async_calls_end_with_the_default_timeout::<TokioMulti>),
+    ];
+    for wait in waits {
+        if let Err(panic) = wait.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 #[test]
