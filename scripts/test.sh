@@ -15,7 +15,9 @@ export PATH="$PATH:/usr/sbin"
 step() {
     echo
     echo "==> $*"
+    local started=$SECONDS
     "$@"
+    echo "(${SECONDS}s in all; this step $((SECONDS - started))s)"
 }
 
 # Where Cargo puts what it builds: $CARGO_TARGET_DIR, a config's
@@ -48,7 +50,7 @@ for entry in "${qemus[@]}"; do
     IFS='|' read -r name qemu ga <<<"$entry"
     label="QEMU $(version_of "$qemu") (qemu-ga $(version_of "$ga"))"
     echo
-    echo "==> the real-QEMU suites against $label: QEMU=$qemu QEMU_GA=$ga"
+    echo "==> the real-QEMU suites against $label: QEMU=$qemu QEMU_GA=$ga (at ${SECONDS}s)"
     if QEMU=$qemu QEMU_GA=$ga cargo test -p tests --no-fail-fast -- "${once[@]}"; then
         passed+=("$label")
     else
@@ -143,4 +145,4 @@ else
 fi
 
 echo
-echo "all checks passed; the real-QEMU suites passed against $(printf '%s, ' "${passed[@]}" | sed 's/, $//')"
+echo "all checks passed in ${SECONDS}s; the real-QEMU suites passed against $(printf '%s, ' "${passed[@]}" | sed 's/, $//')"
