@@ -190,12 +190,12 @@ impl WordParts {
             }
             '"' => {
                 self.plain.push(c);
-                json_string_raw(chars, &mut self.plain, at)?;
+                quoted_raw(chars, &mut self.plain, at, '"')?;
             }
             '\'' => {
                 // A Python string: kept as typed, converted with the rest.
                 self.plain.push(c);
-                python_string_raw(chars, &mut self.plain, at)?;
+                quoted_raw(chars, &mut self.plain, at, '\'')?;
             }
             c => self.plain.push(c),
         }
@@ -243,7 +243,7 @@ fn single_quoted(chars: &mut Chars<'_>, at: usize) -> Result<String, SyntaxError
 /// `at`.
 fn double_quoted(chars: &mut Chars<'_>, at: usize) -> Result<String, SyntaxError> {
     let mut raw = String::from("\"");
-    json_string_raw(chars, &mut raw, at)?;
+    quoted_raw(chars, &mut raw, at, '"')?;
     serde_json::from_str(&raw).map_err(|e| {
         SyntaxError::new(format!(
             "the string at column {} is not a valid JSON string: {e}",
@@ -252,43 +252,19 @@ fn double_quoted(chars: &mut Chars<'_>, at: usize) -> Result<String, SyntaxError
     })
 }
 
-/// Copies a JSON string's raw text (after its opening quote, which is
-/// already in `out`) up to and including the closing quote.
-fn json_string_raw(chars: &mut Chars<'_>, out: &mut String, at: usize) -> Result<(), SyntaxError> {
-    loop {
-        match chars.next() {
-            Some((_, '"')) => {
-                out.push('"');
-                return Ok(());
-            }
-            Some((_, '\\')) => {
-                out.push('\\');
-                if let Some((_, c)) = chars.next() {
-                    out.push(c);
-                }
-            }
-            Some((_, c)) => out.push(c),
-            None => {
-                return Err(SyntaxError::new(format!(
-                    "the double quote at column {} is never closed",
-                    at + 1
-                )));
-            }
-        }
-    }
-}
-
-/// Copies a Python `'...'` string's raw text (after its opening quote,
-/// already in `out`) up to and including the closing quote.
-fn python_string_raw(
+/// Copies a string's raw text (after its opening `quote`, already in
+/// `out`) up to and including the closing quote: `"` for JSON, `'` for
+/// Python's literals.
+fn quoted_raw(
     chars: &mut Chars<'_>,
     out: &mut String,
     at: usize,
+    quote: char,
 ) -> Result<(), SyntaxError> {
     loop {
         match chars.next() {
-            Some((_, '\'')) => {
-                out.push('\'');
+            Some((_, c)) if c == quote => {
+                out.push(quote);
                 return Ok(());
             }
             Some((_, '\\')) => {
@@ -299,8 +275,9 @@ fn python_string_raw(
             }
             Some((_, c)) => out.push(c),
             None => {
+                let which = if quote == '"' { "double" } else { "single" };
                 return Err(SyntaxError::new(format!(
-                    "the single quote at column {} is never closed",
+                    "the {which} quote at column {} is never closed",
                     at + 1
                 )));
             }
