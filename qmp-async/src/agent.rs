@@ -145,7 +145,7 @@ impl<R: Runtime> Agent<R> {
     /// were read (at most 2 s), since qemu-ga dies of SIGPIPE when a client
     /// closes before it could answer.
     pub fn disconnect(&self) {
-        self.link.send(Instruction::Close);
+        self.link.disconnect();
     }
 
     /// Completes once the connection has closed, with why.

@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     spare_timers: Mutex<Vec<Box<dyn Any + Send>>>,
     /// The live-schema check (QMP, when the options ask for it).
     schema: std::sync::Mutex<SchemaCheck>,
+    /// A handle asked to disconnect: calls made since fail as closed,
+    /// even before the driver has acted on it.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// The handle core shared by [`Qmp`](crate::Qmp) and [`Agent`](crate::Agent).
@@ -144,6 +147,7 @@ impl<R: Runtime> Link<R> {
             without_fds,
             spare_timers: Mutex::new(Vec::new()),
             schema: std::sync::Mutex::new(SchemaCheck::new(check_schema)),
+            closing: std::sync::atomic::AtomicBool::new(false),
         };
         let link = Link {
             shared: Arc::new(shared),
@@ -250,6 +254,11 @@ impl<R: Runtime> Link<R> {
         if let Some(cause) = self.close_cause() {
             return Err(Error::Closed(cause));
         }
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed(CloseCause::Session(
+                qmp_core::CloseReason::Local,
+            )));
+        }
         if let Some(transport) = self.shared.without_fds.filter(|_| !fds.is_empty()) {
             return Err(Error::FdPassingUnsupported { transport });
         }
@@ -306,6 +315,13 @@ impl<R: Runtime> Link<R> {
 
     pub(crate) fn send(&self, instruction: Instruction) {
         let _ = self.shared.inbox.send(instruction);
+    }
+
+    /// Asks the driver to close the connection; calls made from now on
+    /// fail as closed at once.
+    pub(crate) fn disconnect(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.send(Instruction::Close);
     }
 
     pub(crate) fn subscribe<const N: usize>(

@@ -396,7 +396,7 @@ impl<R: Runtime> Qmp<R> {
     /// [`CloseReason::Local`](qmp_core::CloseReason::Local). Await
     /// [`closed`](Self::closed) to know it is done.
     pub fn disconnect(&self) {
-        self.link.send(crate::link::Instruction::Close);
+        self.link.disconnect();
     }
 
     /// Completes once the connection has closed, with why.
