@@ -155,7 +155,7 @@ impl<R: Runtime> Agent<R> {
 
     /// Whether the connection has closed (or is closing).
     pub fn is_closed(&self) -> bool {
-        self.link.close_cause().is_some()
+        self.link.is_closed()
     }
 
     /// Where the session stands, as of the driver's last turn: running,

@@ -190,6 +190,11 @@ impl<R: Runtime> Link<R> {
         self.shared.hub.cause()
     }
 
+    /// Whether the connection has closed, or a handle asked it to.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.close_cause().is_some() || self.shared.closing.load(Ordering::Acquire)
+    }
+
     fn cause(&self) -> CloseCause {
         self.close_cause().unwrap_or(CloseCause::DriverDropped)
     }
@@ -217,10 +222,7 @@ impl<R: Runtime> Link<R> {
 
     /// Sends a whole message object and waits for the whole reply.
     pub(crate) async fn call_raw(&self, message: Value) -> Result<Value, Error> {
-        let name = message
-            .get("execute")
-            .or_else(|| message.get("exec-oob"))
-            .and_then(Value::as_str)
+        let name = qmp_os::raw_command_name(&message)
             .unwrap_or("a raw request")
             .to_owned();
         self.fetch_schema_once(&name).await?;

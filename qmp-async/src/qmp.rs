@@ -406,7 +406,7 @@ impl<R: Runtime> Qmp<R> {
 
     /// Whether the connection has closed (or is closing); calls then fail at once.
     pub fn is_closed(&self) -> bool {
-        self.link.close_cause().is_some()
+        self.link.is_closed()
     }
 
     /// Where the session stands, as of the driver's last turn: running,

@@ -21,4 +21,4 @@ pub use connect::{ConnectAttempts, connect_unix_nonblocking};
 pub use error::{CloseCause, Error, LaunchError};
 pub use fds::{MAX_FDS, send, send_with_fds};
 pub use options::{Options, TrafficHook};
-pub use schema::{SCHEMA_COMMAND, SchemaCheck};
+pub use schema::{SCHEMA_COMMAND, SchemaCheck, raw_command_name};

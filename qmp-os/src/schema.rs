@@ -83,11 +83,7 @@ impl SchemaCheck {
         let State::Ready(index) = &self.state else {
             return Ok(());
         };
-        let name = message
-            .get("execute")
-            .or_else(|| message.get("exec-oob"))
-            .and_then(Value::as_str);
-        match name {
+        match raw_command_name(message) {
             Some(name) => index
                 .check(name, message.get("arguments"))
                 .map_err(Error::Schema),
@@ -95,6 +91,15 @@ impl SchemaCheck {
             None => Ok(()),
         }
     }
+}
+
+/// The command a whole request object names (its `execute` or
+/// `exec-oob` member), if it names one.
+pub fn raw_command_name(message: &Value) -> Option<&str> {
+    message
+        .get("execute")
+        .or_else(|| message.get("exec-oob"))
+        .and_then(Value::as_str)
 }
 
 #[cfg(test)]

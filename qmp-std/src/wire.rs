@@ -110,20 +110,13 @@ impl<S: Stream> Wire<S> {
     /// Submits a whole request object and waits for the whole reply.
     pub(crate) fn call_raw(&mut self, message: Value, timeout: Duration) -> Result<Value, Error> {
         self.done.clear();
-        let name = message.get("execute").or_else(|| message.get("exec-oob"));
-        if self
-            .schema
-            .needs_schema(name.and_then(Value::as_str).unwrap_or_default())
-        {
+        let name = qmp_os::raw_command_name(&message)
+            .unwrap_or("a raw request")
+            .to_owned();
+        if self.schema.needs_schema(&name) {
             self.fetch_schema(timeout)?;
         }
         self.schema.check_raw(&message)?;
-        let name = message
-            .get("execute")
-            .or_else(|| message.get("exec-oob"))
-            .and_then(Value::as_str)
-            .unwrap_or("a raw request")
-            .to_owned();
         let id = self.conn.submit_raw(message, timeout)?;
         reply_value(&self.wait_reply(id, name, timeout)?)
     }
