@@ -422,3 +422,19 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .expect("valid base64 from the agent")
 }
+
+/// Takes the first whole JSON value off the front of `buf`, however it is
+/// framed: `Ok(None)` while it is still incomplete, an error when the
+/// bytes cannot be JSON. What the scripted servers read requests with.
+pub fn take_json(buf: &mut Vec<u8>) -> Result<Option<serde_json::Value>, serde_json::Error> {
+    let mut values = serde_json::Deserializer::from_slice(buf).into_iter::<serde_json::Value>();
+    match values.next() {
+        Some(Ok(value)) => {
+            let used = values.byte_offset();
+            buf.drain(..used);
+            Ok(Some(value))
+        }
+        Some(Err(e)) if !e.is_eof() => Err(e),
+        _ => Ok(None),
+    }
+}

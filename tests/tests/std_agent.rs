@@ -11,7 +11,7 @@ use qmp_qapi::qga::{
     GuestGetHostName, GuestPing,
 };
 use qmp_std::{Agent, Error, Options};
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::{AgentServer, TempDir, base64_decode, base64_encode, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -226,14 +226,10 @@ fn scripted_agent(listener: UnixListener) -> std::thread::JoinHandle<()> {
                     pending.push(*b);
                 }
             }
-            let mut stream = serde_json::Deserializer::from_slice(&pending).into_iter::<Value>();
-            let mut used = 0;
             let mut requests = Vec::new();
-            while let Some(Ok(v)) = stream.next() {
-                used = stream.byte_offset();
+            while let Ok(Some(v)) = tests::take_json(&mut pending) {
                 requests.push(v);
             }
-            pending.drain(..used);
             for req in requests {
                 let reply = match req["execute"].as_str() {
                     Some("guest-sync-delimited") => {

@@ -500,14 +500,10 @@ fn scripted_server(
                 Ok(n) => n,
             };
             pending.extend_from_slice(&buf[..n]);
-            let mut stream = serde_json::Deserializer::from_slice(&pending).into_iter::<Value>();
-            let mut used = 0;
             let mut requests = Vec::new();
-            while let Some(Ok(v)) = stream.next() {
-                used = stream.byte_offset();
+            while let Ok(Some(v)) = tests::take_json(&mut pending) {
                 requests.push(v);
             }
-            pending.drain(..used);
             for req in requests {
                 let name = req["execute"].as_str().unwrap_or_default().to_owned();
                 let reply = json!({"return": {"command": name}, "id": req["id"]});

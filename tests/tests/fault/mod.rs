@@ -607,11 +607,8 @@ impl Player {
     /// The next request, however the client framed it.
     fn read_request(&mut self) -> Result<Value, Stop> {
         loop {
-            let mut values = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
-            match values.next() {
-                Some(Ok(v)) => {
-                    let used = values.byte_offset();
-                    self.buf.drain(..used);
+            match tests::take_json(&mut self.buf) {
+                Ok(Some(v)) => {
                     self.last_id = v.get("id").cloned().unwrap_or(Value::Null);
                     if v.get("id").is_some() {
                         self.unanswered.push(self.last_id.clone());
@@ -619,10 +616,8 @@ impl Player {
                     self.transcript.requests.push(v.clone());
                     return Ok(v);
                 }
-                Some(Err(e)) if !e.is_eof() => {
-                    return Err(Stop::Fail(format!("the client sent bad JSON: {e}")));
-                }
-                _ => {}
+                Err(e) => return Err(Stop::Fail(format!("the client sent bad JSON: {e}"))),
+                Ok(None) => {}
             }
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {

@@ -41,15 +41,10 @@ impl Requests {
     /// The next request, or `None` at end of file.
     fn next(&mut self) -> Result<Option<Value>> {
         loop {
-            let mut values = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
-            match values.next() {
-                Some(Ok(v)) => {
-                    let used = values.byte_offset();
-                    self.buf.drain(..used);
-                    return Ok(Some(v));
-                }
-                Some(Err(e)) if !e.is_eof() => return Err(format!("flood server: {e}").into()),
-                _ => {}
+            match tests::take_json(&mut self.buf) {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                Err(e) => return Err(format!("flood server: {e}").into()),
             }
             let mut chunk = [0u8; 4096];
             let n = self.sock.read(&mut chunk)?;
