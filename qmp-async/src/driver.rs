@@ -19,7 +19,7 @@ use qmp_os::{CloseCause, Conn, Error};
 
 use crate::events::Shared;
 use crate::hub::Hub;
-use crate::link::{Body, Handshake, Inbox, Instruction, ReplySender};
+use crate::link::{Awaited, Body, Handshake, Inbox, Instruction, ReplySender};
 use crate::runtime::Runtime;
 use crate::transport::{Alarm, Pipe, Transport};
 
@@ -86,6 +86,7 @@ impl<R: Runtime> Driver<R> {
         io: Transport<R>,
         hub: Arc<Hub>,
         inbox: Arc<Inbox>,
+        awaited: Awaited,
     ) -> Result<(Driver<R>, Handshake), Error> {
         let mut inner = Box::new(Inner {
             conn,
@@ -100,7 +101,12 @@ impl<R: Runtime> Driver<R> {
             done: None,
         });
         inner.note_state();
-        std::future::poll_fn(|cx| inner.poll_handshake(cx)).await?;
+        let handshake = std::future::poll_fn(|cx| inner.poll_handshake(cx)).await;
+        if let Err(Error::Closed(cause)) = handshake {
+            let conn = &inner.conn;
+            return Err(conn.handshake_error(cause, awaited.what, awaited.timeout, awaited.qmp));
+        }
+        handshake?;
         let handshake = Handshake {
             greeting: inner.conn.greeting().cloned(),
             oob: inner.conn.engine().oob_enabled(),

@@ -63,6 +63,14 @@ pub(crate) struct Handshake {
     pub(crate) name: Arc<str>,
 }
 
+/// What a handshake waits for, to word its failure.
+pub(crate) struct Awaited {
+    pub(crate) what: &'static str,
+    /// A QMP handshake: its failure says whether the greeting arrived.
+    pub(crate) qmp: bool,
+    pub(crate) timeout: Duration,
+}
+
 pub(crate) struct Shared {
     inbox: Arc<Inbox>,
     hub: Arc<Hub>,
@@ -121,6 +129,7 @@ impl<R: Runtime> Link<R> {
             Dialect::Qga => "the guest agent to answer guest-sync-delimited",
             _ => "the QMP greeting and capability negotiation",
         };
+        let qmp = config.dialect == Dialect::Qmp;
         let staging = config.max_queued_events.max(MAX_EVENTS_PER_READ);
         let conn = Conn::new(
             config.max_queued_events(staging),
@@ -131,14 +140,13 @@ impl<R: Runtime> Link<R> {
         );
         let inbox = Arc::new(Inbox::default());
         let hub = Arc::new(Hub::new(Limits::from_options(options)));
-        let (driver, handshake) = Driver::establish(conn, io, hub.clone(), inbox.clone())
-            .await
-            .map_err(|e| match e {
-                Error::Closed(cause) => {
-                    Error::from_handshake(cause, what, options.handshake_timeout)
-                }
-                e => e,
-            })?;
+        let awaited = Awaited {
+            what,
+            qmp,
+            timeout: options.handshake_timeout,
+        };
+        let (driver, handshake) =
+            Driver::establish(conn, io, hub.clone(), inbox.clone(), awaited).await?;
         let shared = Shared {
             inbox,
             hub,

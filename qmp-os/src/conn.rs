@@ -125,6 +125,26 @@ impl Conn {
         self.greeting.as_ref()
     }
 
+    /// The error for a handshake that ended with `cause` while waiting for
+    /// `what`. A QMP handshake (`qmp`) that timed out also says
+    /// how far it got: whether the greeting had arrived.
+    pub fn handshake_error(
+        &self,
+        cause: CloseCause,
+        what: &str,
+        timeout: Duration,
+        qmp: bool,
+    ) -> Error {
+        let what = match (qmp, self.greeting.is_some()) {
+            (false, _) => what.to_owned(),
+            (true, false) => format!("{what} (no greeting arrived)"),
+            (true, true) => {
+                format!("{what} (the greeting arrived; `qmp_capabilities` was not answered)")
+            }
+        };
+        Error::from_handshake(cause, &what, timeout)
+    }
+
     /// Whether file descriptors can be passed.
     pub fn can_pass_fds(&self) -> bool {
         self.without_fds.is_none()

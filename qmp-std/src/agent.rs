@@ -58,6 +58,7 @@ impl<S: Stream> Agent<S> {
         conn.handshake(
             options.handshake_timeout,
             "the guest agent to answer guest-sync-delimited",
+            false,
         )?;
         Ok(Agent {
             conn,

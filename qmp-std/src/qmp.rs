@@ -217,6 +217,7 @@ impl<S: Stream> Qmp<S> {
             conn.handshake(
                 options.handshake_timeout,
                 "the QMP greeting and capability negotiation",
+                true,
             )?;
         }
         Ok(Qmp {

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant as StdInstant};
 
 use qmp_core::serde_json::Value;
-use qmp_core::{Output, Reply, Request, RequestError, RequestId, SessionState};
+use qmp_core::{CloseReason, Output, Reply, Request, RequestError, RequestId, SessionState};
 use qmp_os::{CloseCause, Conn, Error, SCHEMA_COMMAND, SchemaCheck, deadline_after, reply_value};
 
 use crate::stream::Stream;
@@ -63,18 +63,22 @@ impl<S: Stream> Wire<S> {
 
     /// Waits until the session runs (greeting and negotiation done, or the
     /// agent resynchronised); the engine bounds it by its handshake timeout.
-    pub(crate) fn handshake(&mut self, timeout: Duration, what: &str) -> Result<(), Error> {
+    /// `qmp`: a QMP handshake, whose timeout says whether the greeting
+    /// had arrived.
+    pub(crate) fn handshake(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        qmp: bool,
+    ) -> Result<(), Error> {
         self.set_write_timeout(timeout)?;
-        let timed_out = || Error::Timeout {
-            waiting_for: what.into(),
-            after: timeout,
+        let cause = match self.run(deadline_after(timeout), |w| w.ready.then_some(())) {
+            Ok(Some(())) => return Ok(()),
+            Ok(None) => CloseCause::Session(CloseReason::HandshakeTimeout),
+            Err(Error::Closed(cause)) => cause,
+            Err(e) => return Err(e),
         };
-        match self.run(deadline_after(timeout), |w| w.ready.then_some(())) {
-            Ok(Some(())) => Ok(()),
-            Ok(None) => Err(timed_out()),
-            Err(Error::Closed(cause)) => Err(Error::from_handshake(cause, what, timeout)),
-            Err(e) => Err(e),
-        }
+        Err(self.conn.handshake_error(cause, what, timeout, qmp))
     }
 
     /// Submits `request` and waits for its end, at most `timeout`; its

@@ -54,7 +54,9 @@ pub(crate) enum Got {
     /// The call's (or the wait's) deadline passed.
     Timeout,
     /// The greeting and negotiation did not finish in time.
-    HandshakeTimeout,
+    /// The handshake timed out; `greeted`: the error said the greeting had
+    /// arrived.
+    HandshakeTimeout { greeted: bool },
     /// The session ended for this engine reason.
     Closed(CloseReason),
     /// The socket failed with this kind of error.
@@ -85,7 +87,9 @@ impl Got {
             Error::TooLarge { limit, .. } => Got::TooLarge(limit),
             // The only wait of a connect, after the socket, is the handshake.
             Error::Timeout { waiting_for, .. } if waiting_for.contains("greeting") => {
-                Got::HandshakeTimeout
+                Got::HandshakeTimeout {
+                    greeted: waiting_for.contains("the greeting arrived"),
+                }
             }
             Error::Timeout { .. } => Got::Timeout,
             // A call cut short and a call made afterwards carry the same cause.
@@ -729,12 +733,27 @@ pub(crate) fn greeting_with_unknown_capabilities_and_fields<A: Adapter>() {
     server.finish_ok();
 }
 
-/// A server that never greets: the handshake times out, on time.
+/// A server that never greets: the handshake times out, on time, and
+/// says no greeting came.
 pub(crate) fn no_greeting<A: Adapter>() {
-    let server = FaultServer::start(Script::new().drain());
+    handshake_times_out::<A>(Script::new().drain(), false);
+}
+
+/// A server that greets but never answers `qmp_capabilities`: the
+/// timeout says the greeting came.
+pub(crate) fn greeting_but_no_negotiation<A: Adapter>() {
+    let script = Script::new()
+        .send(&format!("{GREETING}\r\n"))
+        .expect("qmp_capabilities")
+        .drain();
+    handshake_times_out::<A>(script, true);
+}
+
+fn handshake_times_out<A: Adapter>(script: Script, greeted: bool) {
+    let server = FaultServer::start(script);
     let started = Instant::now();
     match A::connect(server.path(), short()) {
-        Err(Got::HandshakeTimeout) => {}
+        Err(Got::HandshakeTimeout { greeted: g }) if g == greeted => {}
         Err(other) => panic!("expected a handshake timeout, got {other:?}"),
         Ok(_) => panic!("connected without a greeting"),
     }
@@ -1416,6 +1435,13 @@ macro_rules! fault_matrix {
         #[test]
         fn no_greeting() {
             fault::bounded("no_greeting", fault::no_greeting::<$adapter>);
+        }
+        #[test]
+        fn greeting_but_no_negotiation() {
+            fault::bounded(
+                "greeting_but_no_negotiation",
+                fault::greeting_but_no_negotiation::<$adapter>,
+            );
         }
         #[test]
         fn greeting_not_json() {
