@@ -1,17 +1,27 @@
-//! The one task that owns the engine's connection and the socket.
+//! The loop that moves a connection's bytes, and who runs it.
 //!
-//! Its loop: take the handles' instructions → read → write → fire the
+//! The loop: take the handles' instructions → read → write → fire the
 //! engine's deadline → hand replies and events out, until nothing moves;
 //! then sleep on the socket, the handles' instruction queue and one timer,
-//! which is re-armed only when the engine's deadline moves earlier. Every protocol
-//! decision is the engine's: this file only moves bytes and results.
+//! which is re-armed only when the engine's deadline moves earlier. Every
+//! protocol decision is the engine's: this file only moves bytes and
+//! results.
+//!
+//! The driver task runs it, and so does a call waiting for its reply when
+//! nobody else is running it: that call then sends its own request and
+//! reads its own reply on its own task. Whoever runs it holds the
+//! connection's lock; whoever finds it held leaves a flag that makes the
+//! holder take another turn, so no wake-up is lost. Every wake-up the loop
+//! asks for goes through one relay waker to the call running it (the
+//! pilot) or else to the driver task.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant as StdInstant};
 
 use qmp_core::{CloseReason, Event, Output, RequestId, SessionState};
@@ -31,8 +41,10 @@ const BUDGET: usize = 64;
 const PATIENCE: Duration = Duration::from_millis(250);
 
 /// Drives one connection: the engine, the socket, the timer, every call's
-/// reply and every subscriber's events. Nothing moves unless it is polled;
-/// a call whose deadline passes ends with a timeout all the same.
+/// reply and every subscriber's events. While it is not polled, a call
+/// waiting for its reply drives the connection itself, and a call whose
+/// deadline passes ends with a timeout all the same; events wait for the
+/// driver or the next call.
 ///
 /// It is a future: spawn it on the runtime's executor (`smol::spawn`,
 /// `tokio::spawn`), or poll it yourself next to your own work, in the same
@@ -59,7 +71,170 @@ const PATIENCE: Duration = Duration::from_millis(250);
 /// [`CloseCause::DriverDropped`].
 #[must_use = "the connection makes no progress unless its driver is polled"]
 pub struct Driver<R: Runtime> {
-    inner: Box<Inner<R>>,
+    core: Arc<Core<R>>,
+}
+
+/// The connection's state, driven by whoever gets to it: the driver task,
+/// or a caller waiting for its reply (see [`Steer`]).
+struct Core<R: Runtime> {
+    inner: Mutex<Box<Inner<R>>>,
+    /// Set by every party that wants a turn; whoever holds `inner` takes
+    /// another turn when it finds it set after letting go.
+    again: AtomicBool,
+    relay: Arc<Relay>,
+    /// `relay` as a waker: every registration a turn makes (socket, timers,
+    /// instructions, subscribers) is made with it.
+    relay_waker: Waker,
+}
+
+/// A caller's way to drive the connection from its own task while it
+/// waits for its reply: its reply is then read by the task that waits for
+/// it, with no wake-up of the driver task and no hand-over between tasks
+/// (each costs a reactor pass or a cross-thread wake-up).
+pub(crate) trait Steer: Send + Sync {
+    /// Takes turns as call `token`, woken by `waker` for what the
+    /// connection waits on. `false`: someone else is taking a turn and
+    /// will take another.
+    fn drive(&self, token: u64, waker: &Waker) -> bool;
+    /// Call `token` has its reply or went away: wake-ups go back to the
+    /// driver task.
+    fn release(&self, token: u64);
+}
+
+/// Whom the connection's wake-ups go to: the call driving it (the pilot),
+/// else the driver task (home).
+#[derive(Default)]
+struct Relay(Mutex<Crew>);
+
+#[derive(Default)]
+struct Crew {
+    home: Option<Waker>,
+    pilot: Option<(u64, Waker)>,
+    /// The pilot was woken and has not taken a turn since: a second
+    /// wake-up goes home too, so that a call future kept but no longer
+    /// polled never holds the connection up.
+    woken: bool,
+}
+
+impl Relay {
+    fn crew(&self) -> std::sync::MutexGuard<'_, Crew> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_home(&self, waker: &Waker) {
+        let mut crew = self.crew();
+        if !crew.home.as_ref().is_some_and(|h| h.will_wake(waker)) {
+            crew.home = Some(waker.clone());
+        }
+    }
+
+    fn board(&self, token: u64, waker: &Waker) {
+        let mut crew = self.crew();
+        crew.woken = false;
+        match &mut crew.pilot {
+            Some((t, w)) if *t == token && w.will_wake(waker) => {}
+            pilot => *pilot = Some((token, waker.clone())),
+        }
+    }
+
+    fn leave(&self, token: u64) {
+        let mut crew = self.crew();
+        if crew.pilot.as_ref().is_none_or(|(t, _)| *t != token) {
+            return;
+        }
+        crew.pilot = None;
+        // A wake-up the pilot took but will not act on goes home.
+        let home = std::mem::take(&mut crew.woken).then(|| crew.home.clone());
+        drop(crew);
+        if let Some(Some(w)) = home {
+            w.wake();
+        }
+    }
+
+    fn wake_home(&self) {
+        let home = self.crew().home.clone();
+        if let Some(w) = home {
+            w.wake();
+        }
+    }
+}
+
+impl std::task::Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut crew = self.crew();
+        let (pilot, home) = match &crew.pilot {
+            Some((_, pilot)) => {
+                let pilot = pilot.clone();
+                let slow = std::mem::replace(&mut crew.woken, true);
+                (Some(pilot), if slow { crew.home.clone() } else { None })
+            }
+            None => (None, crew.home.clone()),
+        };
+        drop(crew);
+        pilot.into_iter().chain(home).for_each(Waker::wake);
+    }
+}
+
+impl<R: Runtime> Core<R> {
+    fn new(inner: Box<Inner<R>>) -> Self {
+        let relay = Arc::new(Relay::default());
+        Core {
+            inner: Mutex::new(inner),
+            again: AtomicBool::new(false),
+            relay_waker: Waker::from(relay.clone()),
+            relay,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<Inner<R>>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes turns until nobody else asked for one meanwhile. `None`:
+    /// someone else holds the connection and will take another turn.
+    fn turns(&self, before: impl Fn()) -> Option<Poll<CloseCause>> {
+        let mut last = None;
+        loop {
+            self.again.store(true, Ordering::SeqCst);
+            let mut inner = match self.inner.try_lock() {
+                Ok(inner) => inner,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return last,
+            };
+            self.again.store(false, Ordering::SeqCst);
+            before();
+            let mut cx = Context::from_waker(&self.relay_waker);
+            let poll = inner.poll(&mut cx);
+            drop(inner);
+            if poll.is_ready() {
+                // The driver task returns the cause.
+                self.relay.wake_home();
+                return Some(poll);
+            }
+            last = Some(poll);
+            if !self.again.load(Ordering::SeqCst) {
+                return last;
+            }
+        }
+    }
+}
+
+impl<R: Runtime> Steer for Core<R> {
+    fn drive(&self, token: u64, waker: &Waker) -> bool {
+        self.turns(|| self.relay.board(token, waker)).is_some()
+    }
+
+    fn release(&self, token: u64) {
+        self.relay.leave(token);
+    }
 }
 
 struct Inner<R: Runtime> {
@@ -113,21 +288,29 @@ impl<R: Runtime> Driver<R> {
             clock: inner.conn.clock(),
             name: inner.conn.name().into(),
         };
-        Ok((Driver { inner }, handshake))
+        let core = Arc::new(Core::new(inner));
+        Ok((Driver { core }, handshake))
+    }
+
+    /// The callers' way to drive the connection.
+    pub(crate) fn steer(&self) -> std::sync::Weak<dyn Steer> {
+        let core: Arc<dyn Steer> = self.core.clone();
+        Arc::downgrade(&core)
     }
 
     /// Whether the driver has finished.
     pub fn is_finished(&self) -> bool {
-        self.inner.done.is_some()
+        self.core.lock().done.is_some()
     }
 }
 
 impl<R: Runtime> fmt::Debug for Driver<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.core.lock();
         f.debug_struct("Driver")
-            .field("conn", &self.inner.conn)
-            .field("waiting", &self.inner.waiters.len())
-            .field("done", &self.inner.done)
+            .field("conn", &inner.conn)
+            .field("waiting", &inner.waiters.len())
+            .field("done", &inner.done)
             .finish()
     }
 }
@@ -135,15 +318,20 @@ impl<R: Runtime> fmt::Debug for Driver<R> {
 impl<R: Runtime> Future for Driver<R> {
     type Output = CloseCause;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseCause> {
-        self.inner.poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseCause> {
+        let core = &self.core;
+        core.relay.set_home(cx.waker());
+        // Someone else holding the connection takes another turn, and
+        // wakes this task when the connection ends.
+        core.turns(|| ()).unwrap_or(Poll::Pending)
     }
 }
 
 impl<R: Runtime> Drop for Driver<R> {
     fn drop(&mut self) {
-        if self.inner.done.is_none() {
-            self.inner.finish(CloseCause::DriverDropped);
+        let mut inner = self.core.lock();
+        if inner.done.is_none() {
+            inner.finish(CloseCause::DriverDropped);
         }
     }
 }

@@ -24,7 +24,7 @@ use qmp_os::{
     connect_unix_nonblocking, deadline_after, reply_returns, reply_value,
 };
 
-use crate::driver::Driver;
+use crate::driver::{Driver, Steer};
 use crate::events::{EventFilter, Events, Subscription};
 use crate::hub::{Hub, Limits, Runstates};
 use crate::runtime::Runtime;
@@ -73,6 +73,9 @@ pub(crate) struct Awaited {
 
 pub(crate) struct Shared {
     inbox: Arc<Inbox>,
+    /// Lets a call drive the connection while it waits for its reply; gone
+    /// with the driver, so that the socket closes when the driver ends.
+    steer: std::sync::Weak<dyn Steer>,
     hub: Arc<Hub>,
     next_token: AtomicU64,
     handshake: Handshake,
@@ -149,6 +152,7 @@ impl<R: Runtime> Link<R> {
             Driver::establish(conn, io, hub.clone(), inbox.clone(), awaited).await?;
         let shared = Shared {
             inbox,
+            steer: driver.steer(),
             hub,
             next_token: AtomicU64::new(0),
             handshake,
@@ -283,7 +287,13 @@ impl<R: Runtime> Link<R> {
             fds,
             reply,
         };
-        if !self.shared.inbox.send(Instruction::Execute(submission)) {
+        // Nobody is woken: the call drives the connection itself, or
+        // finds someone doing so who will take its instruction.
+        if !self
+            .shared
+            .inbox
+            .send_quietly(Instruction::Execute(submission))
+        {
             return Err(Error::Closed(self.cause()));
         }
         let mut guard = CancelOnDrop {
@@ -291,7 +301,15 @@ impl<R: Runtime> Link<R> {
             inbox: &self.shared.inbox,
             armed: true,
         };
-        let answer = async { Some(result.await) };
+        let answer = async {
+            let answer = Answer {
+                slot: result,
+                token,
+                steer: &self.shared.steer,
+                piloting: false,
+            };
+            Some(answer.await)
+        };
         let expire = async {
             match limit {
                 Some(at) => Guard::<R>::new(&self.shared.spare_timers, at).await,
@@ -493,6 +511,55 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
+/// A call's reply: taken from its slot, where it is left by whoever reads
+/// it; while none is there, the call drives the connection itself when
+/// nobody else is, and then reads its own reply.
+struct Answer<'a> {
+    slot: ReplyReceiver,
+    token: u64,
+    steer: &'a std::sync::Weak<dyn Steer>,
+    /// Wake-ups of the connection come to this call.
+    piloting: bool,
+}
+
+impl Future for Answer<'_> {
+    type Output = Option<Result<Reply, Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // A reply delivered while driving wakes nobody: look before
+        // leaving a waker in the slot.
+        if let Some(done) = this.slot.take() {
+            return Poll::Ready(done);
+        }
+        if let Some(steer) = this.steer.upgrade()
+            && steer.drive(this.token, cx.waker())
+        {
+            this.piloting = true;
+        }
+        let poll = Pin::new(&mut this.slot).poll(cx);
+        if poll.is_ready() && std::mem::take(&mut this.piloting) {
+            release(this.steer, this.token);
+        }
+        poll
+    }
+}
+
+/// Hands the connection's wake-ups back, if the driver is still there.
+fn release(steer: &std::sync::Weak<dyn Steer>, token: u64) {
+    if let Some(steer) = steer.upgrade() {
+        steer.release(token);
+    }
+}
+
+impl Drop for Answer<'_> {
+    fn drop(&mut self) {
+        if self.piloting {
+            release(self.steer, self.token);
+        }
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         // Every handle is gone: nobody can call or disconnect any more.
@@ -539,6 +606,18 @@ impl Inbox {
         if let Some(w) = driver {
             w.wake();
         }
+        true
+    }
+
+    /// Queues `instruction` without waking the driver: for a caller that
+    /// drives the connection next (see [`Steer`]). `false` (and dropped)
+    /// once the driver has finished.
+    pub(crate) fn send_quietly(&self, instruction: Instruction) -> bool {
+        let mut post = self.post();
+        if post.finished {
+            return false;
+        }
+        post.queue.push_back(instruction);
         true
     }
 
@@ -646,6 +725,21 @@ impl Drop for ReplySender {
         };
         if let Some(w) = waker {
             w.wake();
+        }
+    }
+}
+
+impl ReplyReceiver {
+    /// The result, if there is one, without waiting; the waker left by an
+    /// earlier poll is taken back (the caller is awake: waking it again
+    /// would cost its runtime another pass).
+    fn take(&mut self) -> Option<Option<Result<Reply, Error>>> {
+        let mut slot = lock(&self.0);
+        slot.waker = None;
+        match slot.result.take() {
+            Some(r) => Some(Some(r)),
+            None if slot.dropped => Some(None),
+            None => None,
         }
     }
 }

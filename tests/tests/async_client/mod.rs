@@ -937,13 +937,24 @@ pub(crate) fn driver_polled_by_hand_in_the_same_task<E: Exec>() {
 pub(crate) fn dropping_the_driver_ends_calls<E: Exec>() {
     let server = QemuServer::start(&[]);
     let socket = server.socket.clone();
+    let pid = server.child.id().to_string();
+    let signal = move |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
     E::run("dropped driver", async move {
         let (qmp, driver) = Qmp::<E::R>::connect_unix(&socket, options()).await.unwrap();
         let mut sub = qmp.subscribe(EventFilter::all());
-        // Handed to the driver, which is never polled.
+        // A stopped QEMU answers nothing: the call, which sends itself
+        // when nothing else drives the connection, waits.
+        signal("-STOP");
         let mut pending = Box::pin(qmp.call(&QueryStatus));
         assert!(future::poll_once(&mut pending).await.is_none());
         drop(driver);
+        signal("-CONT");
         let err = pending.await.unwrap_err();
         assert!(
             matches!(err, Error::Interrupted(CloseCause::DriverDropped)),
