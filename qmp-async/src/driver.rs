@@ -102,9 +102,17 @@ pub(crate) trait Steer: Send + Sync {
 }
 
 /// Whom the connection's wake-ups go to: the call driving it (the pilot),
-/// else the driver task (home).
-#[derive(Default)]
-struct Relay(Mutex<Crew>);
+/// else the driver task (home). While anyone else waits on the connection
+/// (another call, a subscriber, a watcher of its state or its end), home
+/// is woken as well: the pilot is woken only for its own reply, and a
+/// call future kept but no longer polled must not hold up the others.
+struct Relay {
+    crew: Mutex<Crew>,
+    hub: Arc<Hub>,
+    inbox: Arc<Inbox>,
+    /// More than one call waits for a reply (as of the last turn).
+    others: AtomicBool,
+}
 
 #[derive(Default)]
 struct Crew {
@@ -118,9 +126,14 @@ struct Crew {
 
 impl Relay {
     fn crew(&self) -> std::sync::MutexGuard<'_, Crew> {
-        self.0
+        self.crew
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether anyone but the pilot may be waiting on the connection.
+    fn crowded(&self) -> bool {
+        self.others.load(Ordering::Relaxed) || self.hub.has_listeners() || self.inbox.watched()
     }
 
     fn set_home(&self, waker: &Waker) {
@@ -167,12 +180,16 @@ impl std::task::Wake for Relay {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        let crowded = self.crowded();
         let mut crew = self.crew();
         let (pilot, home) = match &crew.pilot {
             Some((_, pilot)) => {
                 let pilot = pilot.clone();
                 let slow = std::mem::replace(&mut crew.woken, true);
-                (Some(pilot), if slow { crew.home.clone() } else { None })
+                (
+                    Some(pilot),
+                    (slow || crowded).then(|| crew.home.clone()).flatten(),
+                )
             }
             None => (None, crew.home.clone()),
         };
@@ -183,7 +200,12 @@ impl std::task::Wake for Relay {
 
 impl<R: Runtime> Core<R> {
     fn new(inner: Box<Inner<R>>) -> Self {
-        let relay = Arc::new(Relay::default());
+        let relay = Arc::new(Relay {
+            crew: Mutex::default(),
+            hub: inner.hub.clone(),
+            inbox: inner.inbox.clone(),
+            others: AtomicBool::new(false),
+        });
         Core {
             inner: Mutex::new(inner),
             again: AtomicBool::new(false),
@@ -213,6 +235,8 @@ impl<R: Runtime> Core<R> {
             before();
             let mut cx = Context::from_waker(&self.relay_waker);
             let poll = inner.poll(&mut cx);
+            let others = inner.waiters.len() > 1;
+            self.relay.others.store(others, Ordering::Relaxed);
             drop(inner);
             if poll.is_ready() {
                 // The driver task returns the cause.

@@ -10,7 +10,7 @@ use qmp_core::{Event, EventQueue};
 
 use qmp_os::CloseCause;
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Listening};
 
 /// The queue size of [`Qmp::subscribe`](crate::Qmp::subscribe).
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 256;
@@ -308,7 +308,7 @@ impl fmt::Debug for Shared {
 /// holds none.
 pub struct Subscription<const N: usize = DEFAULT_SUBSCRIPTION_CAPACITY> {
     shared: Arc<Shared>,
-    hub: Arc<Hub>,
+    hub: Listening,
 }
 
 /// The methods every event queue a handle reads has.
@@ -406,7 +406,7 @@ impl<const N: usize> fmt::Debug for Subscription<N> {
 /// read it from one task at a time.
 pub struct Events {
     shared: Arc<Shared>,
-    hub: Arc<Hub>,
+    hub: Listening,
 }
 
 impl Events {
@@ -431,13 +431,19 @@ impl fmt::Debug for Events {
 
 impl<const N: usize> Subscription<N> {
     pub(crate) fn new(shared: Arc<Shared>, hub: Arc<Hub>) -> Self {
-        Subscription { shared, hub }
+        Subscription {
+            shared,
+            hub: Listening::new(hub),
+        }
     }
 }
 
 impl Events {
     pub(crate) fn new(shared: Arc<Shared>, hub: Arc<Hub>) -> Self {
-        Events { shared, hub }
+        Events {
+            shared,
+            hub: Listening::new(hub),
+        }
     }
 }
 

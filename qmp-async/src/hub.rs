@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -50,6 +51,33 @@ pub(crate) struct Hub {
     limits: Limits,
     unclaimed: Arc<Shared>,
     inner: Mutex<HubInner>,
+    /// How many [`Listening`] handles exist.
+    listeners: AtomicUsize,
+}
+
+/// The hub as a subscription, the default queue or a run-state stream
+/// holds it: counted while it lives (see [`Hub::has_listeners`]).
+pub(crate) struct Listening(Arc<Hub>);
+
+impl Listening {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        hub.listeners.fetch_add(1, Ordering::Relaxed);
+        Listening(hub)
+    }
+}
+
+impl std::ops::Deref for Listening {
+    type Target = Hub;
+
+    fn deref(&self) -> &Hub {
+        &self.0
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -84,6 +112,7 @@ impl Hub {
                 history: EventQueue::bounded(limits.history.0, limits.history.1),
                 ..HubInner::default()
             }),
+            listeners: AtomicUsize::new(0),
         }
     }
 
@@ -137,6 +166,13 @@ impl Hub {
         }
         drop(hub);
         Subscription::new(shared, self.clone())
+    }
+
+    /// Whether anyone may be waiting for events or for the session's
+    /// state: a subscription, a handle on the default queue or a stream
+    /// of run states exists. Takes no lock: the driver's wakers ask.
+    pub(crate) fn has_listeners(&self) -> bool {
+        self.listeners.load(Ordering::Relaxed) > 0
     }
 
     pub(crate) fn events(self: &Arc<Self>) -> Events {
@@ -258,14 +294,17 @@ impl Hub {
 /// # }
 /// ```
 pub struct Runstates {
-    hub: Arc<Hub>,
+    hub: Listening,
     /// The index of the next state to yield, counted from the first.
     next: usize,
 }
 
 impl Runstates {
     pub(crate) fn new(hub: Arc<Hub>) -> Self {
-        Runstates { hub, next: 0 }
+        Runstates {
+            hub: Listening::new(hub),
+            next: 0,
+        }
     }
 
     /// Why the connection closed, once it has.

@@ -660,6 +660,11 @@ impl Inbox {
         }
     }
 
+    /// Whether anyone waits for the driver to finish.
+    pub(crate) fn watched(&self) -> bool {
+        !self.post().watchers.is_empty()
+    }
+
     /// Completes once the driver has finished.
     async fn finished(&self) {
         std::future::poll_fn(|cx| {

@@ -632,6 +632,62 @@ pub(crate) fn a_call_outlives_the_timer_a_shorter_call_left_armed<E: Exec>() {
     server.join().unwrap();
 }
 
+/// Far shorter than any limit the parked call or the connection set
+/// (the handshake's alarm, left armed, goes off after 10 s), and still
+/// generous for a loaded machine.
+const NOT_HELD_UP: Duration = Duration::from_secs(5);
+
+/// A call whose future was polled once and then kept unpolled leaves its
+/// request sent; the connection still reads for everyone else: an event
+/// reaches a subscriber and another call gets its reply, long before the
+/// parked call's own limit. The parked call gets its reply when polled.
+pub(crate) fn a_call_kept_but_not_polled_holds_up_no_one_else<E: Exec>() {
+    let (go, went) = std::sync::mpsc::channel::<()>();
+    let (connect, server) = scripted::<E>(Options::default(), move |peer| {
+        peer.handshake();
+        let parked = peer.recv();
+        // Only once the parked call's first poll is over.
+        went.recv().unwrap();
+        peer.event("X", json!({}));
+        let other = peer.recv();
+        peer.reply(&other, json!({"n": 2}));
+        peer.reply(&parked, json!({"n": 1}));
+    });
+    E::run("parked call", async move {
+        let (qmp, driver) = connect.await.unwrap();
+        let driver = E::spawn(driver);
+        let mut events = qmp.subscribe(EventFilter::all());
+        let patient = qmp.with_timeout(Duration::from_secs(600));
+        let mut parked = Box::pin(patient.execute("query-status", Value::Null));
+        assert!(future::poll_once(&mut parked).await.is_none());
+        go.send(()).unwrap();
+        let limit = async {
+            E::sleep(NOT_HELD_UP).await;
+            None
+        };
+        let event = future::or(events.next(), limit).await;
+        assert_eq!(
+            event
+                .expect("the event, well before the parked call's limit")
+                .name,
+            "X"
+        );
+        let other = qmp.execute("query-name", Value::Null);
+        let other = future::or(async { Some(other.await) }, async {
+            E::sleep(NOT_HELD_UP).await;
+            None
+        });
+        assert_eq!(
+            other.await.expect("the other call's reply").unwrap()["n"],
+            2
+        );
+        assert_eq!(parked.await.unwrap()["n"], 1);
+        qmp.disconnect();
+        driver.await;
+    });
+    server.join().unwrap();
+}
+
 /// One `#[test]` per case above, on the runtime `$exec` (a [`Exec`]).
 macro_rules! suite {
     ($exec:ty) => {
@@ -648,7 +704,8 @@ macro_rules! suite {
             unclaimed_events_wait_in_the_default_queue,
             the_history_answers_whether_an_event_happened,
             runstates_are_observed_in_order_with_the_close_cause,
-            a_call_outlives_the_timer_a_shorter_call_left_armed
+            a_call_outlives_the_timer_a_shorter_call_left_armed,
+            a_call_kept_but_not_polled_holds_up_no_one_else
         );
     };
     (@ $exec:ty; $($case:ident),*) => {
