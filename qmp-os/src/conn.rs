@@ -49,6 +49,8 @@ pub struct Conn {
     target: &'static str,
     /// Recent events, whoever takes them (none unless asked for).
     history: EventQueue,
+    /// Bytes written so far.
+    written: u64,
 }
 
 impl fmt::Debug for Conn {
@@ -90,6 +92,7 @@ impl Conn {
             logged: Stats::default(),
             target,
             history: EventQueue::new(0),
+            written: 0,
         };
         conn.after_step();
         conn
@@ -127,7 +130,8 @@ impl Conn {
 
     /// The error for a handshake that ended with `cause` while waiting for
     /// `what`. A QMP handshake (`qmp`) that timed out also says
-    /// how far it got: whether the greeting had arrived.
+    /// how far it got: whether the greeting had arrived, and whether
+    /// `qmp_capabilities` went out.
     pub fn handshake_error(
         &self,
         cause: CloseCause,
@@ -138,8 +142,11 @@ impl Conn {
         let what = match (qmp, self.greeting.is_some()) {
             (false, _) => what.to_owned(),
             (true, false) => format!("{what} (no greeting arrived)"),
+            (true, true) if self.written == 0 => {
+                format!("{what} (the greeting arrived; `qmp_capabilities` was not sent)")
+            }
             (true, true) => {
-                format!("{what} (the greeting arrived; `qmp_capabilities` was not answered)")
+                format!("{what} (the greeting arrived; `qmp_capabilities` was sent, not answered)")
             }
         };
         Error::from_handshake(cause, &what, timeout)
@@ -343,6 +350,7 @@ impl Conn {
             self.forget_fds(id);
         }
         self.engine.consume_transmit(n);
+        self.written += n as u64;
         self.after_step();
     }
 
