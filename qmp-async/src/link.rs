@@ -596,28 +596,27 @@ impl Inbox {
     /// Queues `instruction` for the driver; `false` (and dropped) once the
     /// driver has finished.
     pub(crate) fn send(&self, instruction: Instruction) -> bool {
-        let mut post = self.post();
-        if post.finished {
-            return false;
-        }
-        post.queue.push_back(instruction);
-        let driver = post.driver.take();
-        drop(post);
-        if let Some(w) = driver {
-            w.wake();
-        }
-        true
+        self.push(instruction, true)
     }
 
     /// Queues `instruction` without waking the driver: for a caller that
     /// drives the connection next (see [`Steer`]). `false` (and dropped)
     /// once the driver has finished.
     pub(crate) fn send_quietly(&self, instruction: Instruction) -> bool {
+        self.push(instruction, false)
+    }
+
+    fn push(&self, instruction: Instruction, wake: bool) -> bool {
         let mut post = self.post();
         if post.finished {
             return false;
         }
         post.queue.push_back(instruction);
+        let driver = if wake { post.driver.take() } else { None };
+        drop(post);
+        if let Some(w) = driver {
+            w.wake();
+        }
         true
     }
 
@@ -741,9 +740,16 @@ impl ReplyReceiver {
     fn take(&mut self) -> Option<Option<Result<Reply, Error>>> {
         let mut slot = lock(&self.0);
         slot.waker = None;
-        match slot.result.take() {
+        slot.outcome()
+    }
+}
+
+impl Slot {
+    /// The result, or `Some(None)` when the call was dropped unanswered.
+    fn outcome(&mut self) -> Option<Option<Result<Reply, Error>>> {
+        match self.result.take() {
             Some(r) => Some(Some(r)),
-            None if slot.dropped => Some(None),
+            None if self.dropped => Some(None),
             None => None,
         }
     }
@@ -754,11 +760,8 @@ impl Future for ReplyReceiver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut slot = lock(&self.0);
-        if let Some(r) = slot.result.take() {
-            return Poll::Ready(Some(r));
-        }
-        if slot.dropped {
-            return Poll::Ready(None);
+        if let Some(outcome) = slot.outcome() {
+            return Poll::Ready(outcome);
         }
         match &mut slot.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
