@@ -335,30 +335,20 @@ fn probe(socket: &Path) -> io::Result<()> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = Vec::new();
-    let greeting = next_json(&mut stream, &mut buf)?;
+    let mut next = |stream: &mut UnixStream, what: &str| {
+        read_json(stream, &mut buf)
+            .and_then(|v| v.ok_or(io::ErrorKind::UnexpectedEof.into()))
+            .map_err(|e| io::Error::new(e.kind(), format!("no {what}: {e}")))
+    };
+    let greeting = next(&mut stream, "greeting")?;
     if greeting.get("QMP").is_none() {
         return Err(io::Error::other(format!("not a greeting: {greeting}")));
     }
     stream.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
-    let reply = next_json(&mut stream, &mut buf)
-        .map_err(|e| io::Error::new(e.kind(), format!("no reply to qmp_capabilities: {e}")))?;
+    let reply = next(&mut stream, "reply to qmp_capabilities")?;
     match reply.get("return") {
         Some(_) => Ok(()),
         None => Err(io::Error::other(format!("qmp_capabilities: {reply}"))),
-    }
-}
-
-/// The next JSON value from `stream`, `buf` holding what was read beyond.
-fn next_json(stream: &mut UnixStream, buf: &mut Vec<u8>) -> io::Result<serde_json::Value> {
-    loop {
-        if let Some(v) = take_json(buf).map_err(io::Error::other)? {
-            return Ok(v);
-        }
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
     }
 }
 
@@ -514,9 +504,33 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
         .expect("valid base64 from the agent")
 }
 
+/// The next JSON value from `stream`, however it is framed, `buf` holding
+/// what was read beyond it; `None` at the end of the stream. Bytes that
+/// cannot be JSON are an `InvalidData` error. What the scripted servers
+/// read requests with.
+pub fn read_json(
+    stream: &mut impl Read,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<serde_json::Value>> {
+    loop {
+        if let Some(v) =
+            take_json(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        {
+            return Ok(Some(v));
+        }
+        let mut chunk = [0u8; 65536];
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Takes the first whole JSON value off the front of `buf`, however it is
 /// framed: `Ok(None)` while it is still incomplete, an error when the
-/// bytes cannot be JSON. What the scripted servers read requests with.
+/// bytes cannot be JSON.
 pub fn take_json(buf: &mut Vec<u8>) -> Result<Option<serde_json::Value>, serde_json::Error> {
     let mut values = serde_json::Deserializer::from_slice(buf).into_iter::<serde_json::Value>();
     match values.next() {

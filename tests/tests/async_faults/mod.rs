@@ -32,17 +32,9 @@ impl Peer {
 
     /// The next request, whatever its framing.
     fn recv(&mut self) -> Value {
-        loop {
-            match tests::take_json(&mut self.buf) {
-                Ok(Some(v)) => return v,
-                Ok(None) => {}
-                Err(e) => panic!("the client sent bad JSON: {e}"),
-            }
-            let mut chunk = [0u8; 65536];
-            let n = self.stream.read(&mut chunk).unwrap();
-            assert!(n > 0, "the client closed the connection");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        tests::read_json(&mut self.stream, &mut self.buf)
+            .expect("a request from the client")
+            .expect("the client closed the connection")
     }
 
     /// Greets and accepts the negotiation.

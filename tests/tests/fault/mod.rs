@@ -53,10 +53,10 @@ pub(crate) enum Got {
     Server(ErrorClass, String),
     /// The call's (or the wait's) deadline passed.
     Timeout,
-    /// The greeting and negotiation did not finish in time.
-    /// The handshake timed out; `greeted`: the error said the greeting had
-    /// arrived.
-    HandshakeTimeout { greeted: bool },
+    /// The greeting and negotiation did not finish in time; `sent`: the
+    /// error said the greeting had arrived and `qmp_capabilities` was
+    /// sent, not answered.
+    HandshakeTimeout { sent: bool },
     /// The session ended for this engine reason.
     Closed(CloseReason),
     /// The socket failed with this kind of error.
@@ -88,7 +88,7 @@ impl Got {
             // The only wait of a connect, after the socket, is the handshake.
             Error::Timeout { waiting_for, .. } if waiting_for.contains("greeting") => {
                 Got::HandshakeTimeout {
-                    greeted: waiting_for.contains("the greeting arrived"),
+                    sent: waiting_for.contains("the greeting arrived; `qmp_capabilities` was sent"),
                 }
             }
             Error::Timeout { .. } => Got::Timeout,
@@ -610,27 +610,20 @@ impl Player {
 
     /// The next request, however the client framed it.
     fn read_request(&mut self) -> Result<Value, Stop> {
-        loop {
-            match tests::take_json(&mut self.buf) {
-                Ok(Some(v)) => {
-                    self.last_id = v.get("id").cloned().unwrap_or(Value::Null);
-                    if v.get("id").is_some() {
-                        self.unanswered.push(self.last_id.clone());
-                    }
-                    self.transcript.requests.push(v.clone());
-                    return Ok(v);
-                }
-                Err(e) => return Err(Stop::Fail(format!("the client sent bad JSON: {e}"))),
-                Ok(None) => {}
+        let v = match tests::read_json(&mut self.stream, &mut self.buf) {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err(Stop::Fail("the client closed before a request".into())),
+            Err(e) if e.kind() == ErrorKind::InvalidData => {
+                return Err(Stop::Fail(format!("the client sent bad JSON: {e}")));
             }
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(Stop::Fail("the client closed before a request".into())),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(Stop::Fail(format!("reading a request: {e}"))),
-            }
+            Err(e) => return Err(Stop::Fail(format!("reading a request: {e}"))),
+        };
+        self.last_id = v.get("id").cloned().unwrap_or(Value::Null);
+        if v.get("id").is_some() {
+            self.unanswered.push(self.last_id.clone());
         }
+        self.transcript.requests.push(v.clone());
+        Ok(v)
     }
 }
 
@@ -740,7 +733,7 @@ pub(crate) fn no_greeting<A: Adapter>() {
 }
 
 /// A server that greets but never answers `qmp_capabilities`: the
-/// timeout says the greeting came.
+/// timeout says the greeting came and the request went out.
 pub(crate) fn greeting_but_no_negotiation<A: Adapter>() {
     let script = Script::new()
         .send(&format!("{GREETING}\r\n"))
@@ -749,11 +742,11 @@ pub(crate) fn greeting_but_no_negotiation<A: Adapter>() {
     handshake_times_out::<A>(script, true);
 }
 
-fn handshake_times_out<A: Adapter>(script: Script, greeted: bool) {
+fn handshake_times_out<A: Adapter>(script: Script, sent: bool) {
     let server = FaultServer::start(script);
     let started = Instant::now();
     match A::connect(server.path(), short()) {
-        Err(Got::HandshakeTimeout { greeted: g }) if g == greeted => {}
+        Err(Got::HandshakeTimeout { sent: s }) if s == sent => {}
         Err(other) => panic!("expected a handshake timeout, got {other:?}"),
         Ok(_) => panic!("connected without a greeting"),
     }

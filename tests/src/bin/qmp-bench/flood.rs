@@ -7,7 +7,7 @@
 //! scenario's alone: a fresh process, not one whose allocator kept the
 //! pages of earlier scenarios.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -40,19 +40,8 @@ struct Requests {
 impl Requests {
     /// The next request, or `None` at end of file.
     fn next(&mut self) -> Result<Option<Value>> {
-        loop {
-            match tests::take_json(&mut self.buf) {
-                Ok(Some(v)) => return Ok(Some(v)),
-                Ok(None) => {}
-                Err(e) => return Err(format!("flood server: {e}").into()),
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.sock.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        tests::read_json(&mut self.sock, &mut self.buf)
+            .map_err(|e| format!("flood server: {e}").into())
     }
 }
 
