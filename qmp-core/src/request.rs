@@ -13,12 +13,16 @@ use crate::time::Instant;
 
 /// The engine's handle for one request; unique within a [`Client`](crate::Client).
 ///
-/// It is also the `id` sent on the wire, so logs on both sides agree.
+/// It is not the `id` on the wire: the engine numbers a request when it
+/// writes it with the smallest number no reply is still due for, because
+/// QEMU reads a request a byte at a time and every digit costs it time.
+/// [`Client::wire_id`](crate::Client::wire_id) tells the one from the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub(crate) u64);
 
 impl RequestId {
-    /// The number sent as the request's `id`.
+    /// The number behind the handle: handles of one client count up from
+    /// 0 or 1 and never repeat.
     pub const fn get(self) -> u64 {
         self.0
     }
@@ -181,6 +185,13 @@ impl Request {
 
     /// The bytes of this request with `id`, as sent.
     pub(crate) fn encode(&self, id: Option<u64>, out: &mut Vec<u8>) {
+        self.encode_open(out);
+        close_request(id, out);
+    }
+
+    /// The bytes of this request up to where its `id` goes: the engine
+    /// numbers it only when it is written.
+    pub(crate) fn encode_open(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(if self.oob {
             b"{\"exec-oob\":"
         } else {
@@ -191,12 +202,17 @@ impl Request {
             out.extend_from_slice(b",\"arguments\":");
             out.extend_from_slice(args);
         }
-        if let Some(id) = id {
-            out.extend_from_slice(b",\"id\":");
-            write_u64(id, out);
-        }
-        out.push(b'}');
     }
+}
+
+/// Ends a request that [`Request::encode_open`] (or a whole object less
+/// its closing brace) began, with `id` if any.
+pub(crate) fn close_request(id: Option<u64>, out: &mut Vec<u8>) {
+    if let Some(id) = id {
+        out.extend_from_slice(b",\"id\":");
+        write_u64(id, out);
+    }
+    out.push(b'}');
 }
 
 /// The command name of a request object and whether it runs out of band,

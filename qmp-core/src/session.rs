@@ -14,7 +14,7 @@ use crate::framing::{Frame, FrameError, Framer};
 use crate::greeting::{Capability, Greeting};
 use crate::message::{Fault, Incoming, ReplyId, decode, decode_prefix};
 use crate::reply::Reply;
-use crate::request::{Request, RequestId, request_fields, write_u64};
+use crate::request::{Request, RequestId, close_request, request_fields, write_u64};
 use crate::table::{Cancelled, Pending, RequestTable, State};
 use crate::time::Instant;
 use crate::transmit::{Transmit, TransmitQueue};
@@ -178,7 +178,10 @@ impl Client {
             oob: false,
             next_id: u64::from(config.dialect == Dialect::Qmp && config.negotiate),
             rng: config.sync_seed ^ 0x5851_f42d_4c95_7f2d,
-            requests: RequestTable::new(config.max_open_requests),
+            requests: RequestTable::new(
+                config.max_open_requests,
+                u64::from(config.dialect == Dialect::Qmp && config.negotiate),
+            ),
             transmit: TransmitQueue::default(),
             outputs: VecDeque::new(),
             events: EventQueue::bounded(config.max_queued_events, config.max_queued_event_bytes),
@@ -311,8 +314,11 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         let mut bytes = Vec::new();
-        let with_id = !(request.no_reply && self.config.dialect == Dialect::Qga);
-        request.encode(with_id.then_some(id), &mut bytes);
+        let numbered = !(request.no_reply && self.config.dialect == Dialect::Qga);
+        request.encode_open(&mut bytes);
+        if !numbered {
+            close_request(None, &mut bytes);
+        }
         let relative = request.timeout.or(self.config.request_timeout);
         let deadline = match (request.deadline, relative) {
             (Some(d), Some(t)) if request.timeout.is_some() => Some(d.min(now + t)),
@@ -325,6 +331,8 @@ impl Client {
             now,
             Pending {
                 id,
+                numbered,
+                wire: None,
                 name: request.into_name(),
                 raw: None,
                 state: State::Queued,
@@ -353,7 +361,7 @@ impl Client {
         message: Value,
         timeout: Option<core::time::Duration>,
     ) -> Result<RequestId, SubmitError> {
-        let (mut obj, name, oob) = raw_request(message)?;
+        let (obj, name, oob) = raw_request(message)?;
         let chosen = obj.get("id").cloned();
         if let Some(v) = &chosen
             && (v.as_u64().is_some() || self.requests.raw_with(v).is_some())
@@ -365,14 +373,15 @@ impl Client {
         self.check_submit(oob)?;
         let id = self.next_id;
         self.next_id += 1;
-        if chosen.is_none() {
-            obj.insert("id".into(), Value::from(id));
-        }
-        let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap_or_default();
+        let mut bytes = serde_json::to_vec(&Value::Object(obj)).unwrap_or_default();
+        // Without an id of its caller's, the engine numbers it when written.
+        let numbered = chosen.is_none() && bytes.pop() == Some(b'}');
         self.enqueue(
             now,
             Pending {
                 id,
+                numbered,
+                wire: None,
                 eof_ok: self.config.dialect == Dialect::Qmp && name == "quit",
                 name: name.into(),
                 raw: Some(alloc::boxed::Box::new(chosen.unwrap_or(Value::Null))),
@@ -583,6 +592,16 @@ impl Client {
         self.requests.is_live(id.0)
     }
 
+    /// The `id` the request carries on the wire, once written and until it
+    /// ends (its reply came, or it left the engine): a number no other
+    /// open request holds, reused after its reply, so that requests stay
+    /// short. `None` for a request not yet written, already ended, or sent
+    /// without an engine id (a raw request with its caller's own id, or a
+    /// guest agent command that never replies).
+    pub fn wire_id(&self, id: RequestId) -> Option<u64> {
+        self.requests.wire_of(id.0)
+    }
+
     /// Requests not yet ended, including abandoned ones awaiting a reply.
     pub fn open_requests(&self) -> usize {
         self.requests.len()
@@ -704,13 +723,21 @@ impl Client {
                 id: ReplyId::Number(n),
                 result,
                 whole,
-            } => self.on_reply(now, n, result, whole),
+            } => match self.phase {
+                Phase::Negotiating { oob_requested, .. } if n == NEGOTIATION_ID => {
+                    self.on_negotiated(now, oob_requested, result);
+                }
+                _ => match self.requests.by_wire(n) {
+                    Some(id) => self.on_reply(id, result, whole),
+                    None => self.stats.unknown_replies += 1,
+                },
+            },
             Incoming::Reply {
                 id: ReplyId::Foreign(v),
                 result,
                 whole,
             } => match self.requests.raw_with(&v) {
-                Some(n) => self.on_reply(now, n, result, whole),
+                Some(n) => self.on_reply(n, result, whole),
                 None => self.stats.unknown_replies += 1,
             },
             Incoming::Reply {
@@ -753,29 +780,28 @@ impl Client {
         }
     }
 
-    fn on_reply(
+    /// The answer to `qmp_capabilities`.
+    fn on_negotiated(
         &mut self,
         now: Instant,
-        n: u64,
+        oob_requested: bool,
         result: Result<Box<str>, Fault>,
-        whole: Option<Box<str>>,
     ) {
-        if let Phase::Negotiating { oob_requested, .. } = self.phase
-            && n == NEGOTIATION_ID
-        {
-            match result {
-                Ok(_) => {
-                    self.oob = oob_requested;
-                    self.become_running(now);
-                }
-                Err(Fault::Server(e)) => self.close_with(CloseReason::Negotiation(e)),
-                Err(Fault::Bad(message)) => self.close_with(CloseReason::BadReply { message }),
-                Err(Fault::TooLarge { .. }) => self.close_with(CloseReason::MessageTooLarge {
-                    limit: self.config.max_decoded_size,
-                }),
+        match result {
+            Ok(_) => {
+                self.oob = oob_requested;
+                self.become_running(now);
             }
-            return;
+            Err(Fault::Server(e)) => self.close_with(CloseReason::Negotiation(e)),
+            Err(Fault::Bad(message)) => self.close_with(CloseReason::BadReply { message }),
+            Err(Fault::TooLarge { .. }) => self.close_with(CloseReason::MessageTooLarge {
+                limit: self.config.max_decoded_size,
+            }),
         }
+    }
+
+    /// A reply to the request `n` (its handle).
+    fn on_reply(&mut self, n: u64, result: Result<Box<str>, Fault>, whole: Option<Box<str>>) {
         let id = RequestId(n);
         let limit = self.config.max_decoded_size;
         match self.requests.take_answered(n) {

@@ -11,6 +11,7 @@ use alloc::collections::{BinaryHeap, VecDeque};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
+use crate::request::close_request;
 use crate::time::Instant;
 use serde_json::Value;
 
@@ -29,7 +30,13 @@ pub(crate) enum State {
 /// One request the engine still tracks.
 #[derive(Debug)]
 pub(crate) struct Pending {
+    /// Its handle ([`RequestId`](crate::RequestId)): ids only grow.
     pub(crate) id: u64,
+    /// The engine writes its `id` when it sends it: `bytes` then lack the
+    /// id and the closing brace.
+    pub(crate) numbered: bool,
+    /// The `id` it carries on the wire, once sent (numbered ones only).
+    pub(crate) wire: Option<u64>,
     /// The command, for the errors that answer it.
     pub(crate) name: Cow<'static, str>,
     /// A raw request (its whole reply is its result): the id its caller
@@ -63,6 +70,54 @@ impl Pending {
     }
 }
 
+/// The `id`s on the wire: each written request gets the smallest number
+/// that no other request still holds, so ids stay one or two digits long
+/// (QEMU reads requests a byte at a time: a digit is CPU time). A number
+/// is free again once its reply came; a request let go before then
+/// (written without waiting for a reply, or forgotten by a resync)
+/// retires its number and every one below it for good, so a reply can
+/// never reach a later request by mistake.
+#[derive(Debug)]
+struct WireIds {
+    /// `(wire id, handle)` of every request holding one, by wire id.
+    held: Vec<(u64, u64)>,
+    /// The smallest number that may be handed out.
+    floor: u64,
+}
+
+impl WireIds {
+    /// Hands the smallest free number at or above the floor to `id`.
+    fn take(&mut self, id: u64) -> u64 {
+        let mut i = self.held.partition_point(|&(w, _)| w < self.floor);
+        let mut wire = self.floor;
+        while self.held.get(i).is_some_and(|&(w, _)| w == wire) {
+            wire += 1;
+            i += 1;
+        }
+        self.held.insert(i, (wire, id));
+        wire
+    }
+
+    fn position(&self, wire: u64) -> Option<usize> {
+        self.held.binary_search_by_key(&wire, |&(w, _)| w).ok()
+    }
+
+    /// The handle of the request holding `wire`.
+    fn holder(&self, wire: u64) -> Option<u64> {
+        Some(self.held.get(self.position(wire)?)?.1)
+    }
+
+    /// Frees `wire`, or with `retire` makes sure no request gets it again.
+    fn release(&mut self, wire: u64, retire: bool) {
+        if let Some(i) = self.position(wire) {
+            self.held.remove(i);
+        }
+        if retire {
+            self.floor = self.floor.max(wire.saturating_add(1));
+        }
+    }
+}
+
 /// What [`RequestTable::cancel`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Cancelled {
@@ -83,6 +138,7 @@ pub(crate) enum Cancelled {
 #[derive(Debug)]
 pub(crate) struct RequestTable {
     items: VecDeque<Pending>,
+    wires: WireIds,
     /// `(deadline, id)` of waiting requests. Entries of requests that
     /// ended or changed deadline are dropped lazily: the top is always
     /// current, and the heap is rebuilt when stale entries pile up.
@@ -97,9 +153,15 @@ pub(crate) struct RequestTable {
 }
 
 impl RequestTable {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A table of up to `capacity` requests whose wire ids start at
+    /// `first_wire`.
+    pub(crate) fn new(capacity: usize, first_wire: u64) -> Self {
         RequestTable {
             items: VecDeque::new(),
+            wires: WireIds {
+                held: Vec::new(),
+                floor: first_wire,
+            },
             deadlines: BinaryHeap::new(),
             capacity,
             in_flight: 0,
@@ -183,12 +245,27 @@ impl RequestTable {
             .is_some_and(|p| p.state != State::Abandoned)
     }
 
-    /// Moves the queued request at `index` to `Sent` and hands its bytes
-    /// out for the transmit queue.
+    /// The handle of the sent request whose wire id is `wire`.
+    pub(crate) fn by_wire(&self, wire: u64) -> Option<u64> {
+        self.wires.holder(wire)
+    }
+
+    /// The wire id of the request `id`, once sent.
+    pub(crate) fn wire_of(&self, id: u64) -> Option<u64> {
+        self.items.get(self.position(id)?)?.wire
+    }
+
+    /// Moves the queued request at `index` to `Sent`, numbering it, and
+    /// hands its bytes out for the transmit queue.
     pub(crate) fn mark_sent(&mut self, index: usize) -> Option<(u64, Vec<u8>, bool, bool)> {
         let p = self.items.get_mut(index)?;
         if p.state != State::Queued {
             return None;
+        }
+        if p.numbered {
+            let wire = self.wires.take(p.id);
+            close_request(Some(wire), &mut p.bytes);
+            p.wire = Some(wire);
         }
         p.state = State::Sent;
         self.queued -= 1;
@@ -198,9 +275,13 @@ impl RequestTable {
         Some((p.id, core::mem::take(&mut p.bytes), p.fds, p.no_reply))
     }
 
-    /// Removes the request at `index`, keeping the counters right.
-    fn remove_at(&mut self, index: usize) -> Option<Pending> {
+    /// Removes the request at `index`, keeping the counters right. Its
+    /// wire id is freed when its reply came, else retired.
+    fn remove_at(&mut self, index: usize, answered: bool) -> Option<Pending> {
         let p = self.items.remove(index)?;
+        if let Some(wire) = p.wire {
+            self.wires.release(wire, !answered);
+        }
         match p.state {
             State::Queued => self.queued -= 1,
             _ if p.holds_slot() => self.in_flight -= 1,
@@ -217,7 +298,7 @@ impl RequestTable {
         let index = self
             .position(id)
             .filter(|&i| self.items.get(i).is_some_and(|p| p.state != State::Queued))?;
-        let p = self.remove_at(index)?;
+        let p = self.remove_at(index, true)?;
         if !p.oob && self.with_fds > 0 {
             for q in self.items.iter_mut().take_while(|q| q.id < id) {
                 if !q.oob && q.state != State::Queued {
@@ -245,7 +326,7 @@ impl RequestTable {
     /// Takes a request the server never answers once its bytes are written.
     pub(crate) fn take_written(&mut self, id: u64) -> Option<Pending> {
         let index = self.position(id)?;
-        let p = self.remove_at(index);
+        let p = self.remove_at(index, false);
         self.tidy();
         p
     }
@@ -260,7 +341,7 @@ impl RequestTable {
         };
         let outcome = match p.state {
             State::Queued => {
-                self.remove_at(index);
+                self.remove_at(index, false);
                 Cancelled::Unsent
             }
             State::Sent => {
@@ -294,7 +375,7 @@ impl RequestTable {
             p.deadline = None;
             match p.state {
                 State::Queued => {
-                    self.remove_at(index);
+                    self.remove_at(index, false);
                     ended(id, false);
                 }
                 State::Sent => {
@@ -357,7 +438,7 @@ impl RequestTable {
         let mut i = 0;
         while let Some(p) = self.items.get(i) {
             if p.state == State::Abandoned {
-                self.remove_at(i);
+                self.remove_at(i, false);
             } else {
                 i += 1;
             }
@@ -373,7 +454,7 @@ impl RequestTable {
         while let Some(p) = self.items.get_mut(i) {
             match p.state {
                 State::Queued => {
-                    if let Some(p) = self.remove_at(i) {
+                    if let Some(p) = self.remove_at(i, false) {
                         ended(&p);
                     }
                     continue;
@@ -397,6 +478,7 @@ impl RequestTable {
         self.in_flight = 0;
         self.queued = 0;
         self.with_fds = 0;
+        self.wires.held.clear();
         self.items.drain(..)
     }
 }
@@ -408,6 +490,8 @@ mod tests {
     fn pending(id: u64, fds: bool) -> Pending {
         Pending {
             id,
+            numbered: false,
+            wire: None,
             name: Cow::Borrowed("test"),
             raw: None,
             state: State::Queued,
@@ -423,7 +507,7 @@ mod tests {
 
     #[test]
     fn counters_follow_every_transition() {
-        let mut t = RequestTable::new(8);
+        let mut t = RequestTable::new(8, 1);
         for id in 1..=3 {
             t.push(pending(id, false));
         }
@@ -446,7 +530,7 @@ mod tests {
 
     #[test]
     fn one_set_of_descriptors_until_a_later_reply_proves_it_ran() {
-        let mut t = RequestTable::new(8);
+        let mut t = RequestTable::new(8, 1);
         t.push(pending(1, true));
         t.push(pending(2, false));
         t.push(pending(3, true));

@@ -60,6 +60,10 @@ struct Harness {
     ended: HashSet<RequestId>,
     /// Each ended request's result, its reply decoded untyped.
     results: std::collections::HashMap<RequestId, Result<Value, RequestError>>,
+    /// Every request submitted through `exec`.
+    issued: Vec<RequestId>,
+    /// The wire id each request was written with.
+    wires: std::collections::HashMap<RequestId, u64>,
 }
 
 impl Harness {
@@ -72,6 +76,8 @@ impl Harness {
             events: Vec::new(),
             ended: HashSet::new(),
             results: Default::default(),
+            issued: Vec::new(),
+            wires: Default::default(),
         };
         h.drain();
         h
@@ -96,6 +102,12 @@ impl Harness {
             self.sent.extend_from_slice(tx.bytes);
             self.client.consume_transmit(n);
         }
+        for id in &self.issued {
+            if let Some(wire) = self.client.wire_id(*id) {
+                let known = *self.wires.entry(*id).or_insert(wire);
+                assert_eq!(known, wire, "request {id} changed its wire id");
+            }
+        }
         while let Some(out) = self.client.poll_output() {
             if let Output::Reply { id, result } = &out {
                 assert!(self.ended.insert(*id), "request {id} ended twice");
@@ -118,8 +130,25 @@ impl Harness {
     #[track_caller]
     fn exec(&mut self, req: Request) -> RequestId {
         let id = self.client.execute(self.now, req).expect("submit");
+        self.issued.push(id);
         self.drain();
         id
+    }
+
+    /// The `id` request `id` was written with.
+    #[track_caller]
+    fn wire(&self, id: RequestId) -> u64 {
+        *self
+            .wires
+            .get(&id)
+            .unwrap_or_else(|| panic!("request {id} was not written"))
+    }
+
+    /// Feeds the server's reply to `id`, returning `ret`.
+    #[track_caller]
+    fn answer(&mut self, id: RequestId, ret: &str) {
+        let bytes = format!("{{\"return\": {ret}, \"id\": {}}}\r\n", self.wire(id));
+        self.feed(bytes.as_bytes());
     }
 
     /// Moves the clock forward, firing deadlines on the way like a driver
@@ -191,10 +220,6 @@ fn greeting(oob: bool) -> Vec<u8> {
         r#"{{"QMP": {{"version": {{"qemu": {{"micro": 0, "minor": 2, "major": 7}}, "package": ""}}, "capabilities": {caps}}}}}"#
     )
     .into_bytes()
-}
-
-fn reply(id: RequestId, ret: &str) -> Vec<u8> {
-    format!("{{\"return\": {ret}, \"id\": {}}}\r\n", id.get()).into_bytes()
 }
 
 /// Replays a recorded QEMU session with the server's bytes cut as `cuts`
@@ -317,10 +342,10 @@ fn lf_crlf_no_terminator_and_whitespace_between_messages() {
     let ids: Vec<_> = (0..4).map(|_| h.exec(Request::new("query-name"))).collect();
     let stream = format!(
         "{{\"return\": 1, \"id\": {}}}\n{{\"return\": 2, \"id\": {}}}\r\n \t\r\n{{\"return\": 3,\n \"id\": {}}}{{\"return\": 4, \"id\": {}}}",
-        ids[0].get(),
-        ids[1].get(),
-        ids[2].get(),
-        ids[3].get()
+        h.wire(ids[0]),
+        h.wire(ids[1]),
+        h.wire(ids[2]),
+        h.wire(ids[3])
     );
     h.feed(stream.as_bytes());
     for (i, id) in ids.iter().enumerate() {
@@ -334,7 +359,7 @@ fn strings_with_braces_quotes_and_escapes() {
     let id = h.exec(Request::new("human-monitor-command"));
     let body = format!(
         r#"{{"return": "a }} {{ \" \\ \u007b \ud83d\ude00 \n", "id": {}}}"#,
-        id.get()
+        h.wire(id)
     );
     for cut in 0..body.len() {
         let mut h2 = Harness::running(true);
@@ -374,7 +399,7 @@ fn requests_wait_for_negotiation() {
     h.feed(br#"{"return": {}, "id": 0}"#);
     assert_eq!(
         h.sent_requests(),
-        [json!({"execute": "query-status", "id": id.get()})]
+        [json!({"execute": "query-status", "id": h.wire(id)})]
     );
 }
 
@@ -406,7 +431,7 @@ fn skipping_greeting_and_negotiation() {
     let id = h.exec(Request::new("query-status"));
     assert_eq!(
         h.sent_requests(),
-        [json!({"execute": "query-status", "id": id.get()})]
+        [json!({"execute": "query-status", "id": h.wire(id)})]
     );
     // A greeting that arrives anyway is reported, not an error.
     h.feed(&greeting(true));
@@ -451,9 +476,9 @@ fn a_previous_clients_replies_around_the_greeting_are_dropped() {
     assert_eq!(h.client.stats().unknown_replies, 3);
     assert_eq!(
         h.sent_requests()[1],
-        json!({"execute": "query-status", "id": id.get()})
+        json!({"execute": "query-status", "id": h.wire(id)})
     );
-    h.feed(&reply(id, r#""mine""#));
+    h.answer(id, r#""mine""#);
     assert_eq!(h.result(id), &Ok(json!("mine")));
 }
 
@@ -497,14 +522,14 @@ fn replies_match_by_id_in_any_order_and_unknown_ids_are_dropped() {
     let b = h.exec(Request::new("b"));
     h.feed(br#"{"return": "stray", "id": 999}"#);
     h.feed(br#"{"return": "foreign", "id": "libvirt-1"}"#);
-    h.feed(&reply(b, r#""B""#));
-    h.feed(&reply(a, r#""A""#));
+    h.answer(b, r#""B""#);
+    h.answer(a, r#""A""#);
     assert_eq!(h.result(a), &Ok(json!("A")));
     assert_eq!(h.result(b), &Ok(json!("B")));
     assert_eq!(h.client.stats().unknown_replies, 2);
     // A reply for a request that already ended is unknown too: never
     // delivered twice.
-    h.feed(&reply(a, "1"));
+    h.answer(a, "1");
     assert_eq!(h.client.stats().unknown_replies, 3);
 }
 
@@ -538,14 +563,14 @@ fn oob_overtakes_queued_in_band_requests() {
     let sent = h.sent_requests();
     assert_eq!(
         sent,
-        [json!({"exec-oob": "migrate-pause", "id": oob.get()})]
+        [json!({"exec-oob": "migrate-pause", "id": h.wire(oob)})]
     );
-    h.feed(br#"{"id": 10, "error": {"class": "GenericError", "desc": "migrate-pause is currently only supported during postcopy-active state"}}"#);
+    h.feed(br#"{"id": 9, "error": {"class": "GenericError", "desc": "migrate-pause is currently only supported during postcopy-active state"}}"#);
     assert!(matches!(h.result(oob), Err(RequestError::Server(_))));
-    h.feed(&reply(inband[0], "{}"));
+    h.answer(inband[0], "{}");
     assert_eq!(
         h.sent_requests(),
-        [json!({"execute": "query-status", "id": inband[8].get()})]
+        [json!({"execute": "query-status", "id": h.wire(inband[8])})]
     );
 }
 
@@ -567,9 +592,100 @@ fn twenty_requests_through_a_cap_of_eight() {
         on_wire.extend(h.sent_requests());
     }
     for id in ids {
-        assert_eq!(h.result(id), &Ok(json!(id.get())));
+        assert_eq!(h.result(id), &Ok(json!(h.wire(id))));
     }
     assert_eq!(h.client.open_requests(), 0);
+}
+
+/// The ids of the requests written since the last call.
+fn sent_ids(h: &mut Harness) -> Vec<u64> {
+    h.sent_requests()
+        .iter()
+        .map(|r| r["id"].as_u64().expect("a numeric id"))
+        .collect()
+}
+
+#[test]
+fn serial_requests_all_carry_the_smallest_id() {
+    let mut h = Harness::running(true);
+    for _ in 0..1000 {
+        let id = h.exec(Request::new("query-status"));
+        assert_eq!(h.take_sent(), br#"{"execute":"query-status","id":1}"#);
+        h.answer(id, "{}");
+        assert!(h.result(id).is_ok());
+    }
+    // Without negotiation, 0 is free too.
+    let mut h = Harness::new(Config::qmp().await_greeting(false).negotiate(false));
+    let id = h.exec(Request::new("query-status"));
+    assert_eq!(h.wire(id), 0);
+}
+
+#[test]
+fn an_id_is_reused_only_once_its_reply_came() {
+    let mut h = Harness::running(true);
+    let a = h.exec(Request::new("a"));
+    let b = h.exec(Request::new("b"));
+    let c = h.exec(Request::new("c"));
+    assert_eq!(sent_ids(&mut h), [1, 2, 3]);
+    h.answer(b, "2");
+    let d = h.exec(Request::new("d"));
+    assert_eq!(sent_ids(&mut h), [2], "the smallest free id");
+    // `a` times out: its reply may still come, so 1 stays taken.
+    h.client.cancel(a);
+    let e = h.exec(Request::new("e"));
+    assert_eq!(sent_ids(&mut h), [4]);
+    h.answer(a, r#""late""#);
+    assert_eq!(h.client.stats().late_replies, 1);
+    assert!(
+        !h.results.contains_key(&a),
+        "a cancelled request stays silent"
+    );
+    let f = h.exec(Request::new("f"));
+    assert_eq!(sent_ids(&mut h), [1], "free once the late reply came");
+    for (id, ret) in [(c, "3"), (d, "4"), (e, "5"), (f, "6")] {
+        h.answer(id, ret);
+        assert_eq!(h.result(id), &Ok(json!(ret.parse::<u64>().unwrap())));
+    }
+    assert_eq!(h.client.stats().unknown_replies, 0);
+    assert_eq!(h.client.open_requests(), 0);
+}
+
+#[test]
+fn an_id_let_go_before_its_reply_is_never_reused() {
+    let mut h = Harness::running(true);
+    // QEMU answers every command, but this caller chose not to wait.
+    let fire = h.exec(Request::new("system_reset").no_reply());
+    assert_eq!(sent_ids(&mut h), [1]);
+    assert!(h.result(fire).is_ok(), "done once written");
+    let next = h.exec(Request::new("query-status"));
+    assert_eq!(sent_ids(&mut h), [2], "1 is retired");
+    h.feed(b"{\"return\": \"for the first\", \"id\": 1}\r\n");
+    assert_eq!(h.client.stats().unknown_replies, 1);
+    assert!(h.client.is_open(next), "not taken by a reply to another");
+    h.answer(next, "{}");
+    let after = h.exec(Request::new("query-status"));
+    assert_eq!(
+        sent_ids(&mut h),
+        [2],
+        "ids above the retired one are reused"
+    );
+    h.answer(after, "{}");
+}
+
+#[test]
+fn an_agent_resync_retires_the_ids_it_forgets() {
+    let mut h = Harness::new(Config::qga().sync_on_start(false));
+    let slow = h.exec(Request::new("guest-fsfreeze-freeze").timeout(Duration::from_secs(1)));
+    assert_eq!(h.wire(slow), 0);
+    h.take_sent();
+    h.advance(Duration::from_secs(1));
+    let token = sync_token(&h.take_sent());
+    let answer = format!("{{\"return\": {token}}}\n");
+    let next = h.exec(Request::new("guest-ping"));
+    h.feed(&[b"\xff".as_slice(), answer.as_bytes()].concat());
+    assert_eq!(h.wire(next), 1, "the forgotten request's id is not reused");
+    h.answer(next, "{}");
+    assert!(h.result(next).is_ok());
 }
 
 #[test]
@@ -588,12 +704,12 @@ fn timeouts_then_late_replies() {
     assert_eq!(h.outputs.len(), before);
     h.advance(Duration::from_secs(1));
     assert_eq!(h.result(slow), &Err(RequestError::Timeout));
-    h.feed(&reply(slow, r#""late""#));
+    h.answer(slow, r#""late""#);
     assert_eq!(h.client.stats().late_replies, 1);
-    h.feed(&reply(fine, r#""mine""#));
+    h.answer(fine, r#""mine""#);
     assert_eq!(h.result(fine), &Ok(json!("mine")));
     let next = h.exec(Request::new("next"));
-    h.feed(&reply(next, "3"));
+    h.answer(next, "3");
     assert_eq!(h.result(next), &Ok(json!(3)));
 }
 
@@ -608,10 +724,10 @@ fn a_timed_out_request_keeps_its_server_slot_until_answered() {
     h.advance(Duration::from_secs(1));
     // QEMU still holds the eight: sending more would overfill its queue.
     assert!(h.sent.is_empty());
-    h.feed(&reply(first[0], "{}"));
+    h.answer(first[0], "{}");
     assert_eq!(
         h.sent_requests(),
-        [json!({"execute": "y", "id": queued.get()})]
+        [json!({"execute": "y", "id": h.wire(queued)})]
     );
     h.advance(Duration::from_secs(5));
     assert_eq!(h.result(queued), &Err(RequestError::Timeout));
@@ -642,7 +758,7 @@ fn cancel_before_and_after_sending() {
     let sent = h.exec(Request::new("sent"));
     assert!(h.client.cancel(sent));
     assert!(!h.client.cancel(sent));
-    h.feed(&reply(sent, "{}"));
+    h.answer(sent, "{}");
     assert_eq!(h.client.stats().late_replies, 1);
     assert!(h.outputs.iter().all(|o| !matches!(o, Output::Reply { .. })));
 }
@@ -709,9 +825,9 @@ fn oversized_message_is_refused_before_it_is_buffered() {
     let size = 200;
     let mut h = Harness::new(Config::qmp().max_message_size(size));
     let id = h.exec(Request::new("x"));
-    let head = format!("{{\"id\": {}, \"return\": \"", id.get());
     h.feed(&greeting(false));
     h.feed(br#"{"return": {}, "id": 0}"#);
+    let head = format!("{{\"id\": {}, \"return\": \"", h.wire(id));
     let msg = format!("{head}{}\"}}", "y".repeat(size - head.len() - 2));
     assert_eq!(msg.len(), size);
     h.feed(msg.as_bytes());
@@ -810,14 +926,14 @@ fn one_request_with_fds_on_the_wire_at_a_time() {
         .iter()
         .map(|r| r["id"].as_u64().unwrap())
         .collect();
-    assert_eq!(sent, [first.get(), plain.get()]);
-    h.feed(&reply(first, "{}"));
+    assert_eq!(sent, [h.wire(first), h.wire(plain)]);
+    h.answer(first, "{}");
     let sent: Vec<u64> = h
         .sent_requests()
         .iter()
         .map(|r| r["id"].as_u64().unwrap())
         .collect();
-    assert_eq!(sent, [second.get(), after.get()]);
+    assert_eq!(sent, [h.wire(second), h.wire(after)]);
 }
 
 // ----- the guest agent dialect ------------------------------------------
@@ -911,8 +1027,8 @@ fn agent_discards_stale_output_before_the_delimiter() {
     h.feed(br#"{"return": {}, "id": 12345}"#);
     assert_eq!(h.client.stats().unknown_replies, 1);
     let sent = h.sent_requests();
-    assert_eq!(sent, [json!({"execute": "guest-ping", "id": ping.get()})]);
-    h.feed(&reply(ping, "{}"));
+    assert_eq!(sent, [json!({"execute": "guest-ping", "id": h.wire(ping)})]);
+    h.answer(ping, "{}");
     assert_eq!(h.result(ping), &Ok(json!({})));
 }
 
@@ -941,14 +1057,14 @@ fn agent_resyncs_after_a_timeout_and_on_demand() {
     let next = h.exec(Request::new("guest-ping"));
     assert!(h.sent.is_empty(), "held until the resync completes");
     // The late reply comes before the delimiter and is discarded with it.
-    let late = format!("{{\"return\": 3, \"id\": {}}}\n", slow.get());
+    let late = format!("{{\"return\": 3, \"id\": {}}}\n", h.wire(slow));
     let answer = format!("{{\"return\": {token}}}\n");
     h.feed(&[late.as_bytes(), b"\xff", answer.as_bytes()].concat());
     assert_eq!(
         h.sent_requests(),
-        [json!({"execute": "guest-ping", "id": next.get()})]
+        [json!({"execute": "guest-ping", "id": h.wire(next)})]
     );
-    h.feed(&reply(next, "{}"));
+    h.answer(next, "{}");
     assert!(h.result(next).is_ok());
 
     h.client.resync(h.now);
@@ -1047,7 +1163,7 @@ fn closing_an_agent_reads_the_replies_it_still_owes() {
     assert_eq!(h.client.state(), SessionState::Disconnecting);
     assert!(h.closed().is_none());
     assert!(h.client.execute(h.now, Request::new("guest-ping")).is_err());
-    h.feed(format!(r#"{{"return": {{}}, "id": {}}}"#, slow.get()).as_bytes());
+    h.feed(format!(r#"{{"return": {{}}, "id": {}}}"#, h.wire(slow)).as_bytes());
     assert_eq!(h.closed(), Some(&CloseReason::Local));
     assert_eq!(h.client.stats().late_replies, 1);
 }
@@ -1102,9 +1218,9 @@ fn descriptors_wait_for_the_previous_set_even_when_its_caller_gave_up() {
     assert!(h.client.cancel(first));
     h.drain();
     assert!(h.sent_requests().is_empty(), "its reply may still be due");
-    h.feed(&reply(first, "{}"));
+    h.answer(first, "{}");
     assert_eq!(h.sent_requests().len(), 1);
-    h.feed(&reply(second, "{}"));
+    h.answer(second, "{}");
     assert_eq!(h.result(second), &Ok(json!({})));
 }
 
@@ -1120,9 +1236,9 @@ fn a_bad_reply_ends_its_own_request_and_nothing_else() {
     for shape in shapes {
         let bad = h.exec(Request::new("query-status"));
         let good = h.exec(Request::new("query-name"));
-        let text = shape.replace("ID", &bad.get().to_string());
+        let text = shape.replace("ID", &h.wire(bad).to_string());
         h.feed(text.as_bytes());
-        h.feed(&reply(good, "{}"));
+        h.answer(good, "{}");
         assert_eq!(
             h.result(bad),
             &Err(RequestError::BadReply { message: text }),
@@ -1140,7 +1256,7 @@ fn a_server_error_names_its_request_and_keeps_the_object() {
     let id = h.exec(Request::new("device_del"));
     let text = format!(
         r#"{{"id": {}, "error": {{"class": "DeviceNotFound", "desc": "Device 'x' not found", "extra": 1}}}}"#,
-        id.get()
+        h.wire(id)
     );
     h.feed(text.as_bytes());
     match h.result(id) {
@@ -1179,14 +1295,15 @@ fn raw_messages_keep_the_callers_id_and_return_the_whole_reply() {
         .client
         .execute_raw(h.now, json!({"execute": "no-such"}), None)
         .unwrap();
+    h.issued.push(numbered);
     h.drain();
     let sent = h.sent_requests();
     assert_eq!(sent[0], json!({"execute": "query-status", "id": "mine"}));
-    assert_eq!(sent[1]["id"], numbered.get());
+    assert_eq!(sent[1]["id"], h.wire(numbered));
     h.feed(br#"{"return": {"status": "running"}, "id": "mine", "extra": 1}"#);
     let err = format!(
         r#"{{"error": {{"class": "CommandNotFound", "desc": "x"}}, "id": {}}}"#,
-        numbered.get()
+        h.wire(numbered)
     );
     h.feed(err.as_bytes());
     assert_eq!(
@@ -1249,13 +1366,13 @@ fn a_reply_too_large_to_decode_fails_alone_and_an_oversized_event_is_counted() {
     let next = h.exec(Request::new("query-name"));
     // Under the message cap, but some 16 times its size as a Value.
     let zeros = "0,".repeat(400_000);
-    let text = format!(r#"{{"return": [{zeros}0], "id": {}}}"#, big.get());
+    let text = format!(r#"{{"return": [{zeros}0], "id": {}}}"#, h.wire(big));
     let event = format!(r#"{{"event": "HUGE", "data": [{zeros}0]}}"#);
     for chunk in text.as_bytes().chunks(64 * 1024) {
         h.feed(chunk);
     }
     h.feed(event.as_bytes());
-    h.feed(&reply(next, "{}"));
+    h.answer(next, "{}");
     match h.result(big) {
         Err(RequestError::TooLarge { bytes, limit, .. }) => {
             assert_eq!((*bytes, *limit), (zeros.len() + 3, 4 << 20));

@@ -276,8 +276,11 @@ pub struct Harness {
     wire: Vec<u8>,
     /// How far `wire` has been parsed into requests.
     parsed: usize,
-    /// Ids seen on the wire, in order (qmp_capabilities is 0).
-    on_wire: Vec<u64>,
+    /// Ids seen on the wire, in order (qmp_capabilities is 0), with the
+    /// request each was written for while the engine still tracked it.
+    /// An id written again drops its older entry: an honest server never
+    /// answers one request twice, so only the newest holder is answered.
+    on_wire: Vec<(u64, Option<RequestId>)>,
     /// The last guest agent sync token seen on the wire.
     token: Option<u64>,
     submitted: Vec<RequestId>,
@@ -412,13 +415,16 @@ impl Harness {
     /// The server answers the request picked from those on the wire, in
     /// two pieces cut at `split`.
     fn reply(&mut self, pick: u8, error: bool, split: u8) {
-        let id = self.on_wire[usize::from(pick) % self.on_wire.len()];
+        let (id, request) = self.on_wire[usize::from(pick) % self.on_wire.len()];
+        // Which request the reply answers, checked when it is delivered;
+        // a request the engine no longer tracked must not get any.
+        let to = request.map_or(-1, |r| r.get() as i64);
         let msg = if error {
             format!(
-                "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{id}\"}}, \"id\": {id}}}\r\n"
+                "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{to}\"}}, \"id\": {id}}}\r\n"
             )
         } else {
-            format!("{{\"return\": {{\"for\": {id}}}, \"id\": {id}}}\r\n")
+            format!("{{\"return\": {{\"for\": {to}}}, \"id\": {id}}}\r\n")
         };
         let at = usize::from(split) % (msg.len() + 1);
         self.feed(&msg.as_bytes()[..at]);
@@ -519,7 +525,7 @@ impl Harness {
                         Ok(Value::Object(m)) if m.contains_key("for") => {
                             assert_eq!(m["for"], id.get(), "reply for another request");
                         }
-                        Err(RequestError::Server(e)) if e.desc.parse::<u64>().is_ok() => {
+                        Err(RequestError::Server(e)) if e.desc.parse::<i64>().is_ok() => {
                             assert_eq!(e.desc, id.get().to_string(), "error for another request");
                         }
                         _ => {}
@@ -575,7 +581,15 @@ impl Harness {
                 Some(Ok(v)) => {
                     self.parsed += it.byte_offset();
                     if let Some(id) = v.get("id").and_then(Value::as_u64) {
-                        self.on_wire.push(id);
+                        let client = &self.client;
+                        let request = self
+                            .submitted
+                            .iter()
+                            .rev()
+                            .find(|r| client.wire_id(**r) == Some(id))
+                            .copied();
+                        self.on_wire.retain(|&(w, _)| w != id);
+                        self.on_wire.push((id, request));
                     }
                     if v["execute"] == "guest-sync-delimited" {
                         self.token = v["arguments"]["id"].as_u64();
