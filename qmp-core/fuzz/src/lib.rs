@@ -278,8 +278,8 @@ pub struct Harness {
     parsed: usize,
     /// Ids seen on the wire, in order (qmp_capabilities is 0), with the
     /// request each was written for while the engine still tracked it.
-    /// An id written again drops its older entry: an honest server never
-    /// answers one request twice, so only the newest holder is answered.
+    /// An entry leaves when it is answered, or when its id is written
+    /// again: a server answers each request once.
     on_wire: Vec<(u64, Option<RequestId>)>,
     /// The last guest agent sync token seen on the wire.
     token: Option<u64>,
@@ -362,6 +362,8 @@ impl Harness {
                 } else {
                     b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": 0}\r\n"
                 };
+                // Whatever request holds id 0 has its answer now.
+                self.on_wire.retain(|&(w, _)| w != 0);
                 self.feed(r);
             }
             Op::Reply { pick, error, split } => {
@@ -415,7 +417,9 @@ impl Harness {
     /// The server answers the request picked from those on the wire, in
     /// two pieces cut at `split`.
     fn reply(&mut self, pick: u8, error: bool, split: u8) {
-        let (id, request) = self.on_wire[usize::from(pick) % self.on_wire.len()];
+        // Answered once, as a server does: a second answer could reach the
+        // request the engine gave the id to next.
+        let (id, request) = self.on_wire.remove(usize::from(pick) % self.on_wire.len());
         // Which request the reply answers, checked when it is delivered;
         // a request the engine no longer tracked must not get any.
         let to = request.map_or(-1, |r| r.get() as i64);
