@@ -91,6 +91,9 @@ pub struct Traffic {
 pub struct Stats {
     /// Bytes received.
     pub bytes_received: u64,
+    /// Bytes written (reported through
+    /// [`consume_transmit`](Client::consume_transmit)).
+    pub bytes_sent: u64,
     /// Messages received.
     pub messages_received: u64,
     /// Replies whose id matched no request (dropped).
@@ -171,17 +174,16 @@ impl Client {
     /// A client whose session starts at `now`: it waits for the greeting
     /// (QMP) or starts a resync (guest agent) as `config` says.
     pub fn new(now: Instant, config: Config) -> Self {
+        // `qmp_capabilities` is sent as id 0; numbers start after it.
+        let first = u64::from(config.dialect == Dialect::Qmp && config.negotiate);
         let mut c = Client {
             framer: Framer::new(config.max_message_size),
             phase: Phase::Running { resync_due: false },
             greeting: None,
             oob: false,
-            next_id: u64::from(config.dialect == Dialect::Qmp && config.negotiate),
+            next_id: first,
             rng: config.sync_seed ^ 0x5851_f42d_4c95_7f2d,
-            requests: RequestTable::new(
-                config.max_open_requests,
-                u64::from(config.dialect == Dialect::Qmp && config.negotiate),
-            ),
+            requests: RequestTable::new(config.max_open_requests, first),
             transmit: TransmitQueue::default(),
             outputs: VecDeque::new(),
             events: EventQueue::bounded(config.max_queued_events, config.max_queued_event_bytes),
@@ -502,6 +504,7 @@ impl Client {
     /// Reports that the first `n` bytes of the last
     /// [`poll_transmit`](Self::poll_transmit) were written.
     pub fn consume_transmit(&mut self, n: usize) {
+        self.stats.bytes_sent += n as u64;
         let (requests, outputs) = (&mut self.requests, &mut self.outputs);
         self.transmit.consume(n, |id| {
             if let Some(p) = requests.take_written(id)

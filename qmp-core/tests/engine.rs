@@ -608,12 +608,14 @@ fn sent_ids(h: &mut Harness) -> Vec<u64> {
 #[test]
 fn serial_requests_all_carry_the_smallest_id() {
     let mut h = Harness::running(true);
+    let before = h.client.stats().bytes_sent;
     for _ in 0..1000 {
         let id = h.exec(Request::new("query-status"));
         assert_eq!(h.take_sent(), br#"{"execute":"query-status","id":1}"#);
         h.answer(id, "{}");
         assert!(h.result(id).is_ok());
     }
+    assert_eq!(h.client.stats().bytes_sent, before + 1000 * 33);
     // Without negotiation, 0 is free too.
     let mut h = Harness::new(Config::qmp().await_greeting(false).negotiate(false));
     let id = h.exec(Request::new("query-status"));
@@ -630,7 +632,7 @@ fn an_id_is_reused_only_once_its_reply_came() {
     h.answer(b, "2");
     let d = h.exec(Request::new("d"));
     assert_eq!(sent_ids(&mut h), [2], "the smallest free id");
-    // `a` times out: its reply may still come, so 1 stays taken.
+    // `a`'s caller gives up: its reply may still come, so 1 stays taken.
     h.client.cancel(a);
     let e = h.exec(Request::new("e"));
     assert_eq!(sent_ids(&mut h), [4]);

@@ -49,8 +49,6 @@ pub struct Conn {
     target: &'static str,
     /// Recent events, whoever takes them (none unless asked for).
     history: EventQueue,
-    /// Bytes written so far.
-    written: u64,
 }
 
 impl fmt::Debug for Conn {
@@ -92,7 +90,6 @@ impl Conn {
             logged: Stats::default(),
             target,
             history: EventQueue::new(0),
-            written: 0,
         };
         conn.after_step();
         conn
@@ -142,7 +139,7 @@ impl Conn {
         let what = match (qmp, self.greeting.is_some()) {
             (false, _) => what.to_owned(),
             (true, false) => format!("{what} (no greeting arrived)"),
-            (true, true) if self.written == 0 => {
+            (true, true) if self.engine.stats().bytes_sent == 0 => {
                 format!("{what} (the greeting arrived; `qmp_capabilities` was not sent)")
             }
             (true, true) => {
@@ -350,7 +347,6 @@ impl Conn {
             self.forget_fds(id);
         }
         self.engine.consume_transmit(n);
-        self.written += n as u64;
         self.after_step();
     }
 
