@@ -21,6 +21,7 @@ mod clients;
 mod fanout;
 mod flood;
 mod measure;
+mod pin;
 mod qemu;
 mod raw;
 mod scale;
@@ -121,6 +122,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     Serial,
+    Pinned,
     Pipelined,
     Schema,
     Flood,
@@ -449,47 +451,64 @@ fn tokio_serial(flavor: Flavor) -> impl FnOnce(&std::path::Path) -> Result<Loop>
     }
 }
 
+/// A raw client's serial loop; with a read timeout, or decoding each
+/// reply into a `Value`.
+fn raw_serial(
+    timeout: Option<Duration>,
+    decode: bool,
+) -> impl FnOnce(&std::path::Path) -> Result<Loop> {
+    let request = raw_request(QUERY_STATUS);
+    move |path| {
+        let mut raw = Raw::connect(path)?;
+        if let Some(t) = timeout {
+            raw.set_read_timeout(t)?;
+        }
+        Ok(Box::new(move |n| match decode {
+            true => raw.serial_decoding(&request, n),
+            false => raw.serial(&request, n),
+        }))
+    }
+}
+
+/// A `qmp-std` client's serial loop.
+fn std_serial(typed: bool) -> impl FnOnce(&std::path::Path) -> Result<Loop> {
+    move |path| {
+        let mut c = StdClient::connect(path)?;
+        Ok(Box::new(move |n| match typed {
+            true => c.serial_typed(n),
+            false => c.serial(QUERY_STATUS, n),
+        }))
+    }
+}
+
+/// The six clients of the table's columns, each on a QEMU of its own.
+fn columns() -> Result<Vec<Contender>> {
+    Ok(vec![
+        Contender::start("raw", raw_serial(None, false))?,
+        Contender::start("std", std_serial(false))?,
+        Contender::start("smol", smol_serial(Placement::SameThread, false))?,
+        Contender::start("smol_spawned", smol_serial(Placement::Spawned, false))?,
+        Contender::start("tokio", tokio_serial(Flavor::CurrentThread))?,
+        Contender::start("tokio_mt", tokio_serial(Flavor::MultiThread))?,
+    ])
+}
+
 /// Serial round trips: raw, qmp-std, qmp-smol (driver on the calling
 /// thread and spawned), qmp-tokio (current-thread and multi-thread), typed
 /// calls next to untyped ones; and two variants of raw that tell where a
 /// client's time goes: one whose reads have a timeout, one that decodes
 /// each reply.
 fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
-    let request = raw_request(QUERY_STATUS);
-    let raw = |timeout: Option<Duration>, decode: bool| {
-        let request = request.clone();
-        move |path: &std::path::Path| -> Result<Loop> {
-            let mut raw = Raw::connect(path)?;
-            if let Some(t) = timeout {
-                raw.set_read_timeout(t)?;
-            }
-            Ok(Box::new(move |n| match decode {
-                true => raw.serial_decoding(&request, n),
-                false => raw.serial(&request, n),
-            }))
-        }
-    };
-    let std = |typed: bool| {
-        move |path: &std::path::Path| -> Result<Loop> {
-            let mut c = StdClient::connect(path)?;
-            Ok(Box::new(move |n| match typed {
-                true => c.serial_typed(n),
-                false => c.serial(QUERY_STATUS, n),
-            }))
-        }
-    };
-    let mut contenders = vec![
-        Contender::start("raw", raw(None, false))?,
-        Contender::start("std", std(false))?,
-        Contender::start("smol", smol_serial(Placement::SameThread, false))?,
-        Contender::start("smol_spawned", smol_serial(Placement::Spawned, false))?,
-        Contender::start("tokio", tokio_serial(Flavor::CurrentThread))?,
-        Contender::start("tokio_mt", tokio_serial(Flavor::MultiThread))?,
-        Contender::start("std_typed", std(true))?,
+    let mut contenders = columns()?;
+    contenders.extend([
+        Contender::start("std_typed", std_serial(true))?,
         Contender::start("smol_typed", smol_serial(Placement::SameThread, true))?,
-        Contender::start("raw_timeout", raw(Some(Duration::from_secs(30)), false))?,
-        Contender::start("raw_decode", raw(None, true))?,
-    ];
+        Contender::start(
+            "raw_timeout",
+            raw_serial(Some(Duration::from_secs(30)), false),
+        )?,
+        Contender::start("raw_decode", raw_serial(None, true))?,
+    ]);
     report.set("serial_qemu", contenders[0].version.clone());
     let r = contest(&mut contenders, s.rounds, s.serial, "serial")?;
     let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
@@ -521,35 +540,9 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
         "typed_cpu_ratio_smol",
         r.cpu_us(7) / r.cpu_us(2).max(f64::MIN_POSITIVE),
     );
-    report.row(&[
-        format!("serial {QUERY_STATUS}, {n} calls"),
-        rate_cell(r.rate(0), None),
-        rate_cell(r.rate(1), Some(r.ratio(1))),
-        rate_cell(r.rate(2), Some(r.ratio(2))),
-        rate_cell(r.rate(3), Some(r.ratio(3))),
-        rate_cell(r.rate(4), Some(r.ratio(4))),
-        rate_cell(r.rate(5), Some(r.ratio(5))),
-    ]);
+    column_rows(r, &format!("serial {QUERY_STATUS}, {n} calls"), report);
     let cpu = |i| r.cpu_cell(i);
-    report.row(&[
-        "  client CPU per call".into(),
-        cpu(0),
-        cpu(1),
-        cpu(2),
-        cpu(3),
-        cpu(4),
-        cpu(5),
-    ]);
     let qemu_cpu = |i| format!("{:.1} µs", r.server_us(i));
-    report.row(&[
-        "  QEMU's CPU per call".into(),
-        qemu_cpu(0),
-        qemu_cpu(1),
-        qemu_cpu(2),
-        qemu_cpu(3),
-        qemu_cpu(4),
-        qemu_cpu(5),
-    ]);
     report.row(&[
         "  typed calls (QueryStatus), CPU per call".into(),
         "-".into(),
@@ -566,6 +559,84 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
             format!("{}; {}", cpu(i), qemu_cpu(i)),
         ]);
     }
+}
+
+/// The rows of the six clients of [`columns`]: rate and ratio, the
+/// client's CPU, QEMU's CPU.
+fn column_rows(r: &Rounds, title: &str, report: &mut Report) {
+    let mut rates = vec![title.to_owned(), rate_cell(r.rate(0), None)];
+    rates.extend((1..6).map(|i| rate_cell(r.rate(i), Some(r.ratio(i)))));
+    report.row(&rates);
+    let mut cpu = vec!["  client CPU per call".to_owned()];
+    cpu.extend((0..6).map(|i| r.cpu_cell(i)));
+    report.row(&cpu);
+    let mut qemu = vec!["  QEMU's CPU per call".to_owned()];
+    qemu.extend((0..6).map(|i| format!("{:.1} µs", r.server_us(i))));
+    report.row(&qemu);
+}
+
+/// The keys of the pinned figures, by column.
+const PINNED_KEYS: [&str; 6] = [
+    "raw",
+    "std",
+    "smol_local",
+    "smol_spawned",
+    "tokio",
+    "tokio_mt",
+];
+
+/// The serial round trips of the six columns again, with every thread of
+/// this process on one CPU and every thread of each QEMU on another.
+///
+/// QEMU's monitor reads and parses a request on an I/O thread of its own
+/// and runs it on its main thread, so a call passes three threads. On a
+/// machine with two CPUs the scheduler then keeps them in place or moves
+/// all three at every call, depending on when the client's thread
+/// sleeps (see docs/performance.md): the unpinned figures measure that
+/// too. Pinned, every client gets the same placement, and what is left is
+/// its own cost.
+fn pinned(s: &Sizes, report: &mut Report) -> Result<()> {
+    let cpus = pin::allowed_cpus()?;
+    if cpus.len() < 2 {
+        progress("pinned: fewer than two CPUs, figures left null");
+        for key in PINNED_KEYS {
+            report.set(&format!("serial_pinned_ratio_{key}"), Value::Null);
+        }
+        return Ok(());
+    }
+    let me = std::process::id();
+    pin::pin_process(me, &cpus[..1])?;
+    let result = pinned_rounds(s, &cpus[1..2]);
+    pin::pin_process(me, &cpus)?;
+    let (r, version) = result?;
+    report.set("serial_pinned_qemu", version);
+    for (i, key) in PINNED_KEYS.iter().enumerate() {
+        report.set(&format!("cpu_us_per_call_pinned_{key}"), r.cpu_us(i));
+        report.set(
+            &format!("qemu_cpu_us_per_call_pinned_{key}"),
+            r.server_us(i),
+        );
+        if i > 0 {
+            report.set(&format!("serial_pinned_ratio_{key}"), r.ratio(i));
+        }
+    }
+    let title = format!(
+        "serial {QUERY_STATUS}, {} calls, client on CPU {}, QEMU on CPU {}",
+        s.serial, cpus[0], cpus[1]
+    );
+    column_rows(&r, &title, report);
+    Ok(())
+}
+
+/// Starts the six clients (on this process's CPU, where their threads
+/// start), moves their QEMUs to `qemu_cpus` and runs the rounds.
+fn pinned_rounds(s: &Sizes, qemu_cpus: &[usize]) -> Result<(Rounds, String)> {
+    let mut contenders = columns()?;
+    for c in &contenders {
+        pin::pin_process(c.qemu.pid(), qemu_cpus)?;
+    }
+    let r = contest(&mut contenders, s.rounds, s.serial, "serial, pinned")?;
+    Ok((r, contenders[0].version.clone()))
 }
 
 /// `WINDOW` calls in flight: raw, qmp-smol (driver local and spawned) and
@@ -883,8 +954,9 @@ fn bench(args: &Args) -> Result<Report> {
         "qmp-tokio, multi-thread".into(),
     ]);
     let wanted = |x| args.only.is_empty() || args.only.contains(&x);
-    let scenarios: [(Scenario, ScenarioFn); 7] = [
+    let scenarios: [(Scenario, ScenarioFn); 8] = [
         (Scenario::Serial, serial),
+        (Scenario::Pinned, pinned),
         (Scenario::Pipelined, pipelined),
         (Scenario::Schema, schema),
         (Scenario::Flood, flood),

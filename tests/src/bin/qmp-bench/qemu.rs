@@ -95,6 +95,11 @@ impl Qemu {
         Duration::from_nanos(ns)
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGKILL without waiting (the drop reaps it).
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
