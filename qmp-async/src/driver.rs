@@ -15,7 +15,7 @@
 //! asks for goes through one relay waker to the call running it (the
 //! pilot) or else to the driver task.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -268,11 +268,13 @@ struct Inner<R: Runtime> {
     hub: Arc<Hub>,
     /// What the handles ask; told when the driver finishes.
     inbox: Arc<Inbox>,
-    waiters: HashMap<RequestId, (u64, ReplySender)>,
-    tokens: HashMap<u64, RequestId>,
+    waiters: BTreeMap<RequestId, (u64, ReplySender)>,
+    tokens: BTreeMap<u64, RequestId>,
     /// An event a subscriber has no room for yet, the subscriber, and how
     /// long the driver waits for it: nothing more is read meanwhile.
     held: Option<Held>,
+    /// The phase last published to the hub.
+    noted: Option<SessionState>,
     /// Made at the first wait for a subscriber, then reset.
     patience: Option<Pin<Box<R::Timer>>>,
     done: Option<CloseCause>,
@@ -293,9 +295,10 @@ impl<R: Runtime> Driver<R> {
             alarm: Alarm::default(),
             hub,
             inbox,
-            waiters: HashMap::new(),
-            tokens: HashMap::new(),
+            waiters: BTreeMap::new(),
+            tokens: BTreeMap::new(),
             held: None,
+            noted: None,
             patience: None,
             done: None,
         });
@@ -401,7 +404,7 @@ impl<R: Runtime> Inner<R> {
             let mut progress = self.take_instructions(cx);
             progress |= self.turn(cx);
             progress |= self.forward(cx);
-            self.note_state();
+            self.note_change();
             if self.conn.state() == SessionState::Closed {
                 let cause = self
                     .conn
@@ -421,9 +424,20 @@ impl<R: Runtime> Inner<R> {
     }
 
     /// Tells the handles the engine's counters and where the session stands.
-    fn note_state(&self) {
-        self.hub
-            .set_view(self.conn.engine().stats(), self.conn.state());
+    /// Publishes the engine's counters and phase to the handles.
+    fn note_state(&mut self) {
+        let state = self.conn.state();
+        self.noted = Some(state);
+        self.hub.set_view(self.conn.engine().stats(), state);
+    }
+
+    /// Publishes them if the phase changed since they last were: within a
+    /// poll, so that the log of phases misses none; the counters follow
+    /// when the poll ends.
+    fn note_change(&mut self) {
+        if self.noted != Some(self.conn.state()) {
+            self.note_state();
+        }
     }
 
     /// One read (none while an event waits for a subscriber), the writes,
@@ -442,8 +456,9 @@ impl<R: Runtime> Inner<R> {
 
     /// Fires the engine's deadline when due and arms the alarm for the next.
     fn timers(&mut self, cx: &mut Context<'_>) -> bool {
-        let fired = self.conn.tick();
-        self.alarm.poll(cx, self.conn.next_deadline()) | fired
+        let now = StdInstant::now();
+        let fired = self.conn.tick_at(now);
+        self.alarm.poll(cx, self.conn.next_deadline(), now) | fired
     }
 
     fn take_instructions(&mut self, cx: &mut Context<'_>) -> bool {
@@ -619,7 +634,7 @@ impl<R: Runtime> Inner<R> {
                 s.reply.send(err());
             }
         }
-        for (_, (_, reply)) in self.waiters.drain() {
+        for (_, (_, reply)) in std::mem::take(&mut self.waiters) {
             reply.send(err());
         }
         self.tokens.clear();

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant as StdInstant;
 
 use qmp_core::SessionState;
@@ -36,6 +36,9 @@ pub(crate) struct Alarm<R: Runtime> {
     timer: Option<Pin<Box<R::Timer>>>,
     /// When the timer goes off; `None`: it is not armed.
     at: Option<StdInstant>,
+    /// The waker the armed timer holds. Polling it again with the same
+    /// waker would only read the clock once more, so it is not.
+    waker: Option<Waker>,
 }
 
 impl<R: Runtime> Default for Alarm<R> {
@@ -43,14 +46,26 @@ impl<R: Runtime> Default for Alarm<R> {
         Alarm {
             timer: None,
             at: None,
+            waker: None,
         }
     }
 }
 
 impl<R: Runtime> Alarm<R> {
     /// Makes sure the timer goes off by `next` (`None`: no deadline) and
-    /// reports whether it has gone off.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, next: Option<StdInstant>) -> bool {
+    /// wakes this task when it does; `now` is the time the caller just
+    /// read. Reports whether the timer went off while being polled.
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        next: Option<StdInstant>,
+        now: StdInstant,
+    ) -> bool {
+        // Past its time, the timer has gone off or is about to: a wake it
+        // may still send costs one spurious turn. Re-arm it if needed.
+        if self.at.is_some_and(|at| at <= now) {
+            self.at = None;
+        }
         if let Some(due) = next
             && self.at.is_none_or(|at| at > due)
         {
@@ -59,16 +74,23 @@ impl<R: Runtime> Alarm<R> {
                 None => self.timer = Some(Box::pin(R::sleep_until(due))),
             }
             self.at = Some(due);
+            self.waker = None;
         }
         // Without a deadline an armed timer is left to go off once: cheaper
         // than disarming it and arming it again for the next call.
-        if let (Some(_), Some(timer)) = (self.at, &mut self.timer)
-            && timer.as_mut().poll(cx).is_ready()
-        {
+        let (Some(_), Some(timer)) = (self.at, &mut self.timer) else {
+            return false;
+        };
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return false;
+        }
+        if timer.as_mut().poll(cx).is_ready() {
             // A fired timer stays silent until re-armed: force that.
             self.at = None;
+            self.waker = None;
             return true;
         }
+        self.waker = Some(cx.waker().clone());
         false
     }
 }

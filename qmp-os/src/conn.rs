@@ -309,8 +309,17 @@ impl Conn {
 
     /// Ends what is due now. Returns whether anything was.
     pub fn tick(&mut self) -> bool {
-        let now = self.clock.now();
-        if self.engine.poll_timeout().is_some_and(|d| d <= now) {
+        self.tick_at(StdInstant::now())
+    }
+
+    /// Ends what is due at `now`, a time the caller just read. Returns
+    /// whether anything was.
+    pub fn tick_at(&mut self, now: StdInstant) -> bool {
+        let Some(due) = self.engine.poll_timeout() else {
+            return false;
+        };
+        let now = self.clock.from_std(now);
+        if due <= now {
             self.engine.handle_timeout(now);
             self.after_step();
             return true;
