@@ -57,16 +57,24 @@ impl Raw {
             version: String::new(),
         };
         let greeting = raw.read_message()?;
-        let parsed: serde_json::Value = serde_json::from_str(greeting.trim())?;
+        let first = greeting.lines().next().unwrap_or_default();
+        let parsed: serde_json::Value = serde_json::from_str(first)?;
         let v = &parsed["QMP"]["version"]["qemu"];
         raw.version = format!("{}.{}.{}", v["major"], v["minor"], v["micro"]);
         if !greeting.contains("\"oob\"") {
             return Err(format!("raw: QEMU does not offer oob: {greeting}").into());
         }
         raw.sock.write_all(CAPABILITIES)?;
-        let reply = raw.read_message()?;
-        if !reply.starts_with("{\"return\"") {
-            return Err(format!("raw: qmp_capabilities failed: {reply}").into());
+        // QEMU greets a client twice when it connects while the monitor is
+        // still setting up (the previous client just left): skip that.
+        loop {
+            let reply = raw.read_message()?;
+            let mut lines = reply.lines().filter(|l| !l.starts_with("{\"QMP\""));
+            match lines.next() {
+                None => continue,
+                Some(l) if l.starts_with("{\"return\"") => break,
+                Some(_) => return Err(format!("raw: qmp_capabilities failed: {reply}").into()),
+            }
         }
         Ok(raw)
     }
