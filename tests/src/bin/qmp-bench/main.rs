@@ -517,19 +517,27 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// Each client's figures from one contest: `{contest}_calls_per_s_`,
+/// `{contest}_ratio_` (to raw, client 0), and `cpu_us_per_call{cpu}_`,
+/// `user_us_per_call{cpu}_`, `qemu_cpu_us_per_call{cpu}_` followed by its
+/// name; `(contest, cpu)` is e.g. `("serial", "")`.
+fn report_clients(r: &Rounds, names: &[&str], (contest, cpu): (&str, &str), report: &mut Report) {
+    for (i, name) in names.iter().enumerate() {
+        report.set(&format!("{contest}_calls_per_s_{name}"), r.rate(i));
+        report.set(&format!("cpu_us_per_call{cpu}_{name}"), r.cpu_us(i));
+        report.set(&format!("user_us_per_call{cpu}_{name}"), r.user_us(i));
+        report.set(&format!("qemu_cpu_us_per_call{cpu}_{name}"), r.server_us(i));
+        if i > 0 {
+            report.set(&format!("{contest}_ratio_{name}"), r.ratio(i));
+        }
+    }
+}
+
 /// The serial figures, and their rows of the table.
 fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
     report.set("serial_calls", n);
-    for (i, name) in names.iter().enumerate() {
-        report.set(&format!("serial_calls_per_s_{name}"), r.rate(i));
-        report.set(&format!("cpu_us_per_call_{name}"), r.cpu_us(i));
-        report.set(&format!("user_us_per_call_{name}"), r.user_us(i));
-        report.set(&format!("qemu_cpu_us_per_call_{name}"), r.server_us(i));
-        if i > 0 {
-            report.set(&format!("serial_ratio_{name}"), r.ratio(i));
-        }
-    }
-    // The names the targets use.
+    report_clients(r, names, ("serial", ""), report);
+    // The names scripts comparing runs look for.
     report.set("serial_ratio_smol_local", r.ratio(2));
     report.set("cpu_us_per_call_smol_local", r.cpu_us(2));
     report.set(
@@ -610,16 +618,7 @@ fn pinned(s: &Sizes, report: &mut Report) -> Result<()> {
     pin::pin_process(me, &cpus)?;
     let (r, version) = result?;
     report.set("serial_pinned_qemu", version);
-    for (i, key) in PINNED_KEYS.iter().enumerate() {
-        report.set(&format!("cpu_us_per_call_pinned_{key}"), r.cpu_us(i));
-        report.set(
-            &format!("qemu_cpu_us_per_call_pinned_{key}"),
-            r.server_us(i),
-        );
-        if i > 0 {
-            report.set(&format!("serial_pinned_ratio_{key}"), r.ratio(i));
-        }
-    }
+    report_clients(&r, &PINNED_KEYS, ("serial_pinned", "_pinned"), report);
     let title = format!(
         "serial {QUERY_STATUS}, {} calls, client on CPU {}, QEMU on CPU {}",
         s.serial, cpus[0], cpus[1]
@@ -669,18 +668,7 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
 
     report.set("pipelined_calls", n);
     report.set("pipelined_window", WINDOW);
-    for (i, name) in names.iter().enumerate() {
-        report.set(&format!("pipelined_calls_per_s_{name}"), r.rate(i));
-        report.set(&format!("cpu_us_per_call_pipelined_{name}"), r.cpu_us(i));
-        report.set(&format!("user_us_per_call_pipelined_{name}"), r.user_us(i));
-        report.set(
-            &format!("qemu_cpu_us_per_call_pipelined_{name}"),
-            r.server_us(i),
-        );
-        if i > 0 {
-            report.set(&format!("pipelined_ratio_{name}"), r.ratio(i));
-        }
-    }
+    report_clients(&r, &names, ("pipelined", "_pipelined"), report);
     let cells = |label: String, f: &dyn Fn(usize) -> String| {
         vec![label, f(0), "-".into(), f(1), f(2), f(3)]
     };
