@@ -345,7 +345,14 @@ fn probe(socket: &Path) -> io::Result<()> {
         return Err(io::Error::other(format!("not a greeting: {greeting}")));
     }
     stream.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
-    let reply = next(&mut stream, "reply to qmp_capabilities")?;
+    // QEMU greets twice a client that connects while its monitor is still
+    // being set up: a second greeting is not the reply.
+    let reply = loop {
+        let v = next(&mut stream, "reply to qmp_capabilities")?;
+        if v.get("QMP").is_none() {
+            break v;
+        }
+    };
     match reply.get("return") {
         Some(_) => Ok(()),
         None => Err(io::Error::other(format!("qmp_capabilities: {reply}"))),
