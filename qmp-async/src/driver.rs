@@ -423,7 +423,6 @@ impl<R: Runtime> Inner<R> {
         Poll::Pending
     }
 
-    /// Tells the handles the engine's counters and where the session stands.
     /// Publishes the engine's counters and phase to the handles.
     fn note_state(&mut self) {
         let state = self.conn.state();
