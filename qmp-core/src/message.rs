@@ -191,9 +191,10 @@ fn too_large(bytes: &[u8], offset: u64, estimate: usize) -> Result<Incoming, Clo
 
 fn decode_whole(bytes: &[u8], offset: u64) -> Result<Incoming, CloseReason> {
     // Validating the whole message up front also covers members that are
-    // skipped unread. It is decoded from the slice like every other
-    // message, not as `&str`: one copy of the decoder in a binary instead
-    // of two (7 KB of a firmware build's code).
+    // skipped unread. It is decoded from the slice like a message read
+    // in place ([`decode_prefix`], which cannot check UTF-8 first: it does
+    // not know yet where the message ends), so that both share one copy of
+    // the classifying decoder.
     if let Err(e) = core::str::from_utf8(bytes) {
         return Err(CloseReason::Malformed {
             offset: offset + e.valid_up_to() as u64,
@@ -239,6 +240,22 @@ fn decode_prefix_as_is(
     window: &[u8],
     offset: u64,
 ) -> Option<(usize, Result<Incoming, CloseReason>)> {
+    match plain_reply(window) {
+        Plain::Reply { len, id, value } => match core::str::from_utf8(&window[..len]) {
+            Ok(text) => Some((len, Ok(plain(id, &text[value])))),
+            // The general reader says where, as for any other message.
+            Err(_) => decode_prefix_general(window, offset),
+        },
+        Plain::Incomplete => None,
+        Plain::Other => decode_prefix_general(window, offset),
+    }
+}
+
+/// [`decode_prefix_as_is`] for any message: serde_json reads it.
+fn decode_prefix_general(
+    window: &[u8],
+    offset: u64,
+) -> Option<(usize, Result<Incoming, CloseReason>)> {
     let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<Wire>();
     match stream.next()? {
         Ok(wire) => {
@@ -265,6 +282,141 @@ fn decode_prefix_as_is(
             };
             Some((len.min(window.len()), Err(err)))
         }
+    }
+}
+
+/// What [`plain_reply`] made of a window.
+#[derive(Debug, PartialEq)]
+enum Plain {
+    /// `{"return": VALUE, "id": N}`: the message's length, N, and where
+    /// VALUE's text is.
+    Reply {
+        len: usize,
+        id: u64,
+        value: core::ops::Range<usize>,
+    },
+    /// The window ends before it could tell.
+    Incomplete,
+    /// Some other message, or a fault: the general decoder takes it.
+    Other,
+}
+
+/// Reads the reply nearly every call gets, `{"return": VALUE, "id": N}`
+/// with QEMU's member order and any whitespace, without serde's struct
+/// machinery: the members' names are matched as bytes and N is read by
+/// hand; only VALUE goes through serde_json, which checks its grammar
+/// while skipping it (as it does for the general decoder's raw text), so
+/// both accept and refuse the same messages. UTF-8 is checked after, over
+/// the whole message, as for every other message.
+fn plain_reply(window: &[u8]) -> Plain {
+    let mut scan = Scan {
+        bytes: window,
+        at: 1,
+    };
+    for token in [b"\"return\"".as_slice(), b":"] {
+        match scan.token(token) {
+            Some(true) => {}
+            Some(false) => return Plain::Other,
+            None => return Plain::Incomplete,
+        }
+    }
+    scan.skip_whitespace();
+    let start = scan.at;
+    let mut values =
+        serde_json::Deserializer::from_slice(&window[start..]).into_iter::<serde::de::IgnoredAny>();
+    match values.next() {
+        Some(Ok(_)) => scan.at = start + values.byte_offset(),
+        Some(Err(e)) if !e.is_eof() => return Plain::Other,
+        _ => return Plain::Incomplete,
+    }
+    let value = start..scan.at;
+    for token in [b",".as_slice(), b"\"id\"", b":"] {
+        match scan.token(token) {
+            Some(true) => {}
+            Some(false) => return Plain::Other,
+            None => return Plain::Incomplete,
+        }
+    }
+    scan.skip_whitespace();
+    let id = match scan.id() {
+        Some(Ok(id)) => id,
+        Some(Err(())) => return Plain::Other,
+        None => return Plain::Incomplete,
+    };
+    match scan.token(b"}") {
+        Some(true) => Plain::Reply {
+            len: scan.at,
+            id,
+            value,
+        },
+        Some(false) => Plain::Other,
+        None => Plain::Incomplete,
+    }
+}
+
+/// A read position in a window, for [`plain_reply`].
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scan<'_> {
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// Takes `token` after any whitespace: whether it is there, or `None`
+    /// when the window ends first.
+    fn token(&mut self, token: &[u8]) -> Option<bool> {
+        self.skip_whitespace();
+        let rest = &self.bytes[self.at..];
+        let n = rest.len().min(token.len());
+        if rest[..n] != token[..n] {
+            return Some(false);
+        }
+        if n < token.len() {
+            return None;
+        }
+        self.at += n;
+        Some(true)
+    }
+
+    /// Takes a JSON number that is a `u64` (no sign, fraction, exponent or
+    /// leading zero); `Err` for any other value, `None` when the window
+    /// ends inside it.
+    fn id(&mut self) -> Option<Result<u64, ()>> {
+        let rest = &self.bytes[self.at..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 1 && rest[0] == b'0' {
+            return Some(Err(()));
+        }
+        let after = *rest.get(digits)?;
+        if digits == 0 || matches!(after, b'.' | b'e' | b'E') {
+            return Some(Err(()));
+        }
+        let mut id = 0u64;
+        for &d in &rest[..digits] {
+            id = match id
+                .checked_mul(10)
+                .and_then(|id| id.checked_add(u64::from(d - b'0')))
+            {
+                Some(id) => id,
+                None => return Some(Err(())),
+            };
+        }
+        self.at += digits;
+        Some(Ok(id))
+    }
+}
+
+/// The reply [`plain_reply`] found, with its value's text.
+fn plain(id: u64, value: &str) -> Incoming {
+    Incoming::Reply {
+        id: ReplyId::Number(id),
+        result: Ok(Box::from(value)),
+        whole: None,
     }
 }
 
@@ -564,6 +716,66 @@ mod tests {
         assert!(replace_lone_surrogates(br#"{"a": "\ud83d\ude00 \\udc00"}"#).is_none());
         // Outside strings nothing is touched, and real faults stay faults.
         assert!(decode_t(br#"{"a": "\ud800", "b": tru}"#, 0).is_err());
+    }
+
+    /// Both readers' verdict on every prefix of `text`, as text.
+    fn both_readers(text: &[u8]) {
+        for end in 1..=text.len() {
+            let window = &text[..end];
+            let fast = decode_prefix_as_is(window, 10);
+            let general = decode_prefix_general(window, 10);
+            assert_eq!(
+                alloc::format!("{fast:?}"),
+                alloc::format!("{general:?}"),
+                "{:?}",
+                String::from_utf8_lossy(window)
+            );
+        }
+    }
+
+    #[test]
+    fn the_plain_reply_reader_agrees_with_serde() {
+        let next = r#"{"event": "STOP"}"#;
+        for text in [
+            r#"{"return": {"status": "running", "singlestep": false, "running": true}, "id": 1}"#,
+            "{ \"return\" :\t[1, -2.5e3, \"a\\\"}\", null, {}] ,\r\n\"id\" : 18446744073709551615 }",
+            r#"{"return": {}, "id": 0}"#,
+            r#"{"return": "\ud800", "id": 7}"#,
+            // Not plain: the general reader decides.
+            r#"{"return": {}, "id": 18446744073709551616}"#,
+            r#"{"return": {}, "id": 01}"#,
+            r#"{"return": {}, "id": 1.0}"#,
+            r#"{"return": {}, "id": 1e2}"#,
+            r#"{"return": {}, "id": -1}"#,
+            r#"{"return": {}, "id": "x"}"#,
+            r#"{"return": {}, "id": 1, "return": 2}"#,
+            r#"{"return": {}}"#,
+            r#"{"return": tru, "id": 1}"#,
+            r#"{"return": {"a" 1}, "id": 1}"#,
+            r#"{"return": {}, "id": 1 "x"}"#,
+            r#"{"id": 1, "return": {}}"#,
+            r#"{"returns": {}, "id": 1}"#,
+            r#"{"error": {"class": "GenericError", "desc": "x"}, "id": 2}"#,
+        ] {
+            both_readers(text.as_bytes());
+            both_readers(alloc::format!("{text}{next}").as_bytes());
+            both_readers(alloc::format!("{text}\n").as_bytes());
+        }
+        // Found plain, then left to the general reader, which says where
+        // the fault is (sooner, in a window that ends inside the message).
+        let invalid = b"{\"return\": \"\xff\", \"id\": 3}";
+        assert_eq!(
+            alloc::format!("{:?}", decode_prefix_as_is(invalid, 10)),
+            alloc::format!("{:?}", decode_prefix_general(invalid, 10)),
+        );
+        assert_eq!(
+            plain_reply(invalid),
+            Plain::Reply {
+                len: invalid.len(),
+                id: 3,
+                value: 11..14
+            }
+        );
     }
 
     #[test]
