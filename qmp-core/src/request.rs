@@ -192,6 +192,12 @@ impl Request {
     /// The bytes of this request up to where its `id` goes: the engine
     /// numbers it only when it is written.
     pub(crate) fn encode_open(&self, out: &mut Vec<u8>) {
+        // Room for the whole request, its id and closing brace included
+        // ([`close_request`]), so that it is written without growing.
+        const AROUND: usize = r#"{"exec-oob":"","id":18446744073709551615}"#.len();
+        const ARGUMENTS: usize = r#","arguments":"#.len();
+        let arguments = self.arguments.as_ref().map_or(0, |a| ARGUMENTS + a.len());
+        out.reserve(AROUND + self.name.len() + arguments);
         out.extend_from_slice(if self.oob {
             b"{\"exec-oob\":"
         } else {
