@@ -271,7 +271,7 @@ fn decode_prefix_general(
             }
             Some((len, Ok(classify(wire, &window[..len]))))
         }
-        Err(e) if e.is_eof() => None,
+        Err(e) if e.is_eof() || cut_in_a_number(window) => None,
         Err(e) => {
             let err = malformed(window, offset, &e);
             // Consume only up to the fault, so a resync can still find a
@@ -283,6 +283,23 @@ fn decode_prefix_general(
             Some((len.min(window.len()), Err(err)))
         }
     }
+}
+
+/// Whether serde_json's fault in `window` is only that the window ends
+/// inside a number, after `-`, `.`, `e` or its sign: serde_json reports
+/// that as an invalid number, not as the end of its input, but the next
+/// read may well complete it. With a digit added such a window reads on
+/// to its end, while a real fault stays where it is. Only on that fault's
+/// path, so the copy costs nothing otherwise.
+fn cut_in_a_number(window: &[u8]) -> bool {
+    if !matches!(window.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E')) {
+        return false;
+    }
+    let mut longer = Vec::with_capacity(window.len() + 1);
+    longer.extend_from_slice(window);
+    longer.push(b'0');
+    let mut stream = serde_json::Deserializer::from_slice(&longer).into_iter::<Wire>();
+    matches!(stream.next(), Some(Err(e)) if e.is_eof())
 }
 
 /// What [`plain_reply`] made of a window.
@@ -776,6 +793,38 @@ mod tests {
                 value: 11..14
             }
         );
+    }
+
+    #[test]
+    fn a_window_may_end_inside_a_number() {
+        let reply = br#"{"return": [-1, 2.5, 3e7, 4E-2, 5e+1], "id": 1}"#;
+        let event = br#"{"event": "X", "data": {"a": -1.5e-3}, "timestamp": {"seconds": 1, "microseconds": 2}}"#;
+        for text in [&reply[..], event] {
+            for end in 1..text.len() {
+                let window = &text[..end];
+                assert!(
+                    decode_prefix(window, 0, usize::MAX).is_none(),
+                    "{:?}",
+                    String::from_utf8_lossy(window)
+                );
+            }
+            assert!(matches!(
+                decode_prefix(text, 0, usize::MAX),
+                Some((_, Ok(_)))
+            ));
+        }
+        // A real fault in a number is still one.
+        for bad in [
+            &br#"{"return": -x"#[..],
+            br#"{"return": 1.e"#,
+            br#"{"return": 01"#,
+        ] {
+            assert!(
+                matches!(decode_prefix(bad, 0, usize::MAX), Some((_, Err(_)))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -337,6 +337,22 @@ fn real_schema_reply_decodes() {
 }
 
 #[test]
+fn a_read_may_end_inside_a_number() {
+    // serde_json calls a number cut after `-`, `.`, `e` or its sign
+    // invalid rather than unfinished; the next read finishes it.
+    let value = json!({"offset": -1, "ratio": 2.5, "big": 3e7, "small": -4.5E-2, "n": 5e+1});
+    let text = format!("{{\"return\": {value}, \"id\": 1}}");
+    for cut in 1..text.len() {
+        let mut h = Harness::running(true);
+        let id = h.exec(Request::new("x"));
+        assert_eq!(h.wire(id), 1);
+        h.feed(&text.as_bytes()[..cut]);
+        h.feed(&text.as_bytes()[cut..]);
+        assert_eq!(h.result(id), &Ok(value.clone()), "cut at {cut}");
+    }
+}
+
+#[test]
 fn lf_crlf_no_terminator_and_whitespace_between_messages() {
     let mut h = Harness::running(true);
     let ids: Vec<_> = (0..4).map(|_| h.exec(Request::new("query-name"))).collect();
