@@ -21,6 +21,7 @@ mod framing;
 mod greeting;
 pub mod introspect;
 mod message;
+mod plain;
 mod reply;
 mod request;
 mod session;

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{CloseReason, ErrorClass, ExecuteError};
 use crate::event::{Event, Timestamp};
+use crate::plain::{PlainReply, Stop, plain_reply};
 
 /// The members of a server message this crate looks at; the rest are
 /// skipped without being built. A reply's `return` and an event's `data`
@@ -241,13 +242,13 @@ fn decode_prefix_as_is(
     offset: u64,
 ) -> Option<(usize, Result<Incoming, CloseReason>)> {
     match plain_reply(window) {
-        Plain::Reply { len, id, value } => match core::str::from_utf8(&window[..len]) {
+        Ok(PlainReply { len, id, value }) => match core::str::from_utf8(&window[..len]) {
             Ok(text) => Some((len, Ok(plain(id, &text[value])))),
             // The general reader says where, as for any other message.
             Err(_) => decode_prefix_general(window, offset),
         },
-        Plain::Incomplete => None,
-        Plain::Other => decode_prefix_general(window, offset),
+        Err(Stop::Incomplete) => None,
+        Err(Stop::Other) => decode_prefix_general(window, offset),
     }
 }
 
@@ -300,132 +301,6 @@ fn cut_in_a_number(window: &[u8]) -> bool {
     longer.push(b'0');
     let mut stream = serde_json::Deserializer::from_slice(&longer).into_iter::<Wire>();
     matches!(stream.next(), Some(Err(e)) if e.is_eof())
-}
-
-/// What [`plain_reply`] made of a window.
-#[derive(Debug, PartialEq)]
-enum Plain {
-    /// `{"return": VALUE, "id": N}`: the message's length, N, and where
-    /// VALUE's text is.
-    Reply {
-        len: usize,
-        id: u64,
-        value: core::ops::Range<usize>,
-    },
-    /// The window ends before it could tell.
-    Incomplete,
-    /// Some other message, or a fault: the general decoder takes it.
-    Other,
-}
-
-/// Reads the reply nearly every call gets, `{"return": VALUE, "id": N}`
-/// with QEMU's member order and any whitespace, without serde's struct
-/// machinery: the members' names are matched as bytes and N is read by
-/// hand; only VALUE goes through serde_json, which checks its grammar
-/// while skipping it (as it does for the general decoder's raw text), so
-/// both accept and refuse the same messages. UTF-8 is checked after, over
-/// the whole message, as for every other message.
-fn plain_reply(window: &[u8]) -> Plain {
-    let mut scan = Scan {
-        bytes: window,
-        at: 1,
-    };
-    for token in [b"\"return\"".as_slice(), b":"] {
-        match scan.token(token) {
-            Some(true) => {}
-            Some(false) => return Plain::Other,
-            None => return Plain::Incomplete,
-        }
-    }
-    scan.skip_whitespace();
-    let start = scan.at;
-    let mut values =
-        serde_json::Deserializer::from_slice(&window[start..]).into_iter::<serde::de::IgnoredAny>();
-    match values.next() {
-        Some(Ok(_)) => scan.at = start + values.byte_offset(),
-        Some(Err(e)) if !e.is_eof() => return Plain::Other,
-        _ => return Plain::Incomplete,
-    }
-    let value = start..scan.at;
-    for token in [b",".as_slice(), b"\"id\"", b":"] {
-        match scan.token(token) {
-            Some(true) => {}
-            Some(false) => return Plain::Other,
-            None => return Plain::Incomplete,
-        }
-    }
-    scan.skip_whitespace();
-    let id = match scan.id() {
-        Some(Ok(id)) => id,
-        Some(Err(())) => return Plain::Other,
-        None => return Plain::Incomplete,
-    };
-    match scan.token(b"}") {
-        Some(true) => Plain::Reply {
-            len: scan.at,
-            id,
-            value,
-        },
-        Some(false) => Plain::Other,
-        None => Plain::Incomplete,
-    }
-}
-
-/// A read position in a window, for [`plain_reply`].
-struct Scan<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Scan<'_> {
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
-            self.at += 1;
-        }
-    }
-
-    /// Takes `token` after any whitespace: whether it is there, or `None`
-    /// when the window ends first.
-    fn token(&mut self, token: &[u8]) -> Option<bool> {
-        self.skip_whitespace();
-        let rest = &self.bytes[self.at..];
-        let n = rest.len().min(token.len());
-        if rest[..n] != token[..n] {
-            return Some(false);
-        }
-        if n < token.len() {
-            return None;
-        }
-        self.at += n;
-        Some(true)
-    }
-
-    /// Takes a JSON number that is a `u64` (no sign, fraction, exponent or
-    /// leading zero); `Err` for any other value, `None` when the window
-    /// ends inside it.
-    fn id(&mut self) -> Option<Result<u64, ()>> {
-        let rest = &self.bytes[self.at..];
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits > 1 && rest[0] == b'0' {
-            return Some(Err(()));
-        }
-        let after = *rest.get(digits)?;
-        if digits == 0 || matches!(after, b'.' | b'e' | b'E') {
-            return Some(Err(()));
-        }
-        let mut id = 0u64;
-        for &d in &rest[..digits] {
-            id = match id
-                .checked_mul(10)
-                .and_then(|id| id.checked_add(u64::from(d - b'0')))
-            {
-                Some(id) => id,
-                None => return Some(Err(())),
-            };
-        }
-        self.at += digits;
-        Some(Ok(id))
-    }
 }
 
 /// The reply [`plain_reply`] found, with its value's text.
@@ -735,9 +610,16 @@ mod tests {
         assert!(decode_t(br#"{"a": "\ud800", "b": tru}"#, 0).is_err());
     }
 
-    /// Both readers' verdict on every prefix of `text`, as text.
+    /// Both readers' verdict on every prefix of `text`, as text; on the
+    /// whole of it only when it is not UTF-8: the general reader finds
+    /// bad UTF-8 in a return value as soon as it has read the value, the
+    /// plain one when it has read the message, and then hands it over.
     fn both_readers(text: &[u8]) {
-        for end in 1..=text.len() {
+        let first = match core::str::from_utf8(text) {
+            Ok(_) => 1,
+            Err(_) => text.len(),
+        };
+        for end in first..=text.len() {
             let window = &text[..end];
             let fast = decode_prefix_as_is(window, 10);
             let general = decode_prefix_general(window, 10);
@@ -787,12 +669,99 @@ mod tests {
         );
         assert_eq!(
             plain_reply(invalid),
-            Plain::Reply {
+            Ok(PlainReply {
                 len: invalid.len(),
                 id: 3,
                 value: 11..14
-            }
+            })
         );
+    }
+
+    /// splitmix64: the same sequence on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) as usize % n
+        }
+
+        /// A well-formed JSON value, with whitespace here and there.
+        fn value(&mut self, depth: u32, out: &mut String) {
+            const SCALARS: [&str; 14] = [
+                "\"a\"",
+                "\"\\u12aF\"",
+                "\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+                "\"\u{e9}\"",
+                "-0",
+                "0",
+                "7",
+                "-12.5e+3",
+                "1.5",
+                "3E-7",
+                "true",
+                "false",
+                "null",
+                "\"\"",
+            ];
+            let space = [" ", "", "\n", "\t", "\r\n"];
+            out.push_str(space[self.below(space.len())]);
+            match (self.below(if depth > 3 { 1 } else { 3 }), self.below(4)) {
+                (0, _) => out.push_str(SCALARS[self.below(SCALARS.len())]),
+                (kind, n) => {
+                    out.push(if kind == 1 { '[' } else { '{' });
+                    for i in 0..n {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        if kind == 2 {
+                            out.push_str(" \"k\" :");
+                        }
+                        self.value(depth + 1, out);
+                    }
+                    out.push(if kind == 1 { ']' } else { '}' });
+                }
+            }
+            out.push_str(space[self.below(space.len())]);
+        }
+    }
+
+    #[test]
+    fn the_plain_reply_reader_agrees_with_serde_on_any_value() {
+        let mut rng = Rng(0x1234_5678);
+        let mut plain = 0;
+        for case in 0..3000 {
+            let mut value = String::new();
+            rng.value(0, &mut value);
+            let mut text = alloc::format!(r#"{{"return": {value}, "id": 1}}"#).into_bytes();
+            // Two cases in three with a byte changed: faults of every kind.
+            if case % 3 > 0 {
+                let faults = b"{}[],:\" \\-.+0e1tnx\t\x01";
+                // Not the first: a window starts with `{`.
+                let at = 1 + rng.below(text.len() - 1);
+                text[at] = faults[rng.below(faults.len())];
+            }
+            both_readers(&text);
+            plain += usize::from(plain_reply(&text).is_ok());
+        }
+        // Enough of them plain for the agreement to mean something.
+        assert!(plain > 1000, "{plain}");
+        let mut deepest = 0;
+        for depth in 124..=130 {
+            let arrays = alloc::format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let objects = alloc::format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+            for value in [arrays, objects] {
+                let text = alloc::format!(r#"{{"return": {value}, "id": 1}}"#);
+                both_readers(text.as_bytes());
+                if plain_reply(text.as_bytes()).is_ok() {
+                    deepest = deepest.max(depth);
+                }
+            }
+        }
+        assert_eq!(deepest, 127);
     }
 
     #[test]
