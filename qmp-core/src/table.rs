@@ -79,8 +79,9 @@ impl Pending {
 /// never reach a later request by mistake.
 #[derive(Debug)]
 struct WireIds {
-    /// `(wire id, handle)` of every request holding one, by wire id.
-    held: Vec<(u64, u64)>,
+    /// `(wire id, handle)` of every request holding one, by wire id; a
+    /// deque, as the smallest is most often the one to go.
+    held: VecDeque<(u64, u64)>,
     /// The smallest number that may be handed out.
     floor: u64,
 }
@@ -88,13 +89,21 @@ struct WireIds {
 impl WireIds {
     /// Hands the smallest free number at or above the floor to `id`.
     fn take(&mut self, id: u64) -> u64 {
-        let mut i = self.held.partition_point(|&(w, _)| w < self.floor);
-        let mut wire = self.floor;
-        while self.held.get(i).is_some_and(|&(w, _)| w == wire) {
-            wire += 1;
-            i += 1;
+        let first = self.held.partition_point(|&(w, _)| w < self.floor);
+        // The numbers held from the floor up are distinct and sorted, so
+        // the `k`th of them is `floor + k` up to the first gap and larger
+        // after it: the gap is found by bisection, not by a walk.
+        let (mut lo, mut hi) = (first, self.held.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.held[mid].0 == self.floor + (mid - first) as u64 {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
-        self.held.insert(i, (wire, id));
+        let wire = self.floor + (lo - first) as u64;
+        self.held.insert(lo, (wire, id));
         wire
     }
 
@@ -138,6 +147,10 @@ pub(crate) enum Cancelled {
 #[derive(Debug)]
 pub(crate) struct RequestTable {
     items: VecDeque<Pending>,
+    /// No request before this index is queued: where the search for the
+    /// next one to send starts, so that sending stays constant time
+    /// however many requests are on the wire.
+    unqueued: usize,
     wires: WireIds,
     /// `(deadline, id)` of waiting requests. Entries of requests that
     /// ended or changed deadline are dropped lazily: the top is always
@@ -158,8 +171,9 @@ impl RequestTable {
     pub(crate) fn new(capacity: usize, first_wire: u64) -> Self {
         RequestTable {
             items: VecDeque::new(),
+            unqueued: 0,
             wires: WireIds {
-                held: Vec::new(),
+                held: VecDeque::new(),
                 floor: first_wire,
             },
             deadlines: BinaryHeap::new(),
@@ -279,6 +293,9 @@ impl RequestTable {
     /// wire id is freed when its reply came, else retired.
     fn remove_at(&mut self, index: usize, answered: bool) -> Option<Pending> {
         let p = self.items.remove(index)?;
+        if index < self.unqueued {
+            self.unqueued -= 1;
+        }
         if let Some(wire) = p.wire {
             self.wires.release(wire, !answered);
         }
@@ -410,11 +427,18 @@ impl RequestTable {
     }
 
     /// The index of the first queued request, if any may be considered.
-    pub(crate) fn first_queued(&self) -> Option<usize> {
+    pub(crate) fn first_queued(&mut self) -> Option<usize> {
         if self.queued == 0 {
             return None;
         }
-        self.items.iter().position(|p| p.state == State::Queued)
+        let start = self.unqueued.min(self.items.len());
+        let found = start
+            + self
+                .items
+                .range(start..)
+                .position(|p| p.state == State::Queued)?;
+        self.unqueued = found;
+        Some(found)
     }
 
     /// Whether a request the server will still answer is on the wire with
@@ -479,6 +503,7 @@ impl RequestTable {
         self.queued = 0;
         self.with_fds = 0;
         self.wires.held.clear();
+        self.unqueued = 0;
         self.items.drain(..)
     }
 }
@@ -543,5 +568,59 @@ mod tests {
         assert!(!t.may_send(2, 8));
         assert!(t.take_answered(2).is_some());
         assert!(t.may_send(1, 8));
+    }
+
+    #[test]
+    fn wire_ids_fill_the_first_gap_above_the_floor() {
+        let mut ids = WireIds {
+            held: VecDeque::new(),
+            floor: 1,
+        };
+        // Number 1..=40, free every third, retire below 10, then hand out
+        // more: each must be the smallest free number at or above the floor,
+        // as a walk over all numbers finds it.
+        for id in 0..40 {
+            assert_eq!(ids.take(id), id + 1);
+        }
+        for wire in (3..=40).step_by(3) {
+            ids.release(wire, false);
+        }
+        ids.release(4, true);
+        for id in 100..130 {
+            let expected = (ids.floor..).find(|w| ids.position(*w).is_none()).unwrap();
+            assert_eq!(ids.take(id), expected);
+            assert!(expected > 4);
+        }
+        let wires: Vec<u64> = ids.held.iter().map(|&(w, _)| w).collect();
+        assert!(wires.windows(2).all(|w| w[0] < w[1]), "{wires:?}");
+    }
+
+    #[test]
+    fn the_next_request_to_send_is_found_after_removals() {
+        let mut t = RequestTable::new(64, 1);
+        for id in 1..=10 {
+            t.push(pending(id, false));
+        }
+        for _ in 0..6 {
+            let i = t.first_queued().unwrap();
+            t.mark_sent(i);
+        }
+        assert_eq!(t.first_queued(), Some(6));
+        // Removing sent requests before it moves it down.
+        assert!(t.take_answered(1).is_some());
+        assert!(t.take_answered(4).is_some());
+        assert_eq!(t.first_queued(), Some(4));
+        // So does removing queued ones, and it is found past them.
+        assert_eq!(t.cancel(7), Cancelled::Unsent);
+        let next = t.first_queued().unwrap();
+        assert_eq!(t.get(next).unwrap().id, 8);
+        t.push(pending(11, false));
+        while let Some(i) = t.first_queued() {
+            t.mark_sent(i);
+        }
+        assert_eq!(t.queued(), 0);
+        t.drain().for_each(drop);
+        t.push(pending(12, false));
+        assert_eq!(t.first_queued(), Some(0));
     }
 }
