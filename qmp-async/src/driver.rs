@@ -413,7 +413,7 @@ impl<R: Runtime> Inner<R> {
                 self.finish(cause.clone());
                 return Poll::Ready(cause);
             }
-            if !progress {
+            if !progress || self.settled() {
                 self.note_state();
                 return Poll::Pending;
             }
@@ -421,6 +421,16 @@ impl<R: Runtime> Inner<R> {
         self.note_state();
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Whether another pass, right after one that moved something, would
+    /// find nothing to do, every source of work having registered this
+    /// task: the instructions (polled until pending), the socket (reading
+    /// waits for the reactor), the alarm (armed every turn), and nothing
+    /// left to write or to hand to a subscriber. It saves a serial call
+    /// two of its four turns.
+    fn settled(&self) -> bool {
+        self.pipe.idle() && self.held.is_none() && self.conn.transmit().is_none()
     }
 
     /// Publishes the engine's counters and phase to the handles.

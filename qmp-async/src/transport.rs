@@ -104,6 +104,9 @@ pub(crate) struct Pipe<R: Runtime> {
     readable: bool,
     /// Bytes were written to a stream that may buffer them.
     unflushed: bool,
+    /// The last read found the socket empty and left the task registered
+    /// for the next bytes: until they come, reading has nothing to do.
+    parked: bool,
 }
 
 impl<R: Runtime> Pipe<R> {
@@ -113,39 +116,59 @@ impl<R: Runtime> Pipe<R> {
             buf: vec![0; FIRST_READ].into_boxed_slice(),
             readable: true,
             unflushed: false,
+            parked: false,
         }
     }
 
     /// One read fed to `conn`. Returns whether anything arrived.
     pub(crate) fn read(&mut self, cx: &mut Context<'_>, conn: &mut Conn) -> io::Result<bool> {
+        self.parked = false;
         if conn.state() == SessionState::Closed {
             return Ok(false);
         }
-        if !self.readable {
-            match self.io.poll_readable(cx) {
-                Poll::Ready(r) => r?,
-                Poll::Pending => return Ok(false),
-            }
-            self.readable = true;
+        if !self.readable && !self.wait_readable(cx)? {
+            return Ok(false);
         }
         match self.io.poll_read(cx, &mut self.buf) {
             Poll::Ready(Ok(0)) => conn.received_eof(),
             Poll::Ready(Ok(n)) => {
-                // A short read most likely emptied the socket.
-                self.readable = n == self.buf.len();
+                // A short read most likely emptied the socket: register
+                // for the next bytes now, which the next turn would do,
+                // so that it need not be taken.
+                let short = n < self.buf.len();
                 conn.received(&self.buf[..n]);
-                if self.readable && self.buf.len() < READ_CHUNK {
+                if !short && self.buf.len() < READ_CHUNK {
                     self.buf = vec![0; self.buf.len() * 2].into_boxed_slice();
                 }
+                self.readable = !short || self.wait_readable(cx)?;
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => {
                 self.readable = false;
+                self.parked = true;
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Asks the reactor whether the socket has bytes, registering the task
+    /// for them when it has none (then `parked`).
+    fn wait_readable(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        match self.io.poll_readable(cx) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => {
+                self.parked = true;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether another turn would find nothing to do on this socket right
+    /// now: reading waits for the reactor and nothing is left to flush.
+    pub(crate) fn idle(&self) -> bool {
+        self.parked && !self.unflushed
     }
 
     /// Writes what `conn` has to send. Returns whether anything went.
