@@ -45,6 +45,9 @@ pub(crate) struct Wire<S> {
     read_timeout: Option<Option<Duration>>,
     /// The live-schema check (QMP, when the options ask for it).
     pub(crate) schema: SchemaCheck,
+    /// The name of the command a call waits for, for its timeout error:
+    /// one buffer for every call, not an allocation each.
+    calling: String,
 }
 
 impl<S: Stream> Wire<S> {
@@ -58,6 +61,7 @@ impl<S: Stream> Wire<S> {
             write_timeout: None,
             read_timeout: None,
             schema: SchemaCheck::new(false),
+            calling: String::new(),
         }
     }
 
@@ -106,9 +110,15 @@ impl<S: Stream> Wire<S> {
             self.fetch_schema(timeout)?;
         }
         self.schema.check(&request)?;
-        let name = request.name().to_owned();
-        let id = self.conn.submit(request, timeout, fds)?;
-        self.wait_reply(id, name, timeout)
+        let mut name = core::mem::take(&mut self.calling);
+        name.clear();
+        name.push_str(request.name());
+        let result = match self.conn.submit(request, timeout, fds) {
+            Ok(id) => self.wait_reply(id, &name, timeout),
+            Err(e) => Err(e),
+        };
+        self.calling = name;
+        result
     }
 
     /// Submits a whole request object and waits for the whole reply.
@@ -122,7 +132,7 @@ impl<S: Stream> Wire<S> {
         }
         self.schema.check_raw(&message)?;
         let id = self.conn.submit_raw(message, timeout)?;
-        reply_value(&self.wait_reply(id, name, timeout)?)
+        reply_value(&self.wait_reply(id, &name, timeout)?)
     }
 
     /// Fetches the server's schema for the live-schema check, once.
@@ -131,18 +141,13 @@ impl<S: Stream> Wire<S> {
             .conn
             .submit(Request::new(SCHEMA_COMMAND), timeout, &[])?;
         let reply = self
-            .wait_reply(id, SCHEMA_COMMAND.to_owned(), timeout)
+            .wait_reply(id, SCHEMA_COMMAND, timeout)
             .and_then(|r| reply_value(&r));
         self.schema.set_schema(reply)
     }
 
     /// Waits for request `id`'s end, at most `timeout`.
-    fn wait_reply(
-        &mut self,
-        id: RequestId,
-        name: String,
-        timeout: Duration,
-    ) -> Result<Reply, Error> {
+    fn wait_reply(&mut self, id: RequestId, name: &str, timeout: Duration) -> Result<Reply, Error> {
         self.set_write_timeout(timeout)?;
         let what = || format!("the reply to `{name}`");
         match self.run(deadline_after(timeout), |w| w.take_done(id)) {
