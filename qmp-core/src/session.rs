@@ -345,6 +345,7 @@ impl Client {
                 fds,
                 ran: false,
                 bytes,
+                ends_at: 0,
             },
         );
         Ok(RequestId(id))
@@ -394,6 +395,7 @@ impl Client {
                 fds: false,
                 ran: false,
                 bytes,
+                ends_at: 0,
             },
         );
         Ok(RequestId(id))
@@ -807,7 +809,7 @@ impl Client {
     fn on_reply(&mut self, n: u64, result: Result<Box<str>, Fault>, whole: Option<Box<str>>) {
         let id = RequestId(n);
         let limit = self.config.max_decoded_size;
-        match self.requests.take_answered(n) {
+        match self.requests.take_answered(n, self.transmit.sent()) {
             None => self.stats.unknown_replies += 1,
             Some(p) if p.state == State::Abandoned => self.stats.late_replies += 1,
             // A raw request's result is the whole reply, errors included.
@@ -982,7 +984,8 @@ impl Client {
                     bytes: bytes.clone(),
                 });
             }
-            self.transmit.push_request(id, bytes, fds, no_reply);
+            let ends_at = self.transmit.push_request(id, bytes, fds, no_reply);
+            self.requests.set_ends_at(index, ends_at);
         }
     }
 

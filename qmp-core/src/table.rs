@@ -56,6 +56,10 @@ pub(crate) struct Pending {
     pub(crate) ran: bool,
     /// The encoded request while queued.
     pub(crate) bytes: Vec<u8>,
+    /// Where its last byte is in the stream of bytes written, once it is
+    /// in the transmit queue: no server can answer it before reading that
+    /// far (its id comes last).
+    pub(crate) ends_at: u64,
 }
 
 impl Pending {
@@ -289,6 +293,13 @@ impl RequestTable {
         Some((p.id, core::mem::take(&mut p.bytes), p.fds, p.no_reply))
     }
 
+    /// Records where the request at `index` ends in the stream written.
+    pub(crate) fn set_ends_at(&mut self, index: usize, at: u64) {
+        if let Some(p) = self.items.get_mut(index) {
+            p.ends_at = at;
+        }
+    }
+
     /// Removes the request at `index`, keeping the counters right. Its
     /// wire id is freed when its reply came, else retired.
     fn remove_at(&mut self, index: usize, answered: bool) -> Option<Pending> {
@@ -309,13 +320,20 @@ impl RequestTable {
         Some(p)
     }
 
-    /// Takes the sent (or abandoned) request a reply with `id` answers.
-    /// An in-band reply also proves every earlier in-band request ran.
-    pub(crate) fn take_answered(&mut self, id: u64) -> Option<Pending> {
+    /// Takes the sent (or abandoned) request a reply with `id` answers,
+    /// `written` bytes being reported written so far. A reply that came
+    /// before the request's last byte was reported written retires its
+    /// wire id rather than freeing it: the report may simply be late (a
+    /// completion-based driver can see the read complete first), but the
+    /// reply may also be a peer's guess, and the server's answer to the
+    /// bytes still to come must then reach nobody. An in-band reply also
+    /// proves every earlier in-band request ran.
+    pub(crate) fn take_answered(&mut self, id: u64, written: u64) -> Option<Pending> {
         let index = self
             .position(id)
             .filter(|&i| self.items.get(i).is_some_and(|p| p.state != State::Queued))?;
-        let p = self.remove_at(index, true)?;
+        let wholly_written = self.items.get(index)?.ends_at <= written;
+        let p = self.remove_at(index, wholly_written)?;
         if !p.oob && self.with_fds > 0 {
             for q in self.items.iter_mut().take_while(|q| q.id < id) {
                 if !q.oob && q.state != State::Queued {
@@ -527,6 +545,7 @@ mod tests {
             fds,
             ran: false,
             bytes: Vec::new(),
+            ends_at: 0,
         }
     }
 
@@ -546,7 +565,7 @@ mod tests {
             2,
             "an abandoned request still holds its slot"
         );
-        assert!(t.take_answered(2).is_some());
+        assert!(t.take_answered(2, u64::MAX).is_some());
         assert_eq!(t.cancel(3), Cancelled::Unsent);
         assert_eq!((t.queued(), t.in_flight(), t.len()), (0, 1, 1));
         t.drain().for_each(drop);
@@ -566,7 +585,7 @@ mod tests {
         // the answer to the call after it shows it ran.
         t.cancel(1);
         assert!(!t.may_send(2, 8));
-        assert!(t.take_answered(2).is_some());
+        assert!(t.take_answered(2, u64::MAX).is_some());
         assert!(t.may_send(1, 8));
     }
 
@@ -607,8 +626,8 @@ mod tests {
         }
         assert_eq!(t.first_queued(), Some(6));
         // Removing sent requests before it moves it down.
-        assert!(t.take_answered(1).is_some());
-        assert!(t.take_answered(4).is_some());
+        assert!(t.take_answered(1, u64::MAX).is_some());
+        assert!(t.take_answered(4, u64::MAX).is_some());
         assert_eq!(t.first_queued(), Some(4));
         // So does removing queued ones, and it is found past them.
         assert_eq!(t.cancel(7), Cancelled::Unsent);

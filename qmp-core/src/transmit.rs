@@ -57,8 +57,15 @@ impl TransmitQueue {
     }
 
     /// Appends request `id`'s bytes, marking where its descriptors go and,
-    /// when it gets no reply, where it ends.
-    pub(crate) fn push_request(&mut self, id: u64, bytes: Vec<u8>, fds: bool, no_reply: bool) {
+    /// when it gets no reply, where it ends. Returns where it ends in the
+    /// stream of bytes written (see [`sent`](Self::sent)).
+    pub(crate) fn push_request(
+        &mut self,
+        id: u64,
+        bytes: Vec<u8>,
+        fds: bool,
+        no_reply: bool,
+    ) -> u64 {
         let start = self.sent + (self.buf.len() - self.head) as u64;
         if fds {
             self.marks.push_back(Mark {
@@ -76,6 +83,12 @@ impl TransmitQueue {
                 id,
             });
         }
+        start + len
+    }
+
+    /// How many bytes were written since the session began.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
     }
 
     pub(crate) fn is_empty(&self) -> bool {

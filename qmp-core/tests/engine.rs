@@ -337,6 +337,36 @@ fn real_schema_reply_decodes() {
 }
 
 #[test]
+fn a_reply_before_its_request_is_written_retires_its_id() {
+    let mut h = Harness::running(true);
+    // In the transmit queue, not yet reported written.
+    let a = h.client.execute(h.now, Request::new("x")).unwrap();
+    let wire = h.client.wire_id(a).unwrap();
+    // A completion-based driver may see the read finish before the
+    // write: the reply is delivered...
+    let first = format!(r#"{{"return": {{"n": 1}}, "id": {wire}}}"#);
+    h.client.handle_input(h.now, first.as_bytes());
+    match h.client.poll_output() {
+        Some(Output::Reply { id, result }) => {
+            assert_eq!(id, a);
+            assert_eq!(result.unwrap().value().unwrap(), json!({"n": 1}));
+        }
+        other => panic!("{other:?}"),
+    }
+    h.drain();
+    // ...but it may also have been a peer's guess: the id is not handed
+    // out again, so the server's answer to the bytes just written reaches
+    // nobody.
+    let b = h.exec(Request::new("x"));
+    assert_ne!(h.wire(b), wire);
+    h.feed(format!(r#"{{"return": {{"n": 2}}, "id": {wire}}}"#).as_bytes());
+    assert!(!h.ended.contains(&b));
+    assert_eq!(h.client.stats().unknown_replies, 1);
+    h.answer(b, "{}");
+    assert_eq!(h.result(b), &Ok(json!({})));
+}
+
+#[test]
 fn a_read_may_end_inside_a_number() {
     // serde_json calls a number cut after `-`, `.`, `e` or its sign
     // invalid rather than unfinished; the next read finishes it.
