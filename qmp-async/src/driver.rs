@@ -454,8 +454,13 @@ impl<R: Runtime> Inner<R> {
     fn turn(&mut self, cx: &mut Context<'_>) -> bool {
         let read = self.held.is_none();
         let (pipe, conn) = (&mut self.pipe, &mut self.conn);
-        let io = (if read { pipe.read(cx, conn) } else { Ok(false) })
-            .and_then(|r| Ok(r | pipe.write(cx, conn)?));
+        let io = if read {
+            pipe.read(cx, conn)
+        } else {
+            pipe.skip_read();
+            Ok(false)
+        };
+        let io = io.and_then(|r| Ok(r | pipe.write(cx, conn)?));
         let progress = io.unwrap_or_else(|e| {
             self.conn.failed(e);
             true

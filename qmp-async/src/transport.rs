@@ -165,8 +165,16 @@ impl<R: Runtime> Pipe<R> {
         }
     }
 
+    /// No read this turn (an event waits for a subscriber): a registration
+    /// an earlier turn made may have been used up by the wake-up that
+    /// brought this one, so the socket no longer counts as parked.
+    pub(crate) fn skip_read(&mut self) {
+        self.parked = false;
+    }
+
     /// Whether another turn would find nothing to do on this socket right
-    /// now: reading waits for the reactor and nothing is left to flush.
+    /// now: this turn's read left the task registered for the next bytes,
+    /// and nothing is left to flush.
     pub(crate) fn idle(&self) -> bool {
         self.parked && !self.unflushed
     }
