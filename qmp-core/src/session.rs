@@ -506,7 +506,6 @@ impl Client {
     /// Reports that the first `n` bytes of the last
     /// [`poll_transmit`](Self::poll_transmit) were written.
     pub fn consume_transmit(&mut self, n: usize) {
-        self.stats.bytes_sent += n as u64;
         let (requests, outputs) = (&mut self.requests, &mut self.outputs);
         self.transmit.consume(n, |id| {
             if let Some(p) = requests.take_written(id)
@@ -616,6 +615,7 @@ impl Client {
     pub fn stats(&self) -> Stats {
         Stats {
             events_lagged: self.events.lagged_total(),
+            bytes_sent: self.transmit.sent(),
             ..self.stats
         }
     }
