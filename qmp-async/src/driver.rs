@@ -470,7 +470,7 @@ impl<R: Runtime> Inner<R> {
 
     /// Fires the engine's deadline when due and arms the alarm for the next.
     fn timers(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = StdInstant::now();
+        let now = self.pipe.take_read_time().unwrap_or_else(StdInstant::now);
         let fired = self.conn.tick_at(now);
         self.alarm.poll(cx, self.conn.next_deadline(), now) | fired
     }

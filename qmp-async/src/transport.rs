@@ -107,6 +107,9 @@ pub(crate) struct Pipe<R: Runtime> {
     /// The last read found the socket empty and left the task registered
     /// for the next bytes: until they come, reading has nothing to do.
     parked: bool,
+    /// When the last read that brought bytes returned, until taken: the
+    /// turn's timers use it instead of reading the clock again.
+    read_at: Option<StdInstant>,
 }
 
 impl<R: Runtime> Pipe<R> {
@@ -117,6 +120,7 @@ impl<R: Runtime> Pipe<R> {
             readable: true,
             unflushed: false,
             parked: false,
+            read_at: None,
         }
     }
 
@@ -136,7 +140,9 @@ impl<R: Runtime> Pipe<R> {
                 // for the next bytes now, which the next turn would do,
                 // so that it need not be taken.
                 let short = n < self.buf.len();
-                conn.received(&self.buf[..n]);
+                let now = StdInstant::now();
+                self.read_at = Some(now);
+                conn.received_at(&self.buf[..n], now);
                 if !short && self.buf.len() < READ_CHUNK {
                     self.buf = vec![0; self.buf.len() * 2].into_boxed_slice();
                 }
@@ -163,6 +169,12 @@ impl<R: Runtime> Pipe<R> {
                 Ok(false)
             }
         }
+    }
+
+    /// When the last read that brought bytes returned, if no one asked
+    /// since.
+    pub(crate) fn take_read_time(&mut self) -> Option<StdInstant> {
+        self.read_at.take()
     }
 
     /// No read this turn (an event waits for a subscriber): a registration

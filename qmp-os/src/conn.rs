@@ -178,20 +178,43 @@ impl Conn {
         timeout: Duration,
         fds: &[BorrowedFd<'_>],
     ) -> Result<RequestId, Error> {
+        self.submit_at(StdInstant::now(), request, timeout, fds)
+    }
+
+    /// Like [`submit`](Self::submit), at `now`, a time the caller just
+    /// read (and may use again for its own wait, sparing a clock read).
+    pub fn submit_at(
+        &mut self,
+        now: StdInstant,
+        request: Request,
+        timeout: Duration,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<RequestId, Error> {
         let owned = if fds.is_empty() {
             Vec::new()
         } else {
             self.check_fds()?;
             duplicate(fds)?
         };
-        let deadline = request_limit(timeout).map(|t| self.now() + t);
-        self.submit_owned(request, deadline, owned)
+        let now = self.clock.from_std(now);
+        let deadline = request_limit(timeout).map(|t| now + t);
+        self.submit_owned_at(now, request, deadline, owned)
     }
 
     /// Like [`submit`](Self::submit), with an absolute deadline (`None`:
     /// the engine's default) and descriptors already duplicated.
     pub fn submit_owned(
         &mut self,
+        request: Request,
+        deadline: Option<Instant>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<RequestId, Error> {
+        self.submit_owned_at(self.now(), request, deadline, fds)
+    }
+
+    fn submit_owned_at(
+        &mut self,
+        now: Instant,
         mut request: Request,
         deadline: Option<Instant>,
         fds: Vec<OwnedFd>,
@@ -210,7 +233,7 @@ impl Conn {
         }
         let name_for_log =
             log_enabled!(target: self.target, Level::Trace).then(|| request.name().to_owned());
-        let id = self.engine.execute(self.now(), request)?;
+        let id = self.engine.execute(now, request)?;
         if let Some(name) = name_for_log {
             trace!(target: self.target, "{}: {name} is {id}", self.name);
         }
@@ -263,14 +286,21 @@ impl Conn {
 
     /// Feeds bytes read from the socket.
     pub fn received(&mut self, bytes: &[u8]) {
+        self.received_at(bytes, StdInstant::now());
+    }
+
+    /// Feeds bytes read from the socket at `now`, a time the caller just
+    /// read (and may use again for [`tick_at`](Self::tick_at)).
+    pub fn received_at(&mut self, bytes: &[u8], now: StdInstant) {
+        let now = self.clock.from_std(now);
         if self.history.capacity() == 0 {
-            self.engine.handle_input(self.clock.now(), bytes);
+            self.engine.handle_input(now, bytes);
         } else {
             // New events are the queue's newest: those it gained, plus
             // those it dropped to make room for them.
             let count = |q: &EventQueue| q.len() as u64 + q.lagged_total();
             let before = count(self.engine.events());
-            self.engine.handle_input(self.clock.now(), bytes);
+            self.engine.handle_input(now, bytes);
             let queue = self.engine.events();
             let new = (count(queue) - before).min(queue.len() as u64) as usize;
             for event in queue.iter().skip(queue.len() - new) {

@@ -48,6 +48,9 @@ pub(crate) struct Wire<S> {
     /// The name of the command a call waits for, for its timeout error:
     /// one buffer for every call, not an allocation each.
     calling: String,
+    /// When the last read returned: the time its bytes and the deadlines
+    /// checked after it are judged by, one clock read per read.
+    read_at: StdInstant,
 }
 
 impl<S: Stream> Wire<S> {
@@ -62,6 +65,7 @@ impl<S: Stream> Wire<S> {
             read_timeout: None,
             schema: SchemaCheck::new(false),
             calling: String::new(),
+            read_at: StdInstant::now(),
         }
     }
 
@@ -76,7 +80,9 @@ impl<S: Stream> Wire<S> {
         qmp: bool,
     ) -> Result<(), Error> {
         self.set_write_timeout(timeout)?;
-        let cause = match self.run(deadline_after(timeout), |w| w.ready.then_some(())) {
+        let cause = match self.run(deadline_after(timeout), StdInstant::now(), |w| {
+            w.ready.then_some(())
+        }) {
             Ok(Some(())) => return Ok(()),
             Ok(None) => CloseCause::Session(CloseReason::HandshakeTimeout),
             Err(Error::Closed(cause)) => cause,
@@ -113,8 +119,10 @@ impl<S: Stream> Wire<S> {
         let mut name = core::mem::take(&mut self.calling);
         name.clear();
         name.push_str(request.name());
-        let result = match self.conn.submit(request, timeout, fds) {
-            Ok(id) => self.wait_reply(id, &name, timeout),
+        // One clock read serves the request's deadline and the wait's.
+        let start = StdInstant::now();
+        let result = match self.conn.submit_at(start, request, timeout, fds) {
+            Ok(id) => self.wait_reply_from(start, id, &name, timeout),
             Err(e) => Err(e),
         };
         self.calling = name;
@@ -148,9 +156,20 @@ impl<S: Stream> Wire<S> {
 
     /// Waits for request `id`'s end, at most `timeout`.
     fn wait_reply(&mut self, id: RequestId, name: &str, timeout: Duration) -> Result<Reply, Error> {
+        self.wait_reply_from(StdInstant::now(), id, name, timeout)
+    }
+
+    /// Waits for request `id`'s end, at most `timeout` from `start`.
+    fn wait_reply_from(
+        &mut self,
+        start: StdInstant,
+        id: RequestId,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
         self.set_write_timeout(timeout)?;
         let what = || format!("the reply to `{name}`");
-        match self.run(deadline_after(timeout), |w| w.take_done(id)) {
+        match self.run(start.checked_add(timeout), start, |w| w.take_done(id)) {
             Ok(Some(result)) => self.conn.result(result, what, timeout),
             Ok(None) => {
                 // Only when the clock jumped past the engine's own
@@ -183,7 +202,7 @@ impl<S: Stream> Wire<S> {
         if was_open {
             self.set_write_timeout(timeout)?;
         }
-        match self.run(deadline_after(timeout), found) {
+        match self.run(deadline_after(timeout), StdInstant::now(), found) {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(Error::Timeout {
                 waiting_for: what(),
@@ -212,10 +231,11 @@ impl<S: Stream> Wire<S> {
 
     /// The driving loop: write, take outputs, check, read until the next
     /// deadline. `Ok(None)` when `deadline` passed first; `Err(Closed)`
-    /// once the session has ended.
+    /// once the session has ended. `now`: a time the caller just read.
     fn run<T>(
         &mut self,
         deadline: Option<StdInstant>,
+        mut now: StdInstant,
         mut found: impl FnMut(&mut Self) -> Option<T>,
     ) -> Result<Option<T>, Error> {
         loop {
@@ -227,7 +247,6 @@ impl<S: Stream> Wire<S> {
             if let Some(cause) = self.conn.close_cause() {
                 return Err(Error::Closed(cause));
             }
-            let now = StdInstant::now();
             if deadline.is_some_and(|d| d <= now) {
                 return Ok(None);
             }
@@ -244,7 +263,8 @@ impl<S: Stream> Wire<S> {
                 wait = Some(wait.map_or(WRITE_SLICE, |w| w.min(WRITE_SLICE)));
             }
             self.read_once(Wait::For(wait));
-            self.conn.tick();
+            now = self.read_at;
+            self.conn.tick_at(now);
         }
     }
 
@@ -310,10 +330,11 @@ impl<S: Stream> Wire<S> {
     /// bytes came.
     fn read_once(&mut self, wait: Wait) -> bool {
         let result = self.read_raw(wait);
+        self.read_at = StdInstant::now();
         let got = matches!(result, Ok(n) if n > 0);
         match result {
             Ok(0) => self.conn.received_eof(),
-            Ok(n) => self.conn.received(&self.buf[..n]),
+            Ok(n) => self.conn.received_at(&self.buf[..n], self.read_at),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if peer_gone(&e) => self.conn.received_eof(),
@@ -358,7 +379,7 @@ impl<S: Stream> Wire<S> {
     pub(crate) fn close(&mut self) {
         if self.conn.close_cause().is_none() {
             self.conn.close();
-            let _ = self.run(None, |w| {
+            let _ = self.run(None, StdInstant::now(), |w| {
                 (w.conn.state() == SessionState::Closed).then_some(())
             });
         }
