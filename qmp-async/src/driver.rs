@@ -15,7 +15,7 @@
 //! asks for goes through one relay waker to the call running it (the
 //! pilot) or else to the driver task.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -268,8 +268,7 @@ struct Inner<R: Runtime> {
     hub: Arc<Hub>,
     /// What the handles ask; told when the driver finishes.
     inbox: Arc<Inbox>,
-    waiters: BTreeMap<RequestId, (u64, ReplySender)>,
-    tokens: BTreeMap<u64, RequestId>,
+    waiters: Waiters,
     /// An event a subscriber has no room for yet, the subscriber, and how
     /// long the driver waits for it: nothing more is read meanwhile.
     held: Option<Held>,
@@ -295,8 +294,7 @@ impl<R: Runtime> Driver<R> {
             alarm: Alarm::default(),
             hub,
             inbox,
-            waiters: BTreeMap::new(),
-            tokens: BTreeMap::new(),
+            waiters: Waiters::default(),
             held: None,
             noted: None,
             patience: None,
@@ -493,15 +491,11 @@ impl<R: Runtime> Inner<R> {
     fn obey(&mut self, instruction: Instruction) {
         match instruction {
             Instruction::Execute(s) => match self.submit(s.body, s.deadline, s.fds) {
-                Ok(id) => {
-                    self.tokens.insert(s.token, id);
-                    self.waiters.insert(id, (s.token, s.reply));
-                }
+                Ok(id) => self.waiters.push(id, s.token, s.reply),
                 Err(e) => s.reply.send(Err(e)),
             },
             Instruction::Cancel(token) => {
-                if let Some(id) = self.tokens.remove(&token) {
-                    self.waiters.remove(&id);
+                if let Some(id) = self.waiters.cancel(token) {
                     self.conn.cancel(id);
                 }
             }
@@ -546,9 +540,8 @@ impl<R: Runtime> Inner<R> {
         while let Some(out) = self.conn.poll_output() {
             progress = true;
             if let Output::Reply { id, result } = out
-                && let Some((token, reply)) = self.waiters.remove(&id)
+                && let Some(reply) = self.waiters.take(id)
             {
-                self.tokens.remove(&token);
                 // The caller words a timeout with its own command and limit.
                 let result = self.conn.result(result, String::new, Default::default());
                 reply.send(result);
@@ -648,9 +641,53 @@ impl<R: Runtime> Inner<R> {
                 s.reply.send(err());
             }
         }
-        for (_, (_, reply)) in std::mem::take(&mut self.waiters) {
-            reply.send(err());
+        for waiter in std::mem::take(&mut self.waiters.0) {
+            waiter.reply.send(err());
         }
-        self.tokens.clear();
+    }
+}
+
+/// A call waiting for its reply.
+struct Waiter {
+    id: RequestId,
+    token: u64,
+    reply: ReplySender,
+}
+
+/// The calls waiting for their replies, oldest first. The inbox numbers
+/// calls in the order the driver takes them and the engine numbers
+/// requests in the order they are submitted, so both `id` and `token`
+/// increase from front to back: either finds its call by bisection, and
+/// a reply to the oldest call (the usual case) at the front. Nothing is
+/// allocated per call, unlike a map.
+#[derive(Default)]
+struct Waiters(VecDeque<Waiter>);
+
+impl Waiters {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push(&mut self, id: RequestId, token: u64, reply: ReplySender) {
+        debug_assert!(
+            self.0.back().is_none_or(|w| w.id < id && w.token < token),
+            "calls reach the driver in order"
+        );
+        self.0.push_back(Waiter { id, token, reply });
+    }
+
+    /// The call waiting for request `id`'s reply, removed.
+    fn take(&mut self, id: RequestId) -> Option<ReplySender> {
+        let at = match self.0.front() {
+            Some(w) if w.id == id => 0,
+            _ => self.0.binary_search_by_key(&id, |w| w.id).ok()?,
+        };
+        self.0.remove(at).map(|w| w.reply)
+    }
+
+    /// Forgets the call `token`; returns its request's id.
+    fn cancel(&mut self, token: u64) -> Option<RequestId> {
+        let at = self.0.binary_search_by_key(&token, |w| w.token).ok()?;
+        self.0.remove(at).map(|w| w.id)
     }
 }

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant as StdInstant};
@@ -39,6 +39,9 @@ pub(crate) enum Body {
 
 /// A call handed to the driver.
 pub(crate) struct Submission {
+    /// The call's handle for [`Instruction::Cancel`]: the inbox numbers
+    /// calls in the order it queues them, so the driver meets them in
+    /// increasing order.
     pub(crate) token: u64,
     pub(crate) body: Body,
     pub(crate) deadline: Option<Instant>,
@@ -77,7 +80,6 @@ pub(crate) struct Shared {
     /// with the driver, so that the socket closes when the driver ends.
     steer: std::sync::Weak<dyn Steer>,
     hub: Arc<Hub>,
-    next_token: AtomicU64,
     handshake: Handshake,
     /// Set when descriptors cannot be passed: what the stream is.
     without_fds: Option<&'static str>,
@@ -154,7 +156,6 @@ impl<R: Runtime> Link<R> {
             inbox,
             steer: driver.steer(),
             hub,
-            next_token: AtomicU64::new(0),
             handshake,
             without_fds,
             spare_timers: Mutex::new(Vec::new()),
@@ -277,25 +278,21 @@ impl<R: Runtime> Link<R> {
             return Err(Error::FdPassingUnsupported { transport });
         }
         let timeout = self.timeout;
-        let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, result) = reply_slot();
         let limit = deadline_after(timeout);
-        let submission = Submission {
-            token,
-            body,
-            deadline: limit.map(|at| self.shared.handshake.clock.from_std(at)),
-            fds,
-            reply,
-        };
+        let deadline = limit.map(|at| self.shared.handshake.clock.from_std(at));
         // Nobody is woken: the call drives the connection itself, or
         // finds someone doing so who will take its instruction.
-        if !self
-            .shared
-            .inbox
-            .send_quietly(Instruction::Execute(submission))
-        {
+        let queued = self.shared.inbox.execute_quietly(|token| Submission {
+            token,
+            body,
+            deadline,
+            fds,
+            reply,
+        });
+        let Some(token) = queued else {
             return Err(Error::Closed(self.cause()));
-        }
+        };
         let mut guard = CancelOnDrop {
             token,
             inbox: &self.shared.inbox,
@@ -578,6 +575,8 @@ pub(crate) struct Inbox(Mutex<Post>);
 #[derive(Default)]
 struct Post {
     queue: VecDeque<Instruction>,
+    /// The token of the next call queued.
+    next_token: u64,
     /// The driver, waiting for instructions.
     driver: Option<Waker>,
     /// Every handle is gone.
@@ -596,28 +595,32 @@ impl Inbox {
     /// Queues `instruction` for the driver; `false` (and dropped) once the
     /// driver has finished.
     pub(crate) fn send(&self, instruction: Instruction) -> bool {
-        self.push(instruction, true)
-    }
-
-    /// Queues `instruction` without waking the driver: for a caller that
-    /// drives the connection next (see [`Steer`]). `false` (and dropped)
-    /// once the driver has finished.
-    pub(crate) fn send_quietly(&self, instruction: Instruction) -> bool {
-        self.push(instruction, false)
-    }
-
-    fn push(&self, instruction: Instruction, wake: bool) -> bool {
         let mut post = self.post();
         if post.finished {
             return false;
         }
         post.queue.push_back(instruction);
-        let driver = if wake { post.driver.take() } else { None };
+        let driver = post.driver.take();
         drop(post);
         if let Some(w) = driver {
             w.wake();
         }
         true
+    }
+
+    /// Queues the call that `make` builds around its token, without waking
+    /// the driver: for a caller that drives the connection next (see
+    /// [`Steer`]). Returns the token; `None` (and nothing built) once the
+    /// driver has finished.
+    pub(crate) fn execute_quietly(&self, make: impl FnOnce(u64) -> Submission) -> Option<u64> {
+        let mut post = self.post();
+        if post.finished {
+            return None;
+        }
+        let token = post.next_token;
+        post.next_token += 1;
+        post.queue.push_back(Instruction::Execute(make(token)));
+        Some(token)
     }
 
     /// The next instruction; `Ready(None)` once every handle is gone and
