@@ -268,7 +268,7 @@ struct Inner<R: Runtime> {
     hub: Arc<Hub>,
     /// What the handles ask; told when the driver finishes.
     inbox: Arc<Inbox>,
-    waiters: Waiters,
+    waiters: Waiters<RequestId, ReplySender>,
     /// An event a subscriber has no room for yet, the subscriber, and how
     /// long the driver waits for it: nothing more is read meanwhile.
     held: Option<Held>,
@@ -648,10 +648,10 @@ impl<R: Runtime> Inner<R> {
 }
 
 /// A call waiting for its reply.
-struct Waiter {
-    id: RequestId,
+struct Waiter<I, T> {
+    id: I,
     token: u64,
-    reply: ReplySender,
+    reply: T,
 }
 
 /// The calls waiting for their replies, oldest first. The inbox numbers
@@ -660,15 +660,20 @@ struct Waiter {
 /// increase from front to back: either finds its call by bisection, and
 /// a reply to the oldest call (the usual case) at the front. Nothing is
 /// allocated per call, unlike a map.
-#[derive(Default)]
-struct Waiters(VecDeque<Waiter>);
+struct Waiters<I, T>(VecDeque<Waiter<I, T>>);
 
-impl Waiters {
+impl<I, T> Default for Waiters<I, T> {
+    fn default() -> Self {
+        Waiters(VecDeque::new())
+    }
+}
+
+impl<I: Ord + Copy, T> Waiters<I, T> {
     fn len(&self) -> usize {
         self.0.len()
     }
 
-    fn push(&mut self, id: RequestId, token: u64, reply: ReplySender) {
+    fn push(&mut self, id: I, token: u64, reply: T) {
         debug_assert!(
             self.0.back().is_none_or(|w| w.id < id && w.token < token),
             "calls reach the driver in order"
@@ -677,7 +682,7 @@ impl Waiters {
     }
 
     /// The call waiting for request `id`'s reply, removed.
-    fn take(&mut self, id: RequestId) -> Option<ReplySender> {
+    fn take(&mut self, id: I) -> Option<T> {
         let at = match self.0.front() {
             Some(w) if w.id == id => 0,
             _ => self.0.binary_search_by_key(&id, |w| w.id).ok()?,
@@ -686,8 +691,69 @@ impl Waiters {
     }
 
     /// Forgets the call `token`; returns its request's id.
-    fn cancel(&mut self, token: u64) -> Option<RequestId> {
+    fn cancel(&mut self, token: u64) -> Option<I> {
         let at = self.0.binary_search_by_key(&token, |w| w.token).ok()?;
         self.0.remove(at).map(|w| w.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stands in for the engine's request ids, which only it makes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct Id(u64);
+
+    /// Calls with ids 10, 12, 14… and tokens 0, 1, 2… (ids skip numbers,
+    /// as when submissions fail or other requests come between).
+    fn waiters(n: u64) -> Waiters<Id, u64> {
+        let mut w = Waiters::default();
+        for token in 0..n {
+            w.push(Id(10 + 2 * token), token, token);
+        }
+        w
+    }
+
+    #[test]
+    fn replies_and_cancellations_find_their_call_in_any_order() {
+        let mut w = waiters(1000);
+        // Replies in order, from the front.
+        for token in 0..10 {
+            assert_eq!(w.take(Id(10 + 2 * token)), Some(token));
+        }
+        // Out of order (out-of-band replies), and ids nobody waits for.
+        assert_eq!(w.take(Id(10 + 2 * 500)), Some(500));
+        assert_eq!(w.take(Id(10 + 2 * 500)), None);
+        assert_eq!(w.take(Id(11)), None);
+        assert_eq!(w.take(Id(10)), None);
+        // Cancellations by token, from the back, the middle, the front.
+        assert_eq!(w.cancel(999), Some(Id(10 + 2 * 999)));
+        assert_eq!(w.cancel(400), Some(Id(10 + 2 * 400)));
+        assert_eq!(w.cancel(10), Some(Id(30)));
+        assert_eq!(w.cancel(10), None);
+        assert_eq!(w.cancel(500), None);
+        assert_eq!(w.len(), 1000 - 10 - 1 - 3);
+        // Every other call is still found, each exactly once.
+        for token in (11..999).filter(|t| ![400, 500].contains(t)) {
+            let id = Id(10 + 2 * token);
+            if token % 2 == 0 {
+                assert_eq!(w.take(id), Some(token));
+            } else {
+                assert_eq!(w.cancel(token), Some(id));
+            }
+        }
+        assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn calls_pushed_after_others_ended_keep_the_order() {
+        let mut w = waiters(3);
+        assert_eq!(w.take(Id(12)), Some(1));
+        w.push(Id(20), 7, 7);
+        assert_eq!(w.cancel(7), Some(Id(20)));
+        assert_eq!(w.take(Id(14)), Some(2));
+        assert_eq!(w.take(Id(10)), Some(0));
+        assert_eq!(w.len(), 0);
     }
 }
