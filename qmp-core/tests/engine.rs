@@ -369,15 +369,28 @@ fn a_reply_before_its_request_is_written_retires_its_id() {
 #[test]
 fn a_read_may_end_inside_a_number() {
     // serde_json calls a number cut after `-`, `.`, `e` or its sign
-    // invalid rather than unfinished; the next read finishes it.
+    // invalid rather than unfinished; the next read finishes it. The
+    // numbers are written out (serialized, they would have no exponent),
+    // in messages that serde_json reads: an event, and a reply with its
+    // id first (the plain reader takes only `{"return": V, "id": N}`).
+    let numbers = r#"{"offset": -1, "ratio": 2.5, "big": 3e7, "small": -4.5E-2, "n": 5e+1}"#;
     let value = json!({"offset": -1, "ratio": 2.5, "big": 3e7, "small": -4.5E-2, "n": 5e+1});
-    let text = format!("{{\"return\": {value}, \"id\": 1}}");
-    for cut in 1..text.len() {
+    let event = format!(
+        r#"{{"event": "X", "data": {numbers}, "timestamp": {{"seconds": 1, "microseconds": 2}}}}"#
+    );
+    let reply = format!(r#"{{"id": 1, "return": {numbers}}}"#);
+    for cut in 1..reply.len().max(event.len()) {
         let mut h = Harness::running(true);
         let id = h.exec(Request::new("x"));
         assert_eq!(h.wire(id), 1);
-        h.feed(&text.as_bytes()[..cut]);
-        h.feed(&text.as_bytes()[cut..]);
+        for text in [&event, &reply] {
+            let cut = cut.min(text.len() - 1);
+            h.feed(&text.as_bytes()[..cut]);
+            h.feed(&text.as_bytes()[cut..]);
+        }
+        assert_eq!(h.closed(), None, "cut at {cut}");
+        assert_eq!(h.events.len(), 1, "cut at {cut}");
+        assert_eq!(h.events[0].data().ok(), Some(value.clone()), "cut at {cut}");
         assert_eq!(h.result(id), &Ok(value.clone()), "cut at {cut}");
     }
 }
