@@ -10,7 +10,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use qmp_core::serde_json::Value;
 use qmp_core::{CloseReason, Output, Reply, Request, RequestError, RequestId, SessionState};
-use qmp_os::{CloseCause, Conn, Error, SCHEMA_COMMAND, SchemaCheck, deadline_after, reply_value};
+use qmp_os::{CloseCause, Conn, Error, SCHEMA_COMMAND, SchemaCheck, reply_value};
 
 use crate::stream::Stream;
 
@@ -80,9 +80,7 @@ impl<S: Stream> Wire<S> {
         qmp: bool,
     ) -> Result<(), Error> {
         self.set_write_timeout(timeout)?;
-        let cause = match self.run(deadline_after(timeout), StdInstant::now(), |w| {
-            w.ready.then_some(())
-        }) {
+        let cause = match self.run_within(timeout, |w| w.ready.then_some(())) {
             Ok(Some(())) => return Ok(()),
             Ok(None) => CloseCause::Session(CloseReason::HandshakeTimeout),
             Err(Error::Closed(cause)) => cause,
@@ -202,7 +200,7 @@ impl<S: Stream> Wire<S> {
         if was_open {
             self.set_write_timeout(timeout)?;
         }
-        match self.run(deadline_after(timeout), StdInstant::now(), found) {
+        match self.run_within(timeout, found) {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(Error::Timeout {
                 waiting_for: what(),
@@ -227,6 +225,16 @@ impl<S: Stream> Wire<S> {
         }
         self.flush();
         self.absorb();
+    }
+
+    /// [`run`](Self::run) until `timeout` from now.
+    fn run_within<T>(
+        &mut self,
+        timeout: Duration,
+        found: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let now = StdInstant::now();
+        self.run(now.checked_add(timeout), now, found)
     }
 
     /// The driving loop: write, take outputs, check, read until the next
