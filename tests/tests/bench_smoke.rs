@@ -24,6 +24,16 @@ const KEYS: &[&str] = &[
     "cpu_us_per_call_tokio",
     "cpu_us_per_call_std_typed",
     "cpu_us_per_call_smol_typed",
+    "serial_ratio_raw_smol",
+    "serial_ratio_raw_tokio",
+    "serial_ratio_raw_tokio_mt",
+    "cpu_us_per_call_raw_smol",
+    "cpu_us_per_call_raw_tokio",
+    "cpu_us_per_call_raw_tokio_mt",
+    "serial_ratio_over_floor_smol_local",
+    "serial_ratio_over_floor_smol_spawned",
+    "serial_ratio_over_floor_tokio",
+    "serial_ratio_over_floor_tokio_mt",
     "event_flood_peak_rss_mib",
     "fanout_instances",
     "fanout_conns",
@@ -47,15 +57,19 @@ const VERSIONS: &[&str] = &[
 /// The QEMU version of the pinned scenario, which needs two CPUs.
 const PINNED_QEMU: &str = "serial_pinned_qemu";
 
-/// System calls per call: numbers when strace is installed, else null.
+/// The clients whose system calls per call are counted, by their
+/// figures' suffixes.
 const SYSCALLS: &[&str] = &[
-    "syscalls_per_call_raw",
-    "syscalls_per_call_smol",
-    "syscalls_per_call_smol_local",
-    "syscalls_per_call_smol_spawned",
-    "syscalls_per_call_tokio",
-    "syscalls_per_call_tokio_ct",
-    "syscalls_per_call_tokio_mt",
+    "raw",
+    "smol",
+    "smol_local",
+    "smol_spawned",
+    "tokio",
+    "tokio_ct",
+    "tokio_mt",
+    "raw_smol",
+    "raw_tokio_ct",
+    "raw_tokio_mt",
 ];
 
 #[test]
@@ -140,19 +154,28 @@ fn versions_and_system_calls(figures: &serde_json::Map<String, Value>) {
         let ratio = figures["serial_pinned_ratio_smol_local"].as_f64();
         assert!(ratio.is_some_and(|r| r > 0.0), "{ratio:?}");
     }
-    let strace = std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    for key in SYSCALLS {
-        let v = figures
-            .get(*key)
-            .unwrap_or_else(|| panic!("{key} missing from {figures:?}"));
-        match (strace, v.as_f64()) {
-            // At least a send and a receive per call.
-            (true, Some(v)) => assert!(v >= 1.5, "{key} = {v}"),
-            (false, None) => assert!(v.is_null(), "{key} = {v}"),
-            (_, v) => panic!("{key} = {v:?} with strace installed: {strace}"),
+    let strace = succeeds("strace", &["-V"]);
+    // Counting untraced needs perf and the kernel's leave to read the
+    // tracepoint.
+    let perf = succeeds(
+        "perf",
+        &["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"],
+    );
+    for (prefix, counted) in [
+        ("syscalls_per_call_", strace),
+        ("syscalls_per_call_untraced_", perf),
+    ] {
+        for client in SYSCALLS {
+            let key = format!("{prefix}{client}");
+            let v = figures
+                .get(&key)
+                .unwrap_or_else(|| panic!("{key} missing from {figures:?}"));
+            match (counted, v.as_f64()) {
+                // At least a send and a receive per call.
+                (true, Some(v)) => assert!(v >= 1.5, "{key} = {v}"),
+                (false, None) => assert!(v.is_null(), "{key} = {v}"),
+                (_, v) => panic!("{key} = {v:?} with its counter present: {counted}"),
+            }
         }
     }
     for (key, v) in figures {
@@ -162,10 +185,20 @@ fn versions_and_system_calls(figures: &serde_json::Map<String, Value>) {
         if key.starts_with("serial_pinned_ratio_") && v.is_null() && !two_cpus {
             continue;
         }
-        if key.starts_with("syscalls_per_call_") && v.is_null() && !strace {
+        let untraced = key.starts_with("syscalls_per_call_untraced_");
+        let traced = !untraced && key.starts_with("syscalls_per_call_");
+        if v.is_null() && ((traced && !strace) || (untraced && !perf)) {
             continue;
         }
         let v = v.as_f64().unwrap_or_else(|| panic!("{key} = {v}"));
         assert!(v.is_finite(), "{key} = {v}");
     }
+}
+
+/// Whether `program args` runs and exits with success.
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

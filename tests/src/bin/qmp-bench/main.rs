@@ -8,6 +8,9 @@
 //! monitors it polls), and the clients take turns in interleaved rounds
 //! whose order rotates; the figures are medians over the rounds, and each
 //! ratio is a client's rate divided by the raw rate of the same round.
+//! Next to the async clients run their runtimes' floors: the raw loop
+//! written on each runtime's socket, which tells what the runtime costs
+//! from what the adapter adds.
 //! Separate processes measure the event flood, the fan-out to many QEMUs,
 //! the scale run (a thousand connections to scripted peers on one thread)
 //! and, under `strace -f -c` when it is installed, the system calls per
@@ -24,6 +27,7 @@ mod measure;
 mod pin;
 mod qemu;
 mod raw;
+mod raw_async;
 mod scale;
 mod syscalls;
 
@@ -37,6 +41,7 @@ use crate::clients::{Flavor, Placement, SmolClient, StdClient, TokioClient};
 use crate::measure::{Result, Sample, measure, measure_with, median};
 use crate::qemu::Qemu;
 use crate::raw::Raw;
+use crate::raw_async::{RawSmol, RawTokio};
 
 /// The command every round-trip scenario repeats.
 const QUERY_STATUS: &str = "query-status";
@@ -140,6 +145,12 @@ pub(crate) enum Profiled {
     SmolSpawned,
     Tokio,
     TokioMt,
+    /// The raw loop on async-io, under `smol::block_on`: smol's floor.
+    RawSmol,
+    /// The raw loop on tokio's current-thread scheduler.
+    RawTokio,
+    /// The raw loop on tokio's multi-thread scheduler.
+    RawTokioMt,
 }
 
 /// The scenarios that run in a process of their own.
@@ -366,11 +377,17 @@ impl Rounds {
     /// The median over rounds of `who`'s rate over the raw client's
     /// (client 0) in the same round.
     fn ratio(&self, who: usize) -> f64 {
+        self.ratio_to(who, 0)
+    }
+
+    /// The median over rounds of `who`'s rate over `base`'s in the same
+    /// round.
+    fn ratio_to(&self, who: usize, base: usize) -> f64 {
         median(
             self.samples[who]
                 .iter()
-                .zip(&self.samples[0])
-                .map(|(c, raw)| c.rate() / raw.rate()),
+                .zip(&self.samples[base])
+                .map(|(c, b)| c.rate() / b.rate()),
         )
     }
 }
@@ -493,11 +510,73 @@ fn columns() -> Result<Vec<Contender>> {
     ])
 }
 
+/// The async runtimes' floors ([`raw_async`]): raw's loop on async-io
+/// under `smol::block_on`, and on tokio's two schedulers.
+fn floors() -> Result<Vec<Contender>> {
+    let request = raw_request(QUERY_STATUS);
+    let smol = {
+        let request = request.clone();
+        move |path: &std::path::Path| -> Result<Loop> {
+            let mut raw = RawSmol::connect(path)?;
+            Ok(Box::new(move |n| raw.serial(&request, n)))
+        }
+    };
+    let tokio = |flavor| {
+        let request = request.clone();
+        move |path: &std::path::Path| -> Result<Loop> {
+            let mut raw = RawTokio::connect(path, flavor)?;
+            Ok(Box::new(move |n| raw.serial(&request, n)))
+        }
+    };
+    Ok(vec![
+        Contender::start("raw_smol", smol)?,
+        Contender::start("raw_tokio", tokio(Flavor::CurrentThread))?,
+        Contender::start("raw_tokio_mt", tokio(Flavor::MultiThread))?,
+    ])
+}
+
+/// The floors' rows, `first` being the index of the first of [`floors`]
+/// in `r`, and each async client's rate over its runtime's floor
+/// (`{contest}_ratio_over_floor_` followed by its column's key).
+fn floor_rows(r: &Rounds, first: usize, contest: &str, report: &mut Report) {
+    for (k, what) in [
+        "  raw loop on async-io, smol::block_on",
+        "  raw loop on tokio, current-thread",
+        "  raw loop on tokio, multi-thread",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let i = first + k;
+        report.row(&[
+            what.into(),
+            format!(
+                "{}; CPU {}",
+                rate_cell(r.rate(i), Some(r.ratio(i))),
+                r.cpu_cell(i)
+            ),
+        ]);
+    }
+    let mut cells = vec!["  each async client over its runtime's floor".to_owned()];
+    cells.extend(["-".to_owned(), "-".to_owned()]);
+    for (client, floor, key) in [
+        (2, first, "smol_local"),
+        (3, first, "smol_spawned"),
+        (4, first + 1, "tokio"),
+        (5, first + 2, "tokio_mt"),
+    ] {
+        let ratio = r.ratio_to(client, floor);
+        report.set(&format!("{contest}_ratio_over_floor_{key}"), ratio);
+        cells.push(format!("{ratio:.2}"));
+    }
+    report.row(&cells);
+}
+
 /// Serial round trips: raw, qmp-std, qmp-smol (driver on the calling
 /// thread and spawned), qmp-tokio (current-thread and multi-thread), typed
-/// calls next to untyped ones; and two variants of raw that tell where a
-/// client's time goes: one whose reads have a timeout, one that decodes
-/// each reply.
+/// calls next to untyped ones; two variants of raw that tell where a
+/// client's time goes (one whose reads have a timeout, one that decodes
+/// each reply); and each async runtime's floor.
 fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
     let mut contenders = columns()?;
     contenders.extend([
@@ -509,6 +588,7 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
         )?,
         Contender::start("raw_decode", raw_serial(None, true))?,
     ]);
+    contenders.extend(floors()?);
     report.set("serial_qemu", contenders[0].version.clone());
     let r = contest(&mut contenders, s.rounds, s.serial, "serial")?;
     let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
@@ -567,6 +647,7 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
             format!("{}; {}", cpu(i), qemu_cpu(i)),
         ]);
     }
+    floor_rows(r, 10, "serial", report);
 }
 
 /// The rows of the six clients of [`columns`]: rate and ratio, the
@@ -584,17 +665,21 @@ fn column_rows(r: &Rounds, title: &str, report: &mut Report) {
 }
 
 /// The keys of the pinned figures, by column.
-const PINNED_KEYS: [&str; 6] = [
+const PINNED_KEYS: [&str; 9] = [
     "raw",
     "std",
     "smol_local",
     "smol_spawned",
     "tokio",
     "tokio_mt",
+    "raw_smol",
+    "raw_tokio",
+    "raw_tokio_mt",
 ];
 
-/// The serial round trips of the six columns again, with every thread of
-/// this process on one CPU and every thread of each QEMU on another.
+/// The serial round trips of the six columns and the runtimes' floors
+/// again, with every thread of this process on one CPU and every thread of
+/// each QEMU on another.
 ///
 /// QEMU's monitor reads and parses a request on an I/O thread of its own
 /// and runs it on its main thread, so a call passes three threads. On a
@@ -624,13 +709,16 @@ fn pinned(s: &Sizes, report: &mut Report) -> Result<()> {
         s.serial, cpus[0], cpus[1]
     );
     column_rows(&r, &title, report);
+    floor_rows(&r, 6, "serial_pinned", report);
     Ok(())
 }
 
-/// Starts the six clients (on this process's CPU, where their threads
-/// start), moves their QEMUs to `qemu_cpus` and runs the rounds.
+/// Starts the six clients and the floors (on this process's CPU, where
+/// their threads start), moves their QEMUs to `qemu_cpus` and runs the
+/// rounds.
 fn pinned_rounds(s: &Sizes, qemu_cpus: &[usize]) -> Result<(Rounds, String)> {
     let mut contenders = columns()?;
+    contenders.extend(floors()?);
     for c in &contenders {
         pin::pin_process(c.qemu.pid(), qemu_cpus)?;
     }
@@ -880,49 +968,78 @@ fn scale_scenario(s: &Sizes, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// System calls per serial call of each client, when `strace` is there
-/// (`null` figures otherwise).
+/// System calls per serial call of each client: under `strace` when it is
+/// there, and untraced with `perf` when it can count them (`null` figures
+/// otherwise).
 fn syscalls_scenario(s: &Sizes, report: &mut Report) -> Result<()> {
-    let keys = syscalls::COUNTED.iter().map(|(_, k)| *k);
-    let keys: Vec<&str> = keys.chain(["smol", "tokio"]).collect();
-    if !syscalls::available() {
-        progress("system calls: strace is not installed, figures left null");
-        for key in keys {
-            report.set(&format!("syscalls_per_call_{key}"), Value::Null);
-        }
-        return Ok(());
-    }
     let qemu = Qemu::start(1)?;
     report.set(
         "syscalls_qemu",
         Raw::connect(&qemu.sockets[0])?.version().to_owned(),
     );
-    let calls = s.serial;
+    let socket = &qemu.sockets[0];
+    let traced = syscalls::available();
+    let untraced = syscalls::perf_available();
     let mut cells = vec![format!(
-        "system calls per serial call (strace -f -c, {calls} calls)"
+        "system calls per serial call ({} calls; strace -f -c{})",
+        s.serial,
+        if untraced { ", perf stat" } else { "" }
     )];
     let mut rows = Vec::new();
     for (profile, key) in syscalls::COUNTED {
         progress(&format!("system calls: {profile}"));
-        let (total, per) = syscalls::per_call(profile, &qemu.sockets[0], calls)?;
-        report.set(&format!("syscalls_per_call_{key}"), total);
-        cells.push(format!("{key} {total:.1}"));
-        rows.push(vec![format!("  {key}: {}", syscalls::breakdown(&per))]);
+        let mut cell = key.to_string();
+        if traced {
+            let (total, per) = syscalls::per_call(profile, socket, s.serial)?;
+            report.set(&format!("syscalls_per_call_{key}"), total);
+            cell.push_str(&format!(" {total:.1}"));
+            rows.push(vec![format!("  {key}: {}", syscalls::breakdown(&per))]);
+        }
+        if untraced {
+            let total = syscalls::per_call_untraced(profile, socket, s.serial)?;
+            report.set(&format!("syscalls_per_call_untraced_{key}"), total);
+            cell.push_str(&format!(", {total:.1} untraced"));
+        }
+        cells.push(cell);
     }
-    // The worst placement of each adapter: the figure its target bounds.
-    let worst = |a: &str, b: &str| report.get(a).max(report.get(b));
-    let smol = worst(
-        "syscalls_per_call_smol_local",
-        "syscalls_per_call_smol_spawned",
-    );
-    let tokio = worst("syscalls_per_call_tokio_ct", "syscalls_per_call_tokio_mt");
-    report.set("syscalls_per_call_smol", smol);
-    report.set("syscalls_per_call_tokio", tokio);
+    if !traced {
+        progress("system calls: strace is not installed, traced figures left null");
+    }
+    if !untraced {
+        progress("system calls: perf cannot count them, untraced figures left null");
+    }
+    worst_syscalls(report);
     report.row(&cells);
     for r in rows {
         report.row(&r);
     }
     Ok(())
+}
+
+/// Each adapter's worse placement (the figure its target bounds):
+/// `syscalls_per_call{_untraced}_{smol,tokio}`; `null` where a count is
+/// missing.
+fn worst_syscalls(report: &mut Report) {
+    for kind in ["", "_untraced"] {
+        for (adapter, a, b) in [
+            ("smol", "smol_local", "smol_spawned"),
+            ("tokio", "tokio_ct", "tokio_mt"),
+        ] {
+            let get = |k: &str| report.get(&format!("syscalls_per_call{kind}_{k}"));
+            let worst = get(a).max(get(b));
+            let value = match worst.is_nan() {
+                true => Value::Null,
+                false => worst.into(),
+            };
+            report.set(&format!("syscalls_per_call{kind}_{adapter}"), value);
+        }
+        for (_, key) in syscalls::COUNTED {
+            let key = format!("syscalls_per_call{kind}_{key}");
+            if !report.figures.contains_key(&key) {
+                report.set(&key, Value::Null);
+            }
+        }
+    }
 }
 
 /// A scenario's body.
@@ -1021,6 +1138,20 @@ fn profiled_loop(
                 true => c.serial_typed(n),
                 false => c.serial(&command, n),
             })
+        }
+        Profiled::RawSmol => {
+            let mut raw = RawSmol::connect(path)?;
+            let request = raw_request(&command);
+            Box::new(move || raw.serial(&request, n))
+        }
+        Profiled::RawTokio | Profiled::RawTokioMt => {
+            let flavor = match who {
+                Profiled::RawTokio => Flavor::CurrentThread,
+                _ => Flavor::MultiThread,
+            };
+            let mut raw = RawTokio::connect(path, flavor)?;
+            let request = raw_request(&command);
+            Box::new(move || raw.serial(&request, n))
         }
         Profiled::Tokio | Profiled::TokioMt => {
             let flavor = if who == Profiled::Tokio {

@@ -16,6 +16,12 @@ use crate::measure::Result;
 const CAPABILITIES: &[u8] =
     b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}";
 
+/// How many messages end in `bytes`: QEMU ends each with CRLF and puts
+/// no newline inside one.
+pub(crate) fn message_ends(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
 /// A raw QMP connection past negotiation.
 pub(crate) struct Raw {
     sock: UnixStream,
@@ -101,7 +107,7 @@ impl Raw {
         }
         self.read += n as u64;
         self.last = n;
-        Ok(self.buf[..n].iter().filter(|&&b| b == b'\n').count() as u64)
+        Ok(message_ends(&self.buf[..n]))
     }
 
     /// Bounds every read from now on by `timeout` (`SO_RCVTIMEO`), as a
@@ -114,6 +120,11 @@ impl Raw {
     /// The version in QEMU's greeting, `major.minor.micro`.
     pub(crate) fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The socket, past negotiation, for a loop of another kind.
+    pub(crate) fn into_socket(self) -> UnixStream {
+        self.sock
     }
 
     /// Bytes read since the handshake.

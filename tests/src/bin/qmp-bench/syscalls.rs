@@ -3,6 +3,12 @@
 //! runs outside, started here). Each client runs twice, with one call and
 //! with one more than `calls`; the difference, divided by `calls`, leaves
 //! out the connection's setup and teardown.
+//!
+//! `strace` stops the client at every system call, which slows it down
+//! enough to change what an event-driven client does: a reply may already
+//! be there when it reads, or two readiness events may arrive as one. So
+//! where `perf` can count the `raw_syscalls:sys_enter` tracepoint (which
+//! does not stop anything), the same runs are counted untraced too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +26,9 @@ pub(crate) const COUNTED: &[(&str, &str)] = &[
     ("smol-spawned", "smol_spawned"),
     ("tokio", "tokio_ct"),
     ("tokio-mt", "tokio_mt"),
+    ("raw-smol", "raw_smol"),
+    ("raw-tokio", "raw_tokio_ct"),
+    ("raw-tokio-mt", "raw_tokio_mt"),
 ];
 
 /// Whether `strace` can be run.
@@ -30,6 +39,65 @@ pub(crate) fn available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Whether `perf` can count system calls here (it is installed and the
+/// kernel lets this process read the tracepoint).
+pub(crate) fn perf_available() -> bool {
+    std::process::Command::new("perf")
+        .args(["stat", "-x,", "-e", TRACEPOINT, "--", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The tracepoint `perf` counts: every system call's entry.
+const TRACEPOINT: &str = "raw_syscalls:sys_enter";
+
+/// System calls per call of the client `profile` talking to `socket`,
+/// counted by `perf stat` instead of `strace`: the client runs at full
+/// speed.
+pub(crate) fn per_call_untraced(profile: &str, socket: &Path, calls: u64) -> Result<f64> {
+    let setup = perf_count(profile, socket, 1)?;
+    let all = perf_count(profile, socket, calls + 1)?;
+    Ok(all.saturating_sub(setup) as f64 / calls as f64)
+}
+
+/// `perf stat` of one `--profile` run of `calls` calls: its system calls,
+/// every thread's.
+fn perf_count(profile: &str, socket: &Path, calls: u64) -> Result<u64> {
+    let dir = ::tests::TempDir::new("perf");
+    let out = dir.join("counts");
+    let status = ::tests::command("perf")
+        .args(["stat", "-x,", "-e", TRACEPOINT, "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(std::env::current_exe()?)
+        .args(["--profile", profile, "--rounds", "1", "--serial"])
+        .arg(calls.to_string())
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("perf stat of --profile {profile} failed ({status})").into());
+    }
+    let text = std::fs::read_to_string(out)?;
+    parse_perf(&text).ok_or_else(|| format!("no {TRACEPOINT} count in: {text}").into())
+}
+
+/// The count of a `perf stat -x,` output: the first field of the line
+/// that names the tracepoint.
+fn parse_perf(text: &str) -> Option<u64> {
+    text.lines()
+        .find(|line| line.contains(TRACEPOINT))?
+        .split(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// System calls per call of the client `profile` talking to the QMP
@@ -115,5 +183,16 @@ mod tests {
         assert_eq!(c["epoll_ctl"], 200);
         assert_eq!(c["total"], 400);
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn reads_a_perf_count() {
+        let text = "# started on Mon Nov 30 23:40:00 2026\n\n12003,,raw_syscalls:sys_enter,1520016,100.00,,\n";
+        assert_eq!(parse_perf(text), Some(12003));
+        assert_eq!(
+            parse_perf("<not counted>,,raw_syscalls:sys_enter,0,0.00,,\n"),
+            None
+        );
+        assert_eq!(parse_perf("nothing here\n"), None);
     }
 }
