@@ -369,6 +369,11 @@ impl Rounds {
         median(self.samples[who].iter().map(Sample::server_us_per_call))
     }
 
+    /// `who`'s CPU per call over `base`'s (medians over the rounds).
+    fn cpu_ratio(&self, who: usize, base: usize) -> f64 {
+        self.cpu_us(who) / self.cpu_us(base).max(f64::MIN_POSITIVE)
+    }
+
     /// "CPU µs (user µs)" per call.
     fn cpu_cell(&self, who: usize) -> String {
         format!("{:.1} µs (user {:.1})", self.cpu_us(who), self.user_us(who))
@@ -557,7 +562,7 @@ fn floor_rows(r: &Rounds, first: usize, contest: &str, report: &mut Report) {
             ),
         ]);
     }
-    let mut cells = vec!["  each async client over its runtime's floor".to_owned()];
+    let mut cells = vec!["  each async client over its runtime's floor: rate, CPU".to_owned()];
     cells.extend(["-".to_owned(), "-".to_owned()]);
     for (client, floor, key) in [
         (2, first, "smol_local"),
@@ -566,8 +571,10 @@ fn floor_rows(r: &Rounds, first: usize, contest: &str, report: &mut Report) {
         (5, first + 2, "tokio_mt"),
     ] {
         let ratio = r.ratio_to(client, floor);
+        let cpu = r.cpu_ratio(client, floor);
         report.set(&format!("{contest}_ratio_over_floor_{key}"), ratio);
-        cells.push(format!("{ratio:.2}"));
+        report.set(&format!("{contest}_cpu_ratio_over_floor_{key}"), cpu);
+        cells.push(format!("{ratio:.2}, CPU {cpu:.2}×"));
     }
     report.row(&cells);
 }
@@ -628,6 +635,28 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
         "typed_cpu_ratio_smol",
         r.cpu_us(7) / r.cpu_us(2).max(f64::MIN_POSITIVE),
     );
+    // Each client's CPU over raw's; and next to raw decoding each reply
+    // into a `Value` (client 9: a raw socket and bare serde_json), which
+    // does the least work a client returning values can.
+    for (i, key) in [
+        (1, "std"),
+        (2, "smol_local"),
+        (3, "smol_spawned"),
+        (4, "tokio"),
+        (5, "tokio_mt"),
+        (6, "std_typed"),
+        (7, "smol_typed"),
+    ] {
+        report.set(&format!("cpu_ratio_{key}"), r.cpu_ratio(i, 0));
+        report.set(
+            &format!("cpu_ratio_over_raw_decode_{key}"),
+            r.cpu_ratio(i, 9),
+        );
+        report.set(
+            &format!("serial_ratio_over_raw_decode_{key}"),
+            r.ratio_to(i, 9),
+        );
+    }
     column_rows(r, &format!("serial {QUERY_STATUS}, {n} calls"), report);
     let cpu = |i| r.cpu_cell(i);
     let qemu_cpu = |i| format!("{:.1} µs", r.server_us(i));
@@ -647,6 +676,10 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
             format!("{}; {}", cpu(i), qemu_cpu(i)),
         ]);
     }
+    report.row(&[
+        "  qmp-std over raw decoding each reply: rate, CPU".into(),
+        format!("{:.2}, {:.2}×", r.ratio_to(1, 9), r.cpu_ratio(1, 9)),
+    ]);
     floor_rows(r, 10, "serial", report);
 }
 
