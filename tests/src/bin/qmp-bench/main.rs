@@ -114,6 +114,10 @@ struct Args {
     /// struct) instead of untyped ones.
     #[arg(long, requires = "profile")]
     typed: bool,
+    /// `--profile` keeps this many calls in flight instead of making
+    /// them one after another (raw and the async clients).
+    #[arg(long, requires = "profile")]
+    window: Option<u64>,
     /// `--profile` talks to this QMP socket instead of starting a QEMU
     /// (so that `strace -f` sees only the client).
     #[arg(long, requires = "profile")]
@@ -1123,7 +1127,13 @@ fn profile(who: Profiled, args: &Args) -> Result<()> {
         (None, None) => unreachable!("a QEMU was started"),
     };
     let n = s.serial;
-    let mut run = profiled_loop(who, &path, args.command.clone(), args.typed, n)?;
+    let mode = match (args.typed, args.window) {
+        (true, Some(_)) => return Err("--typed calls are made one at a time".into()),
+        (true, None) => Mode::Typed,
+        (false, Some(w)) => Mode::Pipelined(w.max(1)),
+        (false, None) => Mode::Serial,
+    };
+    let mut run = profiled_loop(who, &path, args.command.clone(), mode, n)?;
     for _ in 0..s.rounds {
         let sample = measure(n, &mut run)?;
         println!(
@@ -1136,66 +1146,99 @@ fn profile(who: Profiled, args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// A loop of `n` serial calls of `command` by `who` over `path`.
+/// What a `--profile` loop does with each call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Untyped calls, one after another.
+    Serial,
+    /// Typed `query-status` calls, one after another.
+    Typed,
+    /// Untyped calls, this many in flight.
+    Pipelined(u64),
+}
+
+/// A loop of `n` calls of `command` by `who` over `path`.
 fn profiled_loop(
     who: Profiled,
     path: &std::path::Path,
     command: String,
-    typed: bool,
+    mode: Mode,
     n: u64,
 ) -> Result<Box<dyn FnMut() -> Result<()>>> {
-    if typed && command != QUERY_STATUS {
+    if mode == Mode::Typed && command != QUERY_STATUS {
         return Err(format!("--typed calls {QUERY_STATUS}, not {command}").into());
     }
-    Ok(match who {
-        Profiled::Raw => {
+    let request = raw_request(&command);
+    let unsupported = |what: &str| Err(format!("--profile {who:?} {what}").into());
+    Ok(match (who, mode) {
+        (Profiled::Raw, Mode::Pipelined(w)) => {
             let mut raw = Raw::connect(path)?;
-            let request = raw_request(&command);
+            Box::new(move || raw.pipelined(&request, n, w))
+        }
+        (Profiled::Raw, _) => {
+            let mut raw = Raw::connect(path)?;
             Box::new(move || raw.serial(&request, n))
         }
-        Profiled::Std => {
+        (Profiled::Std, Mode::Pipelined(_)) => return unsupported("makes one call at a time"),
+        (Profiled::Std, _) => {
             let mut c = StdClient::connect(path)?;
-            Box::new(move || match typed {
-                true => c.serial_typed(n),
-                false => c.serial(&command, n),
+            Box::new(move || match mode {
+                Mode::Typed => c.serial_typed(n),
+                _ => c.serial(&command, n),
             })
         }
-        Profiled::Smol | Profiled::SmolSpawned => {
-            let placement = if who == Profiled::Smol {
-                Placement::SameThread
-            } else {
-                Placement::Spawned
-            };
-            let c = SmolClient::connect(path, placement)?;
-            Box::new(move || match typed {
-                true => c.serial_typed(n),
-                false => c.serial(&command, n),
-            })
+        (Profiled::RawSmol | Profiled::RawTokio | Profiled::RawTokioMt, Mode::Pipelined(_)) => {
+            return unsupported("has no pipelined loop");
         }
-        Profiled::RawSmol => {
+        (Profiled::RawSmol, _) => {
             let mut raw = RawSmol::connect(path)?;
-            let request = raw_request(&command);
             Box::new(move || raw.serial(&request, n))
         }
-        Profiled::RawTokio | Profiled::RawTokioMt => {
+        (Profiled::RawTokio | Profiled::RawTokioMt, _) => {
             let flavor = match who {
                 Profiled::RawTokio => Flavor::CurrentThread,
                 _ => Flavor::MultiThread,
             };
             let mut raw = RawTokio::connect(path, flavor)?;
-            let request = raw_request(&command);
             Box::new(move || raw.serial(&request, n))
         }
-        Profiled::Tokio | Profiled::TokioMt => {
-            let flavor = if who == Profiled::Tokio {
-                Flavor::CurrentThread
-            } else {
-                Flavor::MultiThread
+        (Profiled::Smol | Profiled::SmolSpawned | Profiled::Tokio | Profiled::TokioMt, _) => {
+            async_loop(who, path, command, mode, n)?
+        }
+    })
+}
+
+/// [`profiled_loop`] for the async clients.
+fn async_loop(
+    who: Profiled,
+    path: &std::path::Path,
+    command: String,
+    mode: Mode,
+    n: u64,
+) -> Result<Box<dyn FnMut() -> Result<()>>> {
+    Ok(match who {
+        Profiled::Smol | Profiled::SmolSpawned => {
+            let placement = match who {
+                Profiled::Smol => Placement::SameThread,
+                _ => Placement::Spawned,
+            };
+            let c = SmolClient::connect(path, placement)?;
+            Box::new(move || match mode {
+                Mode::Serial => c.serial(&command, n),
+                Mode::Typed => c.serial_typed(n),
+                Mode::Pipelined(w) => c.pipelined(&command, n, w),
+            })
+        }
+        _ => {
+            let flavor = match who {
+                Profiled::Tokio => Flavor::CurrentThread,
+                _ => Flavor::MultiThread,
             };
             let c = TokioClient::connect(path, flavor)?;
-            Box::new(move || match typed {
-                true => c.serial_typed(n),
-                false => c.serial(&command, n),
+            Box::new(move || match mode {
+                Mode::Serial => c.serial(&command, n),
+                Mode::Typed => c.serial_typed(n),
+                Mode::Pipelined(w) => c.pipelined(&command, n, w),
             })
         }
     })
