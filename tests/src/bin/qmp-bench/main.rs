@@ -545,8 +545,9 @@ fn floors() -> Result<Vec<Contender>> {
 }
 
 /// The floors' rows, `first` being the index of the first of [`floors`]
-/// in `r`, and each async client's rate over its runtime's floor
-/// (`{contest}_ratio_over_floor_` followed by its column's key).
+/// in `r`, and each async client's rate and CPU over its runtime's floor
+/// (`{contest}_ratio_over_floor_` and `{contest}_cpu_ratio_over_floor_`
+/// followed by its column's key).
 fn floor_rows(r: &Rounds, first: usize, contest: &str, report: &mut Report) {
     for (k, what) in [
         "  raw loop on async-io, smol::block_on",
@@ -631,14 +632,8 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
     // The names scripts comparing runs look for.
     report.set("serial_ratio_smol_local", r.ratio(2));
     report.set("cpu_us_per_call_smol_local", r.cpu_us(2));
-    report.set(
-        "typed_cpu_ratio_std",
-        r.cpu_us(6) / r.cpu_us(1).max(f64::MIN_POSITIVE),
-    );
-    report.set(
-        "typed_cpu_ratio_smol",
-        r.cpu_us(7) / r.cpu_us(2).max(f64::MIN_POSITIVE),
-    );
+    report.set("typed_cpu_ratio_std", r.cpu_ratio(6, 1));
+    report.set("typed_cpu_ratio_smol", r.cpu_ratio(7, 2));
     // Each client's CPU over raw's; and next to raw decoding each reply
     // into a `Value` (client 9: a raw socket and bare serde_json), which
     // does the least work a client returning values can.
