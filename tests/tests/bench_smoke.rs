@@ -157,8 +157,13 @@ fn versions_and_system_calls(figures: &serde_json::Map<String, Value>) {
         );
     }
     if two_cpus {
-        let ratio = figures["serial_pinned_ratio_smol_local"].as_f64();
-        assert!(ratio.is_some_and(|r| r > 0.0), "{ratio:?}");
+        for key in [
+            "serial_pinned_ratio_smol_local",
+            "pipelined_pinned_ratio_tokio",
+        ] {
+            let ratio = figures[key].as_f64();
+            assert!(ratio.is_some_and(|r| r > 0.0), "{key} = {ratio:?}");
+        }
     }
     let strace = succeeds("strace", &["-V"]);
     // Counting untraced needs perf and the kernel's leave to read the
@@ -188,7 +193,9 @@ fn versions_and_system_calls(figures: &serde_json::Map<String, Value>) {
         if VERSIONS.contains(&key.as_str()) || key == "syscalls_qemu" || key == PINNED_QEMU {
             continue;
         }
-        if key.starts_with("serial_pinned_ratio_") && v.is_null() && !two_cpus {
+        let pinned_ratio =
+            key.starts_with("serial_pinned_ratio_") || key.starts_with("pipelined_pinned_ratio_");
+        if pinned_ratio && v.is_null() && !two_cpus {
             continue;
         }
         let untraced = key.starts_with("syscalls_per_call_untraced_");

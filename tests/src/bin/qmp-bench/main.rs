@@ -720,6 +720,9 @@ const PINNED_KEYS: [&str; 9] = [
 /// sleeps (see docs/performance.md): the unpinned figures measure that
 /// too. Pinned, every client gets the same placement, and what is left is
 /// its own cost.
+///
+/// The pipelined clients run pinned too: with three busy threads for two
+/// CPUs, where they land decides as much as what the client costs.
 fn pinned(s: &Sizes, report: &mut Report) -> Result<()> {
     let cpus = pin::allowed_cpus()?;
     if cpus.len() < 2 {
@@ -727,40 +730,66 @@ fn pinned(s: &Sizes, report: &mut Report) -> Result<()> {
         for key in PINNED_KEYS {
             report.set(&format!("serial_pinned_ratio_{key}"), Value::Null);
         }
+        for key in &PIPELINED_KEYS[1..] {
+            report.set(&format!("pipelined_pinned_ratio_{key}"), Value::Null);
+        }
         return Ok(());
     }
-    let me = std::process::id();
-    pin::pin_process(me, &cpus[..1])?;
-    let result = pinned_rounds(s, &cpus[1..2]);
-    pin::pin_process(me, &cpus)?;
-    let (r, version) = result?;
+    let placement = format!("client on CPU {}, QEMU on CPU {}", cpus[0], cpus[1]);
+    let serial = || {
+        let mut contenders = columns()?;
+        contenders.extend(floors()?);
+        Ok(contenders)
+    };
+    let (r, version) = pinned_rounds(&cpus, serial, s.rounds, s.serial, "serial, pinned")?;
     report.set("serial_pinned_qemu", version);
     report_clients(&r, &PINNED_KEYS, ("serial_pinned", "_pinned"), report);
-    let title = format!(
-        "serial {QUERY_STATUS}, {} calls, client on CPU {}, QEMU on CPU {}",
-        s.serial, cpus[0], cpus[1]
-    );
+    let title = format!("serial {QUERY_STATUS}, {} calls, {placement}", s.serial);
     column_rows(&r, &title, report);
     floor_rows(&r, 6, "serial_pinned", report);
+    let what = "pipelined, pinned";
+    let (r, _) = pinned_rounds(&cpus, pipelined_contenders, s.rounds, s.pipelined, what)?;
+    let suffixes = ("pipelined_pinned", "_pipelined_pinned");
+    report_clients(&r, &PIPELINED_KEYS, suffixes, report);
+    let title = format!(
+        "pipelined, {WINDOW} in flight, {} calls, {placement}",
+        s.pipelined
+    );
+    pipelined_rows(&r, &title, report);
     Ok(())
 }
 
-/// Starts the six clients and the floors (on this process's CPU, where
-/// their threads start), moves their QEMUs to `qemu_cpus` and runs the
-/// rounds.
-fn pinned_rounds(s: &Sizes, qemu_cpus: &[usize]) -> Result<(Rounds, String)> {
-    let mut contenders = columns()?;
-    contenders.extend(floors()?);
-    for c in &contenders {
-        pin::pin_process(c.qemu.pid(), qemu_cpus)?;
-    }
-    let r = contest(&mut contenders, s.rounds, s.serial, "serial, pinned")?;
-    Ok((r, contenders[0].version.clone()))
+/// With this process on `cpus[0]`, starts the contenders `start` makes
+/// (their threads start on that CPU), moves their QEMUs to `cpus[1]` and
+/// runs `rounds` rounds of `n` calls; then lets this process run on every
+/// CPU again. Returns the rounds and raw's QEMU version.
+fn pinned_rounds(
+    cpus: &[usize],
+    start: impl FnOnce() -> Result<Vec<Contender>>,
+    rounds: usize,
+    n: u64,
+    what: &str,
+) -> Result<(Rounds, String)> {
+    let me = std::process::id();
+    pin::pin_process(me, &cpus[..1])?;
+    let result = (|| {
+        let mut contenders = start()?;
+        for c in &contenders {
+            pin::pin_process(c.qemu.pid(), &cpus[1..2])?;
+        }
+        let r = contest(&mut contenders, rounds, n, what)?;
+        Ok((r, contenders[0].version.clone()))
+    })();
+    pin::pin_process(me, cpus)?;
+    result
 }
 
-/// `WINDOW` calls in flight: raw, qmp-smol (driver local and spawned) and
-/// qmp-tokio (current-thread); qmp-std makes one call at a time by design.
-fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
+/// The keys of the pipelined figures, by client.
+const PIPELINED_KEYS: [&str; 4] = ["raw", "smol", "smol_spawned", "tokio"];
+
+/// The pipelined clients: raw, qmp-smol (driver local and spawned) and
+/// qmp-tokio (current-thread), each keeping `WINDOW` calls in flight.
+fn pipelined_contenders() -> Result<Vec<Contender>> {
     let request = raw_request(QUERY_STATUS);
     let smol = |placement| {
         move |path: &std::path::Path| -> Result<Loop> {
@@ -768,7 +797,7 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
             Ok(Box::new(move |n| c.pipelined(QUERY_STATUS, n, WINDOW)))
         }
     };
-    let mut contenders = vec![
+    Ok(vec![
         Contender::start("raw", |path| {
             let mut raw = Raw::connect(path)?;
             Ok(Box::new(move |n| raw.pipelined(&request, n, WINDOW)))
@@ -779,27 +808,37 @@ fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
             let c = TokioClient::connect(path, Flavor::CurrentThread)?;
             Ok(Box::new(move |n| c.pipelined(QUERY_STATUS, n, WINDOW)))
         })?,
-    ];
-    report.set("pipelined_qemu", contenders[0].version.clone());
-    let n = s.pipelined;
-    let r = contest(&mut contenders, s.rounds, n, "pipelined")?;
-    let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
-    drop(contenders);
+    ])
+}
 
-    report.set("pipelined_calls", n);
-    report.set("pipelined_window", WINDOW);
-    report_clients(&r, &names, ("pipelined", "_pipelined"), report);
+/// The rows of the pipelined clients: rate and ratio, the client's CPU,
+/// QEMU's CPU.
+fn pipelined_rows(r: &Rounds, title: &str, report: &mut Report) {
     let cells = |label: String, f: &dyn Fn(usize) -> String| {
         vec![label, f(0), "-".into(), f(1), f(2), f(3)]
     };
-    report.row(&cells(
-        format!("pipelined, {WINDOW} in flight, {n} calls"),
-        &|i| rate_cell(r.rate(i), (i > 0).then(|| r.ratio(i))),
-    ));
+    report.row(&cells(title.to_owned(), &|i| {
+        rate_cell(r.rate(i), (i > 0).then(|| r.ratio(i)))
+    }));
     report.row(&cells("  client CPU per call".into(), &|i| r.cpu_cell(i)));
     report.row(&cells("  QEMU's CPU per call".into(), &|i| {
         format!("{:.1} µs", r.server_us(i))
     }));
+}
+
+/// `WINDOW` calls in flight: raw, qmp-smol (driver local and spawned) and
+/// qmp-tokio (current-thread); qmp-std makes one call at a time by design.
+fn pipelined(s: &Sizes, report: &mut Report) -> Result<()> {
+    let mut contenders = pipelined_contenders()?;
+    report.set("pipelined_qemu", contenders[0].version.clone());
+    let n = s.pipelined;
+    let r = contest(&mut contenders, s.rounds, n, "pipelined")?;
+    drop(contenders);
+    report.set("pipelined_calls", n);
+    report.set("pipelined_window", WINDOW);
+    report_clients(&r, &PIPELINED_KEYS, ("pipelined", "_pipelined"), report);
+    let title = format!("pipelined, {WINDOW} in flight, {n} calls");
+    pipelined_rows(&r, &title, report);
     Ok(())
 }
 
