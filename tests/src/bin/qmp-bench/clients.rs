@@ -58,6 +58,40 @@ impl StdClient {
     }
 }
 
+/// The calls every async client makes, whatever its runtime.
+pub(crate) trait AsyncCalls {
+    /// `n` calls of `name`, one after another.
+    fn serial(&self, name: &str, n: u64) -> Result<()>;
+    /// `n` typed `query-status` calls, one after another.
+    fn serial_typed(&self, n: u64) -> Result<()>;
+    /// `n` calls of `name`, `window` in flight.
+    fn pipelined(&self, name: &str, n: u64, window: u64) -> Result<()>;
+}
+
+impl AsyncCalls for SmolClient {
+    fn serial(&self, name: &str, n: u64) -> Result<()> {
+        SmolClient::serial(self, name, n)
+    }
+    fn serial_typed(&self, n: u64) -> Result<()> {
+        SmolClient::serial_typed(self, n)
+    }
+    fn pipelined(&self, name: &str, n: u64, window: u64) -> Result<()> {
+        SmolClient::pipelined(self, name, n, window)
+    }
+}
+
+impl AsyncCalls for TokioClient {
+    fn serial(&self, name: &str, n: u64) -> Result<()> {
+        TokioClient::serial(self, name, n)
+    }
+    fn serial_typed(&self, n: u64) -> Result<()> {
+        TokioClient::serial_typed(self, n)
+    }
+    fn pipelined(&self, name: &str, n: u64, window: u64) -> Result<()> {
+        TokioClient::pipelined(self, name, n, window)
+    }
+}
+
 /// Where a `qmp-smol` connection's driver runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Placement {
@@ -188,6 +222,20 @@ pub(crate) enum Flavor {
     MultiThread,
 }
 
+/// A tokio runtime of `flavor`, with its I/O and time drivers; two
+/// workers for the multi-thread one.
+pub(crate) fn runtime(flavor: Flavor) -> Result<tokio::runtime::Runtime> {
+    let mut builder = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    Ok(builder.enable_all().build()?)
+}
+
 /// A `qmp-tokio` connection and the runtime that drives it.
 pub(crate) struct TokioClient {
     rt: tokio::runtime::Runtime,
@@ -199,15 +247,7 @@ pub(crate) struct TokioClient {
 impl TokioClient {
     /// Connects, negotiates (with `oob`) and spawns the driver.
     pub(crate) fn connect(path: &Path, flavor: Flavor) -> Result<TokioClient> {
-        let mut builder = match flavor {
-            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-            Flavor::MultiThread => {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(2);
-                b
-            }
-        };
-        let rt = builder.enable_all().build()?;
+        let rt = runtime(flavor)?;
         let options = qmp_tokio::Options::default()
             .socket_wait(SOCKET_WAIT)
             .handshake_timeout(HANDSHAKE)

@@ -37,7 +37,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde_json::{Map, Value, json};
 
-use crate::clients::{Flavor, Placement, SmolClient, StdClient, TokioClient};
+use crate::clients::{AsyncCalls, Flavor, Placement, SmolClient, StdClient, TokioClient};
 use crate::measure::{Result, Sample, measure, measure_with, median};
 use crate::qemu::Qemu;
 use crate::raw::Raw;
@@ -519,6 +519,26 @@ fn columns() -> Result<Vec<Contender>> {
     ])
 }
 
+/// Where each client stands in the serial contest: the six [`columns`]
+/// first (so also in the pinned one), then the variants, then the
+/// [`floors`] (which follow the columns directly in the pinned contest).
+mod at {
+    pub(super) const RAW: usize = 0;
+    pub(super) const STD: usize = 1;
+    pub(super) const SMOL: usize = 2;
+    pub(super) const SMOL_SPAWNED: usize = 3;
+    pub(super) const TOKIO: usize = 4;
+    pub(super) const TOKIO_MT: usize = 5;
+    /// How many columns there are: where the pinned contest's floors start.
+    pub(super) const COLUMNS: usize = 6;
+    pub(super) const STD_TYPED: usize = 6;
+    pub(super) const SMOL_TYPED: usize = 7;
+    pub(super) const RAW_TIMEOUT: usize = 8;
+    pub(super) const RAW_DECODE: usize = 9;
+    /// Where the serial contest's floors start.
+    pub(super) const FLOORS: usize = 10;
+}
+
 /// The async runtimes' floors ([`raw_async`]): raw's loop on async-io
 /// under `smol::block_on`, and on tokio's two schedulers.
 fn floors() -> Result<Vec<Contender>> {
@@ -570,10 +590,10 @@ fn floor_rows(r: &Rounds, first: usize, contest: &str, report: &mut Report) {
     let mut cells = vec!["  each async client over its runtime's floor: rate, CPU".to_owned()];
     cells.extend(["-".to_owned(), "-".to_owned()]);
     for (client, floor, key) in [
-        (2, first, "smol_local"),
-        (3, first, "smol_spawned"),
-        (4, first + 1, "tokio"),
-        (5, first + 2, "tokio_mt"),
+        (at::SMOL, first, "smol_local"),
+        (at::SMOL_SPAWNED, first, "smol_spawned"),
+        (at::TOKIO, first + 1, "tokio"),
+        (at::TOKIO_MT, first + 2, "tokio_mt"),
     ] {
         let ratio = r.ratio_to(client, floor);
         let cpu = r.cpu_ratio(client, floor);
@@ -601,6 +621,9 @@ fn serial(s: &Sizes, report: &mut Report) -> Result<()> {
         Contender::start("raw_decode", raw_serial(None, true))?,
     ]);
     contenders.extend(floors()?);
+    // The figures find the clients by position.
+    assert_eq!(contenders[at::RAW_DECODE].name, "raw_decode");
+    assert_eq!(contenders[at::FLOORS].name, "raw_smol");
     report.set("serial_qemu", contenders[0].version.clone());
     let r = contest(&mut contenders, s.rounds, s.serial, "serial")?;
     let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
@@ -630,30 +653,34 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
     report.set("serial_calls", n);
     report_clients(r, names, ("serial", ""), report);
     // The names scripts comparing runs look for.
-    report.set("serial_ratio_smol_local", r.ratio(2));
-    report.set("cpu_us_per_call_smol_local", r.cpu_us(2));
-    report.set("typed_cpu_ratio_std", r.cpu_ratio(6, 1));
-    report.set("typed_cpu_ratio_smol", r.cpu_ratio(7, 2));
+    report.set("serial_ratio_smol_local", r.ratio(at::SMOL));
+    report.set("cpu_us_per_call_smol_local", r.cpu_us(at::SMOL));
+    report.set("typed_cpu_ratio_std", r.cpu_ratio(at::STD_TYPED, at::STD));
+    report.set(
+        "typed_cpu_ratio_smol",
+        r.cpu_ratio(at::SMOL_TYPED, at::SMOL),
+    );
     // Each client's CPU over raw's; and next to raw decoding each reply
-    // into a `Value` (client 9: a raw socket and bare serde_json), which
-    // does the least work a client returning values can.
+    // into a `Value` (a raw socket and bare serde_json), which does the
+    // least work a client returning values can.
     for (i, key) in [
-        (1, "std"),
-        (2, "smol_local"),
-        (3, "smol_spawned"),
-        (4, "tokio"),
-        (5, "tokio_mt"),
-        (6, "std_typed"),
-        (7, "smol_typed"),
+        (at::STD, "std"),
+        (at::SMOL, "smol_local"),
+        (at::SMOL_SPAWNED, "smol_spawned"),
+        (at::TOKIO, "tokio"),
+        (at::TOKIO_MT, "tokio_mt"),
+        (at::STD_TYPED, "std_typed"),
+        (at::SMOL_TYPED, "smol_typed"),
     ] {
-        report.set(&format!("cpu_ratio_{key}"), r.cpu_ratio(i, 0));
+        let decode = at::RAW_DECODE;
+        report.set(&format!("cpu_ratio_{key}"), r.cpu_ratio(i, at::RAW));
         report.set(
             &format!("cpu_ratio_over_raw_decode_{key}"),
-            r.cpu_ratio(i, 9),
+            r.cpu_ratio(i, decode),
         );
         report.set(
             &format!("serial_ratio_over_raw_decode_{key}"),
-            r.ratio_to(i, 9),
+            r.ratio_to(i, decode),
         );
     }
     column_rows(r, &format!("serial {QUERY_STATUS}, {n} calls"), report);
@@ -662,12 +689,12 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
     report.row(&[
         "  typed calls (QueryStatus), CPU per call".into(),
         "-".into(),
-        cpu(6),
-        cpu(7),
+        cpu(at::STD_TYPED),
+        cpu(at::SMOL_TYPED),
     ]);
     for (i, what) in [
-        (8, "  raw with a read timeout (SO_RCVTIMEO)"),
-        (9, "  raw decoding each reply (serde_json)"),
+        (at::RAW_TIMEOUT, "  raw with a read timeout (SO_RCVTIMEO)"),
+        (at::RAW_DECODE, "  raw decoding each reply (serde_json)"),
     ] {
         report.row(&[what.into(), rate_cell(r.rate(i), Some(r.ratio(i)))]);
         report.row(&[
@@ -677,22 +704,26 @@ fn report_serial(r: &Rounds, names: &[&str], n: u64, report: &mut Report) {
     }
     report.row(&[
         "  qmp-std over raw decoding each reply: rate, CPU".into(),
-        format!("{:.2}, {:.2}×", r.ratio_to(1, 9), r.cpu_ratio(1, 9)),
+        format!(
+            "{:.2}, {:.2}×",
+            r.ratio_to(at::STD, at::RAW_DECODE),
+            r.cpu_ratio(at::STD, at::RAW_DECODE)
+        ),
     ]);
-    floor_rows(r, 10, "serial", report);
+    floor_rows(r, at::FLOORS, "serial", report);
 }
 
 /// The rows of the six clients of [`columns`]: rate and ratio, the
 /// client's CPU, QEMU's CPU.
 fn column_rows(r: &Rounds, title: &str, report: &mut Report) {
     let mut rates = vec![title.to_owned(), rate_cell(r.rate(0), None)];
-    rates.extend((1..6).map(|i| rate_cell(r.rate(i), Some(r.ratio(i)))));
+    rates.extend((1..at::COLUMNS).map(|i| rate_cell(r.rate(i), Some(r.ratio(i)))));
     report.row(&rates);
     let mut cpu = vec!["  client CPU per call".to_owned()];
-    cpu.extend((0..6).map(|i| r.cpu_cell(i)));
+    cpu.extend((0..at::COLUMNS).map(|i| r.cpu_cell(i)));
     report.row(&cpu);
     let mut qemu = vec!["  QEMU's CPU per call".to_owned()];
-    qemu.extend((0..6).map(|i| format!("{:.1} µs", r.server_us(i))));
+    qemu.extend((0..at::COLUMNS).map(|i| format!("{:.1} µs", r.server_us(i))));
     report.row(&qemu);
 }
 
@@ -739,6 +770,7 @@ fn pinned(s: &Sizes, report: &mut Report) -> Result<()> {
     let serial = || {
         let mut contenders = columns()?;
         contenders.extend(floors()?);
+        assert_eq!(contenders[at::COLUMNS].name, "raw_smol");
         Ok(contenders)
     };
     let (r, version) = pinned_rounds(&cpus, serial, s.rounds, s.serial, "serial, pinned")?;
@@ -746,7 +778,7 @@ fn pinned(s: &Sizes, report: &mut Report) -> Result<()> {
     report_clients(&r, &PINNED_KEYS, ("serial_pinned", "_pinned"), report);
     let title = format!("serial {QUERY_STATUS}, {} calls, {placement}", s.serial);
     column_rows(&r, &title, report);
-    floor_rows(&r, 6, "serial_pinned", report);
+    floor_rows(&r, at::COLUMNS, "serial_pinned", report);
     let what = "pipelined, pinned";
     let (r, _) = pinned_rounds(&cpus, pipelined_contenders, s.rounds, s.pipelined, what)?;
     let suffixes = ("pipelined_pinned", "_pipelined_pinned");
@@ -1251,30 +1283,45 @@ fn async_loop(
     n: u64,
 ) -> Result<Box<dyn FnMut() -> Result<()>>> {
     Ok(match who {
-        Profiled::Smol | Profiled::SmolSpawned => {
-            let placement = match who {
-                Profiled::Smol => Placement::SameThread,
-                _ => Placement::Spawned,
-            };
-            let c = SmolClient::connect(path, placement)?;
-            Box::new(move || match mode {
-                Mode::Serial => c.serial(&command, n),
-                Mode::Typed => c.serial_typed(n),
-                Mode::Pipelined(w) => c.pipelined(&command, n, w),
-            })
-        }
-        _ => {
-            let flavor = match who {
-                Profiled::Tokio => Flavor::CurrentThread,
-                _ => Flavor::MultiThread,
-            };
-            let c = TokioClient::connect(path, flavor)?;
-            Box::new(move || match mode {
-                Mode::Serial => c.serial(&command, n),
-                Mode::Typed => c.serial_typed(n),
-                Mode::Pipelined(w) => c.pipelined(&command, n, w),
-            })
-        }
+        Profiled::Smol => mode_loop(
+            SmolClient::connect(path, Placement::SameThread)?,
+            command,
+            mode,
+            n,
+        ),
+        Profiled::SmolSpawned => mode_loop(
+            SmolClient::connect(path, Placement::Spawned)?,
+            command,
+            mode,
+            n,
+        ),
+        Profiled::Tokio => mode_loop(
+            TokioClient::connect(path, Flavor::CurrentThread)?,
+            command,
+            mode,
+            n,
+        ),
+        _ => mode_loop(
+            TokioClient::connect(path, Flavor::MultiThread)?,
+            command,
+            mode,
+            n,
+        ),
+    })
+}
+
+/// A loop of `n` calls of `command` by the async client `c`, as `mode`
+/// says.
+fn mode_loop(
+    c: impl AsyncCalls + 'static,
+    command: String,
+    mode: Mode,
+    n: u64,
+) -> Box<dyn FnMut() -> Result<()>> {
+    Box::new(move || match mode {
+        Mode::Serial => c.serial(&command, n),
+        Mode::Typed => c.serial_typed(n),
+        Mode::Pipelined(w) => c.pipelined(&command, n, w),
     })
 }
 

@@ -24,7 +24,7 @@ use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::clients::Flavor;
+use crate::clients::{Flavor, runtime};
 use crate::measure::Result;
 use crate::raw::{Raw, message_ends};
 
@@ -115,15 +115,7 @@ impl RawTokio {
     /// Connects and negotiates as [`Raw`] does, then hands the socket to
     /// a new runtime of `flavor`.
     pub(crate) fn connect(path: &Path, flavor: Flavor) -> Result<RawTokio> {
-        let mut builder = match flavor {
-            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-            Flavor::MultiThread => {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(2);
-                b
-            }
-        };
-        let rt = builder.enable_all().build()?;
+        let rt = runtime(flavor)?;
         let std_sock = Raw::connect(path)?.into_socket();
         std_sock.set_nonblocking(true)?;
         let sock = {

@@ -67,12 +67,28 @@ pub(crate) fn per_call_untraced(profile: &str, socket: &Path, calls: u64) -> Res
 /// `perf stat` of one `--profile` run of `calls` calls: its system calls,
 /// every thread's.
 fn perf_count(profile: &str, socket: &Path, calls: u64) -> Result<u64> {
-    let dir = ::tests::TempDir::new("perf");
+    let tool = ["perf", "stat", "-x,", "-e", TRACEPOINT];
+    let text = counted_run(&tool, &["--"], profile, socket, calls)?;
+    parse_perf(&text).ok_or_else(|| format!("no {TRACEPOINT} count in: {text}").into())
+}
+
+/// Runs `tool -o FILE after` over one `--profile` run of this program
+/// making `calls` calls to `socket`, and returns what the tool wrote to
+/// FILE.
+fn counted_run(
+    tool: &[&str],
+    after: &[&str],
+    profile: &str,
+    socket: &Path,
+    calls: u64,
+) -> Result<String> {
+    let dir = ::tests::TempDir::new("counts");
     let out = dir.join("counts");
-    let status = ::tests::command("perf")
-        .args(["stat", "-x,", "-e", TRACEPOINT, "-o"])
+    let status = ::tests::command(tool[0])
+        .args(&tool[1..])
+        .arg("-o")
         .arg(&out)
-        .arg("--")
+        .args(after)
         .arg(std::env::current_exe()?)
         .args(["--profile", profile, "--rounds", "1", "--serial"])
         .arg(calls.to_string())
@@ -82,10 +98,9 @@ fn perf_count(profile: &str, socket: &Path, calls: u64) -> Result<u64> {
         .stdout(Stdio::null())
         .status()?;
     if !status.success() {
-        return Err(format!("perf stat of --profile {profile} failed ({status})").into());
+        return Err(format!("{} of --profile {profile} failed ({status})", tool[0]).into());
     }
-    let text = std::fs::read_to_string(out)?;
-    parse_perf(&text).ok_or_else(|| format!("no {TRACEPOINT} count in: {text}").into())
+    Ok(std::fs::read_to_string(out)?)
 }
 
 /// The count of a `perf stat -x,` output: the first field of the line
@@ -121,23 +136,8 @@ pub(crate) fn per_call(
 /// `strace -f -c` of one `--profile` run of `calls` calls: calls per
 /// system call name, and `total`.
 fn counts(profile: &str, socket: &Path, calls: u64) -> Result<BTreeMap<String, u64>> {
-    let dir = ::tests::TempDir::new("strace");
-    let out = dir.join("counts");
-    let status = ::tests::command("strace")
-        .args(["-f", "-c", "-o"])
-        .arg(&out)
-        .arg(std::env::current_exe()?)
-        .args(["--profile", profile, "--rounds", "1", "--serial"])
-        .arg(calls.to_string())
-        .arg("--socket")
-        .arg(socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err(format!("strace of --profile {profile} failed ({status})").into());
-    }
-    Ok(parse(&std::fs::read_to_string(out)?))
+    let text = counted_run(&["strace", "-f", "-c"], &[], profile, socket, calls)?;
+    Ok(parse(&text))
 }
 
 /// The call counts of an `strace -c` summary: its rows are `% time,
